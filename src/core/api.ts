@@ -1,0 +1,123 @@
+// The contract between the inference core (model/tokenizer/encoder/generator), the context
+// pipeline (ask()) and its callers (CLI, extension). Implementations live in sibling modules.
+import type { AnswerMode, AskEvent, AskRequest } from './types';
+
+export interface Manifest {
+  format: 'arc-model/1';
+  name: string;
+  description?: string;
+  license?: string;
+  encoder: {
+    file: string;
+    tokenizer: string;
+    poolingFactor: number;
+    maxChunkTokens: number;
+    hiddenSize: number;
+    outputSize: number;
+    decoderIndex: number;
+    addBos: boolean;
+    source?: string;
+  };
+  decoder: null | {
+    file: string;
+    embed: string;
+    tokenizer: string;
+    hiddenSize: number;
+    numLayers: number;
+    numHeads: number;
+    numKvHeads: number;
+    headDim: number;
+    vocabSize: number;
+    contextLength: number;
+    bosTokenId: number;
+    eosTokenId: number;
+  };
+  prompt: { questionTemplate: string; stop: string[]; maxNewTokens: number };
+  documentFormat: { header: string };
+}
+
+export type ProviderName = 'cuda' | 'webgpu' | 'dml' | 'coreml' | 'cpu';
+
+export interface LoadOptions {
+  /** 'auto' walks the ladder cuda -> webgpu -> dml/coreml -> cpu. */
+  provider?: ProviderName | 'auto';
+  threads?: number;
+  /** Called with one line per skipped provider and the one chosen. */
+  log?: (line: string) => void;
+}
+
+export interface TextTokenizer {
+  encode(text: string): number[];
+  decode(ids: number[]): string;
+}
+
+/** Compressed vectors of one chunk: `vectors` rows of `dim` floats, row-major. */
+export interface CompressedChunk {
+  vectors: Float32Array; // length = count * dim
+  count: number;
+  dim: number;
+  /** Source token range [start, end) in the chunk's token ids that each vector covers. */
+  groups: [number, number][];
+}
+
+export interface ArcEncoder {
+  readonly poolingFactor: number;
+  readonly maxChunkTokens: number;
+  readonly dim: number;
+  /** The projected <Cont> vector (dim floats). */
+  readonly cont: Float32Array;
+  /** Encode token sequences (each <= maxChunkTokens); batches where that is faster. */
+  encode(chunks: number[][], signal?: AbortSignal): Promise<CompressedChunk[]>;
+}
+
+/** One element of the decoder prefix, in order. */
+export type PrefixPart =
+  | { kind: 'tokens'; ids: number[] }
+  | { kind: 'vectors'; data: Float32Array; count: number };
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  temperature?: number; // 0 or undefined = greedy
+  topP?: number;
+  seed?: number;
+  stop?: string[];
+  signal?: AbortSignal;
+}
+
+export interface GenerationTimings {
+  prefillMs: number;
+  ttftMs: number;
+  totalMs: number;
+  generatedTokens: number;
+  tokensPerSecond: number;
+  prefixPositions: number;
+}
+
+export interface ArcDecoder {
+  readonly contextLength: number;
+  /** Streams decoded text pieces; the final value carries the timings. */
+  generate(prefix: PrefixPart[], opts: GenerateOptions): AsyncGenerator<string, GenerationTimings>;
+}
+
+export interface ArcModel {
+  readonly dir: string;
+  readonly manifest: Manifest;
+  /** Provider actually used, e.g. 'cpu'. */
+  readonly provider: ProviderName;
+  /** Stable identity for cache keys (manifest + encoder file hash). */
+  readonly identity: string;
+  readonly tokenizer: TextTokenizer;
+  readonly encoder: ArcEncoder;
+  /** null for encoder-only packages. */
+  readonly decoder: ArcDecoder | null;
+  dispose(): Promise<void>;
+}
+
+/** Signature of the pipeline entry point (src/core/ask.ts). */
+export type AskFn = (
+  model: ArcModel,
+  request: AskRequest,
+  options?: { signal?: AbortSignal; cacheDir?: string | null },
+) => AsyncGenerator<AskEvent, void>;
+
+export type { AnswerMode };
