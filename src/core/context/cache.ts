@@ -1,0 +1,246 @@
+// Content-addressed on-disk store of compressed chunk vectors.
+//
+// One file per entry, named by sha256(model identity + rendered chunk hash), so a changed chunk
+// or a different model simply misses. Entries are written to a temp file and renamed into place
+// (atomic on POSIX; readers see an old or a new complete file, never a half-written one), carry
+// a checksum, and are deleted and recomputed when they fail to verify. Several processes may
+// share one directory: writes never collide (unique temp names), reads tolerate files that
+// vanish, and the eviction pass takes a lock so only one process trims at a time.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { endianness } from 'node:os';
+import * as path from 'node:path';
+import { lock } from 'proper-lockfile';
+import type { CompressedChunk } from '../api';
+
+/** Entries are little-endian; on such hosts floats are copied as one block. */
+const LITTLE_ENDIAN = endianness() === 'LE';
+const MAGIC = 0x56435241; // "ARCV" read as little-endian u32
+export const CACHE_FORMAT_VERSION = 1;
+const HEADER_BYTES = 80; // magic, version, dim, count, key[32], checksum[32]
+const CHECKSUM_OFFSET = 48;
+const ENTRY_EXT = '.arcv';
+export const DEFAULT_CACHE_MAX_BYTES = 2 * 1024 ** 3;
+/** Trim to this fraction of the cap so that the next few writes do not trigger another pass. */
+const LOW_WATER = 0.9;
+/** Temp files older than this belong to a crashed writer. */
+const STALE_TEMP_MS = 10 * 60 * 1000;
+
+export interface VectorCacheOptions {
+  maxBytes?: number;
+  /** One line per noteworthy event (corrupt entry dropped, eviction, write failure). */
+  log?: (line: string) => void;
+}
+
+export interface EvictResult {
+  entries: number;
+  bytes: number;
+  removed: number;
+  /** false when another process held the eviction lock. */
+  ran: boolean;
+}
+
+/** Cache key for a chunk under one model. Both inputs are already stable strings. */
+export function cacheKey(modelIdentity: string, chunkHash: string): string {
+  return createHash('sha256').update(`arc-cache/${CACHE_FORMAT_VERSION}\n${modelIdentity}\n${chunkHash}`).digest('hex');
+}
+
+export function encodeEntry(key: string, value: CompressedChunk): Buffer {
+  if (!/^[0-9a-f]{64}$/.test(key)) throw new Error(`Invalid cache key ${key}`);
+  if (value.vectors.length !== value.count * value.dim) throw new Error('vectors length does not match count * dim');
+  if (value.groups.length !== value.count) throw new Error('one group range per vector expected');
+  const payloadBytes = value.count * 8 + value.count * value.dim * 4;
+  const buf = Buffer.alloc(HEADER_BYTES + payloadBytes);
+  buf.writeUInt32LE(MAGIC, 0);
+  buf.writeUInt32LE(CACHE_FORMAT_VERSION, 4);
+  buf.writeUInt32LE(value.dim, 8);
+  buf.writeUInt32LE(value.count, 12);
+  buf.write(key, 16, 32, 'hex');
+  let o = HEADER_BYTES;
+  for (const [a, b] of value.groups) {
+    buf.writeUInt32LE(a, o);
+    buf.writeUInt32LE(b, o + 4);
+    o += 8;
+  }
+  if (LITTLE_ENDIAN) Buffer.from(value.vectors.buffer, value.vectors.byteOffset, value.vectors.byteLength).copy(buf, o);
+  else for (let i = 0; i < value.vectors.length; i++, o += 4) buf.writeFloatLE(value.vectors[i], o);
+  checksum(buf).copy(buf, CHECKSUM_OFFSET);
+  return buf;
+}
+
+function checksum(buf: Buffer): Buffer {
+  return createHash('sha256').update(buf.subarray(0, CHECKSUM_OFFSET)).update(buf.subarray(HEADER_BYTES)).digest();
+}
+
+/** Parses and verifies an entry; returns the reason when it must not be served. */
+export function decodeEntry(key: string, buf: Buffer, expectDim?: number): CompressedChunk | string {
+  if (buf.length < HEADER_BYTES) return `truncated (${buf.length} bytes)`;
+  if (buf.readUInt32LE(0) !== MAGIC) return 'bad magic';
+  const version = buf.readUInt32LE(4);
+  if (version !== CACHE_FORMAT_VERSION) return `version ${version}, expected ${CACHE_FORMAT_VERSION}`;
+  const dim = buf.readUInt32LE(8);
+  const count = buf.readUInt32LE(12);
+  if (buf.toString('hex', 16, 48) !== key) return 'key mismatch';
+  if (expectDim !== undefined && dim !== expectDim) return `dim ${dim}, expected ${expectDim}`;
+  const want = HEADER_BYTES + count * 8 + count * dim * 4;
+  if (buf.length !== want) return `size ${buf.length}, expected ${want}`;
+  if (!checksum(buf).equals(buf.subarray(CHECKSUM_OFFSET, HEADER_BYTES))) return 'checksum mismatch';
+  const groups: [number, number][] = [];
+  let o = HEADER_BYTES;
+  for (let i = 0; i < count; i++, o += 8) groups.push([buf.readUInt32LE(o), buf.readUInt32LE(o + 4)]);
+  const vectors = new Float32Array(count * dim);
+  if (LITTLE_ENDIAN) buf.copy(Buffer.from(vectors.buffer), 0, o);
+  else for (let i = 0; i < vectors.length; i++, o += 4) vectors[i] = buf.readFloatLE(o);
+  return { vectors, count, dim, groups };
+}
+
+function isErrno(e: unknown, ...codes: string[]): boolean {
+  return typeof e === 'object' && e !== null && codes.includes(String((e as { code?: unknown }).code));
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class VectorCache {
+  readonly root: string;
+  readonly maxBytes: number;
+  private readonly log: (line: string) => void;
+  /** Bytes this instance wrote since its last eviction check. */
+  private written = 0;
+
+  constructor(dir: string, opts: VectorCacheOptions = {}) {
+    // Versioned subfolder: a future format lives beside this one instead of misreading it.
+    this.root = path.join(dir, `v${CACHE_FORMAT_VERSION}`);
+    this.maxBytes = opts.maxBytes ?? DEFAULT_CACHE_MAX_BYTES;
+    this.log = opts.log ?? (() => {});
+  }
+
+  entryPath(key: string): string {
+    return path.join(this.root, key.slice(0, 2), key + ENTRY_EXT);
+  }
+
+  /** Returns the stored vectors, or null on a miss or a bad entry (which is then deleted). */
+  async get(key: string, expectDim?: number): Promise<CompressedChunk | null> {
+    const file = this.entryPath(key);
+    let buf: Buffer;
+    try {
+      buf = await readFile(file);
+    } catch (e) {
+      if (isErrno(e, 'ENOENT', 'ENOTDIR')) return null;
+      this.log(`cache: cannot read ${file}: ${(e as Error).message}; recomputing`);
+      return null;
+    }
+    const v = decodeEntry(key, buf, expectDim);
+    if (typeof v === 'string') {
+      this.log(`cache: corrupt entry ${file} (${v}); deleted, will recompute`);
+      await unlink(file).catch(() => {}); // a concurrent writer may already have replaced it
+      return null;
+    }
+    // Touch so that eviction (oldest mtime first) treats it as recently used.
+    const now = new Date();
+    await utimes(file, now, now).catch(() => {});
+    return v;
+  }
+
+  async put(key: string, value: CompressedChunk): Promise<void> {
+    const file = this.entryPath(key);
+    const buf = encodeEntry(key, value);
+    const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(tmp, buf, { flag: 'wx' });
+      await renameWithRetry(tmp, file);
+      this.written += buf.length;
+    } catch (e) {
+      // The cache only saves time: a failed write must not fail the question.
+      this.log(`cache: could not store ${file}: ${(e as Error).message}`);
+      await unlink(tmp).catch(() => {});
+    }
+  }
+
+  /** Runs the eviction pass only when this instance added data since its last check. */
+  async evictIfGrown(): Promise<EvictResult | null> {
+    if (this.written === 0) return null;
+    this.written = 0;
+    return this.evict();
+  }
+
+  /**
+   * Deletes least recently used entries until the store is under LOW_WATER * maxBytes.
+   * Holds a lock file so that concurrent processes do not trim the same directory at once.
+   */
+  async evict(): Promise<EvictResult> {
+    await mkdir(this.root, { recursive: true });
+    let release: (() => Promise<void>) | null = null;
+    try {
+      release = await lock(this.root, { lockfilePath: path.join(this.root, '.evict.lock'), stale: 30_000, retries: 0 });
+    } catch (e) {
+      if (isErrno(e, 'ELOCKED')) return { entries: 0, bytes: 0, removed: 0, ran: false };
+      throw e;
+    }
+    try {
+      const entries = await this.listEntries();
+      let bytes = entries.reduce((s, e) => s + e.size, 0);
+      let removed = 0;
+      if (bytes > this.maxBytes) {
+        entries.sort((a, b) => a.mtimeMs - b.mtimeMs || (a.file < b.file ? -1 : 1));
+        const target = this.maxBytes * LOW_WATER;
+        for (const e of entries) {
+          if (bytes <= target) break;
+          try {
+            await unlink(e.file);
+          } catch (err) {
+            if (!isErrno(err, 'ENOENT')) throw err;
+          }
+          bytes -= e.size;
+          removed++;
+        }
+        this.log(`cache: evicted ${removed} least recently used entries; ${Math.round(bytes / 1024)} KiB kept`);
+      }
+      return { entries: entries.length - removed, bytes, removed, ran: true };
+    } finally {
+      await release().catch(() => {});
+    }
+  }
+
+  /** Lists entries (and removes temp files left by crashed writers). */
+  async listEntries(): Promise<{ file: string; size: number; mtimeMs: number }[]> {
+    const out: { file: string; size: number; mtimeMs: number }[] = [];
+    let subdirs: string[];
+    try {
+      subdirs = await readdir(this.root);
+    } catch (e) {
+      if (isErrno(e, 'ENOENT')) return out;
+      throw e;
+    }
+    const now = Date.now();
+    for (const sub of subdirs.sort()) {
+      if (!/^[0-9a-f]{2}$/.test(sub)) continue;
+      const dir = path.join(this.root, sub);
+      const names = await readdir(dir).catch(() => [] as string[]);
+      for (const name of names.sort()) {
+        const file = path.join(dir, name);
+        const s = await stat(file).catch(() => null);
+        if (s === null) continue; // removed meanwhile by another process
+        if (name.endsWith('.tmp')) {
+          if (now - s.mtimeMs > STALE_TEMP_MS) await unlink(file).catch(() => {});
+          continue;
+        }
+        if (name.endsWith(ENTRY_EXT)) out.push({ file, size: s.size, mtimeMs: s.mtimeMs });
+      }
+    }
+    return out;
+  }
+}
+
+/** Windows refuses to rename over a file another process has open; that clears quickly. */
+async function renameWithRetry(from: string, to: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await rename(from, to);
+      return;
+    } catch (e) {
+      if (attempt >= 5 || !isErrno(e, 'EPERM', 'EBUSY', 'EACCES')) throw e;
+      await sleep(20 * (attempt + 1));
+    }
+  }
+}

@@ -1,0 +1,84 @@
+// Turns chunks into compressed vectors, serving what it can from the cache and encoding the
+// rest in batches so that progress and cancellation happen between encoder calls.
+import type { ArcEncoder, CompressedChunk } from '../api';
+import { cacheKey, type VectorCache } from './cache';
+import type { Chunk } from './chunker';
+import { throwIfAborted } from './sources';
+
+/** Chunks per encoder call: large enough to batch, small enough to cancel promptly. */
+export const DEFAULT_ENCODE_BATCH = 8;
+
+export interface CompressProgress {
+  done: number;
+  total: number;
+  cacheHits: number;
+  encoded: number;
+}
+
+export interface CompressResult {
+  /** One entry per input chunk, same order. */
+  compressed: CompressedChunk[];
+  cacheHits: number;
+  /** Chunks run through the encoder (identical chunks are encoded once). */
+  encoded: number;
+  encodeMs: number;
+}
+
+export interface CompressOptions {
+  encoder: ArcEncoder;
+  modelIdentity: string;
+  cache: VectorCache | null;
+  signal?: AbortSignal;
+  batchSize?: number;
+}
+
+/** Yields progress after the cache lookups and after every encoder batch. */
+export async function* compressChunks(chunks: Chunk[], opts: CompressOptions): AsyncGenerator<CompressProgress, CompressResult> {
+  const { encoder, cache, signal } = opts;
+  const out = new Array<CompressedChunk | undefined>(chunks.length);
+  // Chunks with identical rendered text (copied files, repeated boilerplate) share one result.
+  const byHash = new Map<string, number[]>();
+  chunks.forEach((c, i) => {
+    const list = byHash.get(c.hash);
+    if (list) list.push(i);
+    else byHash.set(c.hash, [i]);
+  });
+  let cacheHits = 0;
+  const misses: string[] = [];
+  for (const [hash, idx] of byHash) {
+    throwIfAborted(signal);
+    const hit = cache ? await cache.get(cacheKey(opts.modelIdentity, hash), encoder.dim) : null;
+    if (hit) {
+      for (const i of idx) out[i] = hit;
+      cacheHits += idx.length;
+    } else misses.push(hash);
+  }
+  let done = cacheHits;
+  yield { done, total: chunks.length, cacheHits, encoded: 0 };
+
+  const batch = Math.max(1, opts.batchSize ?? DEFAULT_ENCODE_BATCH);
+  let encoded = 0;
+  let encodeMs = 0;
+  for (let b = 0; b < misses.length; b += batch) {
+    throwIfAborted(signal);
+    const hashes = misses.slice(b, b + batch);
+    const t0 = performance.now();
+    const results = await encoder.encode(
+      hashes.map((h) => chunks[(byHash.get(h) as number[])[0]].tokenIds),
+      signal,
+    );
+    encodeMs += performance.now() - t0;
+    throwIfAborted(signal);
+    if (results.length !== hashes.length) throw new Error(`The encoder returned ${results.length} results for ${hashes.length} chunks.`);
+    for (let k = 0; k < hashes.length; k++) {
+      const idx = byHash.get(hashes[k]) as number[];
+      for (const i of idx) out[i] = results[k];
+      done += idx.length;
+      if (cache) await cache.put(cacheKey(opts.modelIdentity, hashes[k]), results[k]);
+    }
+    encoded += hashes.length;
+    yield { done, total: chunks.length, cacheHits, encoded };
+  }
+  if (cache) await cache.evictIfGrown();
+  return { compressed: out as CompressedChunk[], cacheHits, encoded, encodeMs };
+}

@@ -1,0 +1,119 @@
+// Chooses which chunks reach the decoder when they do not all fit its window. Ranking is
+// lexical (BM25 via MiniSearch) because the questions name identifiers; chunks the user pointed
+// at (explicit files, open editors, selections) and chunks that contain an identifier quoted
+// in the question get a boost. Chosen chunks go back into document order.
+import MiniSearch from 'minisearch';
+import type { SourceInput } from '../types';
+
+export interface SelectItem {
+  path: string;
+  body: string;
+  origin: SourceInput['origin'];
+  /** Decoder positions this chunk takes (arc: vectors + 1 for <Cont>; full: tokens). */
+  cost: number;
+}
+
+export interface Selection {
+  /** Indices into the input, in document order. */
+  included: number[];
+  leftOut: number[];
+  /** Positions the included chunks use. */
+  used: number;
+}
+
+const ORIGIN_BOOST: Record<SourceInput['origin'], number> = {
+  selection: 1.0,
+  explicit: 0.6,
+  open: 0.4,
+  workspace: 0,
+};
+/** A quoted identifier is the strongest signal the question gives; its definition more so. */
+const IDENT_MENTION_BOOST = 1.5;
+const IDENT_DEFINITION_BOOST = 1.5;
+
+/** Identifiers the question quotes with backticks, e.g. "Which file defines `foo`?". */
+export function quotedIdentifiers(question: string): string[] {
+  const out: string[] = [];
+  for (const m of question.matchAll(/`([^`\n]+)`/g)) {
+    const name = m[1].trim();
+    if (name !== '') out.push(name);
+  }
+  return out;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Splits code text into search terms: whole identifiers plus their snake/camel parts. */
+export function codeTerms(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.matchAll(/[A-Za-z0-9_$]+/g)) {
+    const word = m[0];
+    out.push(word.toLowerCase());
+    const parts = word
+      .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+      .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
+      .split(/[\s_$]+/)
+      .filter((p) => p !== '');
+    if (parts.length > 1) for (const p of parts) out.push(p.toLowerCase());
+  }
+  return out;
+}
+
+/**
+ * Ranks and fills the budget. When everything fits, everything is kept (no ranking needed).
+ * Otherwise chunks are taken best first; one that does not fit is passed over so that a smaller
+ * one further down can still use the remaining room.
+ */
+export function selectChunks(items: SelectItem[], question: string, budget: number): Selection {
+  const total = items.reduce((s, it) => s + it.cost, 0);
+  if (total <= budget) return { included: items.map((_, i) => i), leftOut: [], used: total };
+  const scores = scoreChunks(items, question);
+  const order = items.map((_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
+  const chosen = new Set<number>();
+  let used = 0;
+  for (const i of order) {
+    if (used + items[i].cost <= budget) {
+      chosen.add(i);
+      used += items[i].cost;
+    }
+  }
+  const included: number[] = [];
+  const leftOut: number[] = [];
+  items.forEach((_, i) => (chosen.has(i) ? included : leftOut).push(i));
+  return { included, leftOut, used };
+}
+
+export function scoreChunks(items: SelectItem[], question: string): number[] {
+  const search = new MiniSearch<{ id: number; path: string; body: string }>({
+    fields: ['path', 'body'],
+    tokenize: codeTerms,
+    processTerm: (t) => t,
+  });
+  search.addAll(items.map((it, id) => ({ id, path: it.path, body: it.body })));
+  const bm25 = new Array<number>(items.length).fill(0);
+  const results = search.search(question, { boost: { path: 2 }, combineWith: 'OR', prefix: false, fuzzy: false });
+  // Normalise so that boosts weigh the same whatever the corpus size.
+  const max = results.reduce((m, r) => Math.max(m, r.score), 0);
+  for (const r of results) bm25[r.id as number] = max > 0 ? r.score / max : 0;
+
+  const idents = quotedIdentifiers(question);
+  const mention = idents.map((n) => new RegExp(`(^|[^A-Za-z0-9_$])${escapeRegExp(n)}($|[^A-Za-z0-9_$])`));
+  // A definition: the name right after a declaring keyword, or a top-level assignment `NAME = ...`.
+  const definition = idents.map(
+    (n) =>
+      new RegExp(
+        `^[ \\t]*(?:(?:export|default|async|public|private|protected|static|pub|const|let|var|def|class|function|fn|func|interface|type|enum|struct)\\s+)+\\*?${escapeRegExp(n)}\\b|^${escapeRegExp(n)}\\s*(?::[^=\\n]*)?=(?!=)`,
+        'm',
+      ),
+  );
+  return items.map((it, i) => {
+    let s = bm25[i] + ORIGIN_BOOST[it.origin];
+    for (let k = 0; k < idents.length; k++) {
+      if (mention[k].test(it.body) || it.path.includes(idents[k])) s += IDENT_MENTION_BOOST;
+      if (definition[k].test(it.body)) s += IDENT_DEFINITION_BOOST;
+    }
+    return s;
+  });
+}

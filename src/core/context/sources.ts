@@ -1,0 +1,340 @@
+// Collects the text sources a question is asked about: folder trees (respecting .gitignore,
+// include/exclude globs, size and content checks) plus files, open editors and selections
+// given by the caller. No editor API here: the caller hands in SourceInput objects.
+import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import * as path from 'node:path';
+import ignore, { type Ignore } from 'ignore';
+import picomatch from 'picomatch';
+import type { SkipReason, SourceInput } from '../types';
+
+export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
+/** Examples kept per skip reason: enough to explain a count without flooding the UI. */
+const EXAMPLES_PER_REASON = 3;
+
+export interface SourceFile {
+  /** Display path: root-relative (or caller-given) with forward slashes. */
+  path: string;
+  absPath?: string;
+  text: string;
+  /** 1-based line of the file where `text` starts (selections start mid-file). */
+  startLine: number;
+  origin: SourceInput['origin'];
+}
+
+export interface SkipReport {
+  counts: Partial<Record<SkipReason, number>>;
+  examples: { path: string; reason: SkipReason }[];
+}
+
+export interface CollectOptions {
+  roots?: string[];
+  sources?: SourceInput[];
+  include?: string[];
+  exclude?: string[];
+  maxFileBytes?: number;
+  signal?: AbortSignal;
+  /** Called now and then with the number of directory entries looked at so far. */
+  onProgress?: (scanned: number) => void;
+}
+
+export interface CollectResult {
+  files: SourceFile[];
+  skipped: SkipReport;
+  /** Files looked at (kept or skipped). */
+  scanned: number;
+}
+
+/** Thrown when the signal fires; ask() maps it to the 'cancelled' error code. */
+export class AbortedError extends Error {
+  readonly code = 'cancelled';
+  constructor() {
+    super('The request was cancelled.');
+    this.name = 'AbortError';
+  }
+}
+
+export function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new AbortedError();
+}
+
+type ContentVerdict = { ok: true; text: string } | { ok: false; reason: SkipReason };
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Minified bundles are one huge line of tokens that no question benefits from. */
+const MINIFIED_NAME = /\.min\.(js|mjs|cjs|css)$/i;
+const MINIFIED_MIN_CHARS = 2048;
+const MINIFIED_AVG_LINE = 300;
+
+export function classifyContent(displayPath: string, buf: Buffer): ContentVerdict {
+  if (buf.includes(0)) return { ok: false, reason: 'binary' };
+  let text: string;
+  try {
+    text = utf8.decode(buf);
+  } catch {
+    return { ok: false, reason: 'not-utf8' };
+  }
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  if (isMinified(displayPath, text)) return { ok: false, reason: 'minified' };
+  return { ok: true, text };
+}
+
+export function isMinified(displayPath: string, text: string): boolean {
+  if (MINIFIED_NAME.test(displayPath)) return true;
+  if (text.length < MINIFIED_MIN_CHARS) return false;
+  let lines = 1;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 10) lines++;
+  return text.length / lines > MINIFIED_AVG_LINE;
+}
+
+class SkipCounter {
+  readonly counts: Partial<Record<SkipReason, number>> = {};
+  readonly examples: { path: string; reason: SkipReason }[] = [];
+  add(p: string, reason: SkipReason): void {
+    const n = (this.counts[reason] ?? 0) + 1;
+    this.counts[reason] = n;
+    if (n <= EXAMPLES_PER_REASON) this.examples.push({ path: p, reason });
+  }
+  report(): SkipReport {
+    return { counts: { ...this.counts }, examples: [...this.examples] };
+  }
+}
+
+/** A .gitignore together with the root-relative directory it lives in. */
+interface IgnoreLayer {
+  dir: string; // '' for the root, else 'a/b'
+  ig: Ignore;
+}
+
+function isInside(parent: string, child: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+function toPosix(p: string): string {
+  return p.split(path.sep).join('/');
+}
+
+/** Applies gitignore layers outermost first so that deeper files can re-include (`!x`). */
+function gitIgnored(layers: IgnoreLayer[], rel: string, isDir: boolean): boolean {
+  let ignored = false;
+  for (const layer of layers) {
+    const sub = layer.dir === '' ? rel : rel.slice(layer.dir.length + 1);
+    const r = layer.ig.test(isDir ? `${sub}/` : sub);
+    if (r.ignored) ignored = true;
+    else if (r.unignored) ignored = false;
+  }
+  return ignored;
+}
+
+async function loadGitignore(absDir: string, relDir: string): Promise<IgnoreLayer | null> {
+  let content: string;
+  try {
+    content = await readFile(path.join(absDir, '.gitignore'), 'utf8');
+  } catch {
+    return null; // most directories have none
+  }
+  return { dir: relDir, ig: ignore().add(content) };
+}
+
+interface WalkState {
+  rootReal: string;
+  prefix: string; // display prefix for multi-root requests ('' for one root)
+  include: ((p: string) => boolean) | null;
+  exclude: ((p: string) => boolean) | null;
+  maxFileBytes: number;
+  skips: SkipCounter;
+  out: SourceFile[];
+  visitedDirs: Set<string>;
+  scanned: number;
+  signal?: AbortSignal;
+  onProgress?: (scanned: number) => void;
+}
+
+async function walkDir(st: WalkState, absDir: string, relDir: string, layers: IgnoreLayer[]): Promise<void> {
+  throwIfAborted(st.signal);
+  const own = await loadGitignore(absDir, relDir);
+  const active = own ? [...layers, own] : layers;
+  let entries;
+  try {
+    entries = await readdir(absDir, { withFileTypes: true });
+  } catch {
+    st.skips.add(st.prefix + (relDir || '.') + '/', 'unreadable');
+    return;
+  }
+  // Byte order, not locale order: the same tree must give the same chunk order everywhere.
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const ent of entries) {
+    const rel = relDir === '' ? ent.name : `${relDir}/${ent.name}`;
+    const abs = path.join(absDir, ent.name);
+    const shown = st.prefix + rel;
+    st.scanned++;
+    if (st.scanned % 200 === 0) {
+      throwIfAborted(st.signal);
+      st.onProgress?.(st.scanned);
+    }
+    let isDir = ent.isDirectory();
+    let isFile = ent.isFile();
+    let realAbs = abs;
+    if (ent.isSymbolicLink()) {
+      try {
+        realAbs = await realpath(abs);
+      } catch {
+        st.skips.add(shown, 'unreadable'); // dangling link
+        continue;
+      }
+      if (!isInside(st.rootReal, realAbs)) {
+        st.skips.add(shown, 'symlink-outside');
+        continue;
+      }
+      try {
+        const s = await stat(realAbs);
+        isDir = s.isDirectory();
+        isFile = s.isFile();
+      } catch {
+        st.skips.add(shown, 'unreadable');
+        continue;
+      }
+    }
+    if (ent.name === '.git' && isDir) {
+      st.skips.add(shown + '/', 'gitignored'); // git's own store is never source
+      continue;
+    }
+    if (gitIgnored(active, rel, isDir)) {
+      st.skips.add(isDir ? `${shown}/` : shown, 'gitignored');
+      continue;
+    }
+    if (isDir) {
+      if (st.exclude?.(rel)) {
+        st.skips.add(`${shown}/`, 'excluded');
+        continue;
+      }
+      // A link back up the tree would loop forever; a link to a sibling would duplicate it.
+      const key = await realpath(realAbs).catch(() => realAbs);
+      if (st.visitedDirs.has(key)) continue;
+      st.visitedDirs.add(key);
+      await walkDir(st, abs, rel, active);
+      continue;
+    }
+    if (!isFile) continue; // sockets, fifos, devices: not text sources
+    if (st.exclude?.(rel) || (st.include && !st.include(rel))) {
+      st.skips.add(shown, 'excluded');
+      continue;
+    }
+    const file = await readChecked(shown, realAbs, st.maxFileBytes, st.skips);
+    if (file !== null) st.out.push({ path: shown, absPath: abs, text: file, startLine: 1, origin: 'workspace' });
+  }
+}
+
+/** Reads a file and applies the size and content checks; null when skipped (and counted). */
+async function readChecked(shown: string, abs: string, maxBytes: number, skips: SkipCounter): Promise<string | null> {
+  let buf: Buffer;
+  try {
+    const s = await stat(abs);
+    if (s.size > maxBytes) {
+      skips.add(shown, 'too-large');
+      return null;
+    }
+    buf = await readFile(abs);
+  } catch {
+    skips.add(shown, 'unreadable');
+    return null;
+  }
+  if (buf.length > maxBytes) {
+    skips.add(shown, 'too-large'); // grew between stat and read
+    return null;
+  }
+  const v = classifyContent(shown, buf);
+  if (!v.ok) {
+    skips.add(shown, v.reason);
+    return null;
+  }
+  return v.text;
+}
+
+function matcher(globs: string[] | undefined): ((p: string) => boolean) | null {
+  const list = (globs ?? []).map((g) => g.trim()).filter((g) => g !== '');
+  return list.length === 0 ? null : picomatch(list, { dot: true });
+}
+
+/**
+ * Collects every source for a request. Caller-given sources win over the same path found in a
+ * folder scan (an open editor may hold unsaved text); selections are kept as extra sources.
+ * The result is sorted by path then start line so the same inputs always give the same order.
+ */
+export async function collectSources(opts: CollectOptions): Promise<CollectResult> {
+  const skips = new SkipCounter();
+  const maxFileBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  const roots = opts.roots ?? [];
+  const scannedFiles: SourceFile[] = [];
+  let scanned = 0;
+  const include = matcher(opts.include);
+  const exclude = matcher(opts.exclude);
+  for (const root of roots) {
+    throwIfAborted(opts.signal);
+    const rootAbs = path.resolve(root);
+    let rootReal: string;
+    try {
+      rootReal = await realpath(rootAbs);
+      if (!(await lstat(rootReal)).isDirectory()) throw new Error('not a directory');
+    } catch {
+      skips.add(root, 'unreadable');
+      continue;
+    }
+    // Several roots are told apart by their folder name, as a multi-root workspace shows them.
+    const prefix = roots.length > 1 ? `${path.basename(rootAbs)}/` : '';
+    const st: WalkState = {
+      rootReal,
+      prefix,
+      include,
+      exclude,
+      maxFileBytes,
+      skips,
+      out: scannedFiles,
+      visitedDirs: new Set([rootReal]),
+      scanned: 0,
+      signal: opts.signal,
+      onProgress: opts.onProgress ? (n) => opts.onProgress?.(scanned + n) : undefined,
+    };
+    await walkDir(st, rootAbs, '', []);
+    scanned += st.scanned;
+  }
+
+  const byPath = new Map<string, SourceFile>();
+  for (const f of scannedFiles) byPath.set(f.path, f);
+  const extra: SourceFile[] = [];
+  for (const src of opts.sources ?? []) {
+    throwIfAborted(opts.signal);
+    scanned++;
+    const shown = toPosix(src.path);
+    let text: string | null;
+    if (src.text !== undefined) {
+      text = src.text;
+      if (Buffer.byteLength(text, 'utf8') > maxFileBytes) {
+        skips.add(shown, 'too-large');
+        text = null;
+      } else if (text.includes('\0')) {
+        skips.add(shown, 'binary');
+        text = null;
+      } else if (isMinified(shown, text)) {
+        skips.add(shown, 'minified');
+        text = null;
+      }
+    } else {
+      text = await readChecked(shown, src.absPath ?? path.resolve(src.path), maxFileBytes, skips);
+    }
+    if (text === null) continue;
+    const file: SourceFile = {
+      path: shown,
+      absPath: src.absPath,
+      text,
+      startLine: src.startLine ?? 1,
+      origin: src.origin,
+    };
+    if (src.origin === 'selection' || file.startLine !== 1) extra.push(file);
+    else byPath.set(shown, { ...file, absPath: file.absPath ?? byPath.get(shown)?.absPath });
+  }
+  const files = [...byPath.values(), ...extra];
+  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.startLine - b.startLine));
+  return { files, skipped: skips.report(), scanned };
+}
