@@ -95,6 +95,11 @@ export interface GenerationTimings {
 
 export interface ArcDecoder {
   readonly contextLength: number;
+  /**
+   * The decoder's own tokenizer (prompt text in, answer text out) when it differs from
+   * ArcModel.tokenizer; absent means the package uses one tokenizer for both.
+   */
+  readonly tokenizer?: TextTokenizer;
   /** Streams decoded text pieces; the final value carries the timings. */
   generate(prefix: PrefixPart[], opts: GenerateOptions): AsyncGenerator<string, GenerationTimings>;
 }

@@ -1,0 +1,197 @@
+// The decoding loop, independent of ONNX: pick a token from logits, feed it back, turn the ids
+// into text pieces that are safe to show (complete characters, never part of a stop string).
+import type { GenerateOptions, GenerationTimings, TextTokenizer } from './api';
+import { ArcError, throwIfAborted } from './errors';
+
+/** Index of the largest logit; the first one on ties, like torch.argmax. */
+export function argmax(logits: Float32Array): number {
+  let best = 0;
+  let bestValue = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]!;
+    if (v > bestValue) {
+      bestValue = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/** mulberry32: a small seeded PRNG so sampled answers can be reproduced from a seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Samples from softmax(logits / temperature) restricted to the smallest set of most likely
+ * tokens whose probability reaches topP (nucleus sampling). topP >= 1 keeps every token.
+ */
+export function sampleTopP(logits: Float32Array, temperature: number, topP: number, random: () => number): number {
+  if (!(temperature > 0)) throw new RangeError(`temperature must be > 0 for sampling (got ${temperature})`);
+  if (!(topP > 0 && topP <= 1)) throw new RangeError(`topP must be in (0, 1] (got ${topP})`);
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  const probs = new Float64Array(logits.length);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const p = Math.exp((logits[i]! - max) / temperature);
+    probs[i] = p;
+    sum += p;
+  }
+  const order = Array.from(probs.keys()).sort((a, b) => probs[b]! - probs[a]! || a - b);
+  const kept: number[] = [];
+  let mass = 0;
+  for (const i of order) {
+    kept.push(i);
+    mass += probs[i]! / sum;
+    if (mass >= topP) break;
+  }
+  let r = random() * kept.reduce((acc, i) => acc + probs[i]!, 0);
+  for (const i of kept) {
+    r -= probs[i]!;
+    if (r < 0) return i;
+  }
+  return kept[kept.length - 1]!;
+}
+
+/** Chooses the next token: greedy unless a positive temperature is given. */
+export function tokenPicker(opts: Pick<GenerateOptions, 'temperature' | 'topP' | 'seed'>): (logits: Float32Array) => number {
+  const temperature = opts.temperature ?? 0;
+  if (temperature <= 0) return argmax;
+  const random = seededRandom(opts.seed ?? Math.floor(Math.random() * 2 ** 32));
+  const topP = opts.topP ?? 1;
+  return (logits) => sampleTopP(logits, temperature, topP, random);
+}
+
+/**
+ * Turns the growing list of generated ids into text pieces. A piece never ends inside a UTF-8
+ * character (byte-level tokens decode an incomplete character as U+FFFD) nor with text that
+ * could still become a stop string; text from a stop string on is never emitted.
+ */
+export class TextStream {
+  private emitted = 0;
+  private text = '';
+  private readonly longestStop: number;
+  stopped = false;
+
+  constructor(private readonly tokenizer: TextTokenizer, private readonly stops: readonly string[]) {
+    this.longestStop = Math.max(0, ...stops.map((s) => s.length));
+  }
+
+  /** Text emitted so far plus any text still held back. */
+  get answer(): string {
+    return this.text.slice(0, this.emitted);
+  }
+
+  /** Call with all generated ids after each new token; returns the piece to show (maybe ''). */
+  push(ids: readonly number[]): string {
+    if (this.stopped) return '';
+    // Decoding the whole list each time keeps the text exact: pieces of a multi-byte
+    // character only become text together. Answers are short, so this stays cheap.
+    this.text = this.tokenizer.decode([...ids]);
+    let stopAt = -1;
+    for (const s of this.stops) {
+      const i = this.text.indexOf(s);
+      if (i >= 0 && (stopAt < 0 || i < stopAt)) stopAt = i;
+    }
+    if (stopAt >= 0) {
+      this.stopped = true;
+      return this.take(Math.max(stopAt, this.emitted));
+    }
+    let end = this.text.length;
+    while (end > this.emitted && this.text.charCodeAt(end - 1) === 0xfffd) end--;
+    for (let k = Math.min(this.longestStop - 1, end - this.emitted); k > 0; k--) {
+      const tail = this.text.slice(end - k, end);
+      if (this.stops.some((s) => s.startsWith(tail))) {
+        end -= k;
+        break;
+      }
+    }
+    return this.take(end);
+  }
+
+  /** Everything still held back, once generation ended without a stop string. */
+  flush(): string {
+    if (this.stopped) return '';
+    return this.take(this.text.length);
+  }
+
+  private take(end: number): string {
+    if (end <= this.emitted) return '';
+    const piece = this.text.slice(this.emitted, end);
+    this.emitted = end;
+    return piece;
+  }
+}
+
+/** What the loop needs from a decoder: logits for the prefix, then for each fed token. */
+export interface LogitsSource {
+  /** Runs the prefix; returns the logits of its last position. */
+  prefill(): Promise<Float32Array>;
+  /** Feeds one token at the next position; returns its logits. */
+  step(tokenId: number): Promise<Float32Array>;
+}
+
+export interface LoopLimits {
+  /** Positions the prefix occupies. */
+  prefixPositions: number;
+  /** Decoder window; no token is fed at a position at or past it. */
+  contextLength: number;
+  eosTokenId: number;
+}
+
+/**
+ * The generation loop: prefill, then pick -> stream -> feed until EOS, a stop string,
+ * maxNewTokens or the end of the window. The signal is checked before every model call.
+ */
+export async function* decodeLoop(
+  source: LogitsSource,
+  tokenizer: TextTokenizer,
+  opts: GenerateOptions,
+  limits: LoopLimits,
+): AsyncGenerator<string, GenerationTimings> {
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) {
+    throw new ArcError('internal', `maxNewTokens must be a non-negative integer (got ${opts.maxNewTokens}).`);
+  }
+  const start = performance.now();
+  const pick = tokenPicker(opts);
+  const stream = new TextStream(tokenizer, opts.stop ?? []);
+  throwIfAborted(opts.signal, 'Generation');
+  let logits = await source.prefill();
+  const prefillMs = performance.now() - start;
+  let ttftMs = prefillMs;
+  const ids: number[] = [];
+  while (ids.length < opts.maxNewTokens) {
+    const next = pick(logits);
+    if (ids.length === 0) ttftMs = performance.now() - start;
+    if (next === limits.eosTokenId) break;
+    ids.push(next);
+    const piece = stream.push(ids);
+    if (piece) yield piece;
+    if (stream.stopped || ids.length >= opts.maxNewTokens) break;
+    // The token just picked would sit at position prefix + ids.length - 1.
+    if (limits.prefixPositions + ids.length - 1 >= limits.contextLength) break;
+    throwIfAborted(opts.signal, 'Generation');
+    logits = await source.step(next);
+  }
+  const rest = stream.flush();
+  if (rest) yield rest;
+  const totalMs = performance.now() - start;
+  const decodeMs = totalMs - prefillMs;
+  return {
+    prefillMs,
+    ttftMs,
+    totalMs,
+    generatedTokens: ids.length,
+    // Decode speed after the prefill: the figure that describes streaming.
+    tokensPerSecond: decodeMs > 0 ? (ids.length * 1000) / decodeMs : 0,
+    prefixPositions: limits.prefixPositions,
+  };
+}

@@ -1,0 +1,233 @@
+// The decoder prompt of docs/DESIGN.md, and the small helpers around it: rendering a chunk,
+// splitting a document into encoder-sized chunks, and fitting context into the window.
+//
+//   prefix = [BOS] + context + tokens(questionTemplate with {question})
+//   arc:  per chunk, its compressed vectors then the <Cont> vector
+//   full: per chunk, the token ids of the rendered chunk (header + body ending in one "\n")
+//   none: no context (closed book)
+import type { AnswerMode, ArcModel, CompressedChunk, Manifest, PrefixPart, TextTokenizer } from './api';
+import { ArcError } from './errors';
+
+/** What buildPrefix reads from a model. */
+export type PromptModel = Pick<ArcModel, 'manifest' | 'encoder' | 'tokenizer' | 'decoder'>;
+
+/** Tokenizer for decoder-side text (prompt, plain-text context, answer). */
+export function decoderTokenizer(model: PromptModel): TextTokenizer {
+  return model.decoder?.tokenizer ?? model.tokenizer;
+}
+
+/** Replaces every {name} placeholder; split/join keeps "$" in values literal (String.replace would not). */
+function fill(template: string, name: string, value: string): string {
+  return template.split(`{${name}}`).join(value);
+}
+
+/** A chunk as the model sees it: documentFormat.header, then the body with exactly one final "\n". */
+export function renderChunk(format: Manifest['documentFormat'], path: string, body: string): string {
+  return fill(format.header, 'path', path) + body.replace(/\n+$/, '') + '\n';
+}
+
+/** The text after the context: the question template filled with the (trimmed) question. */
+export function questionText(manifest: Manifest, question: string): string {
+  return fill(manifest.prompt.questionTemplate, 'question', question.trim());
+}
+
+export interface BuiltPrefix {
+  parts: PrefixPart[];
+  /** Decoder positions of the whole prefix. */
+  positions: number;
+  /** Positions taken by the context alone (vectors + <Cont> in arc mode, tokens in full). */
+  contextPositions: number;
+}
+
+/** A chunk for full mode: its rendered text, or that text's decoder token ids. */
+export type PlainChunk = string | readonly number[];
+
+export function buildPrefix(model: PromptModel, mode: 'arc', chunks: readonly CompressedChunk[], question: string): BuiltPrefix;
+export function buildPrefix(model: PromptModel, mode: 'full', chunks: readonly PlainChunk[], question: string): BuiltPrefix;
+export function buildPrefix(model: PromptModel, mode: 'none', chunks: readonly never[], question: string): BuiltPrefix;
+export function buildPrefix(model: PromptModel, mode: AnswerMode, chunks: readonly (CompressedChunk | PlainChunk)[], question: string): BuiltPrefix;
+export function buildPrefix(model: PromptModel, mode: AnswerMode, chunks: readonly (CompressedChunk | PlainChunk)[], question: string): BuiltPrefix {
+  const dec = model.decoder;
+  const cfg = model.manifest.decoder;
+  if (!dec || !cfg) {
+    throw new ArcError('model-missing', `Model ${model.manifest.name} has no decoder (encoder-only package); answering needs a package with decoder.onnx.`);
+  }
+  const tok = decoderTokenizer(model);
+  const parts: PrefixPart[] = [{ kind: 'tokens', ids: [cfg.bosTokenId] }];
+  let contextPositions = 0;
+  if (mode === 'arc') {
+    const cont = model.encoder.cont;
+    for (const c of chunks) {
+      if (typeof c === 'string' || Array.isArray(c) || !('vectors' in c)) {
+        throw new ArcError('internal', 'arc mode takes compressed chunks (encoder output).');
+      }
+      if (c.dim !== model.encoder.dim) throw new ArcError('internal', `A compressed chunk has width ${c.dim}, the model expects ${model.encoder.dim}; it was made by another model.`);
+      parts.push({ kind: 'vectors', data: c.vectors, count: c.count }, { kind: 'vectors', data: cont, count: 1 });
+      contextPositions += c.count + 1;
+    }
+  } else if (mode === 'full') {
+    for (const c of chunks) {
+      let ids: number[];
+      if (typeof c === 'string') ids = tok.encode(c);
+      else if (Array.isArray(c)) ids = [...(c as readonly number[])];
+      else throw new ArcError('internal', 'full mode takes rendered chunk texts or their token ids.');
+      parts.push({ kind: 'tokens', ids });
+      contextPositions += ids.length;
+    }
+  } else if (chunks.length > 0) {
+    throw new ArcError('internal', 'none mode (closed book) takes no context.');
+  }
+  const q = tok.encode(questionText(model.manifest, question));
+  parts.push({ kind: 'tokens', ids: q });
+  return { parts, positions: 1 + contextPositions + q.length, contextPositions };
+}
+
+/**
+ * Positions left for context once BOS, the question and the answer are accounted for. The
+ * last answer token is never fed back, hence maxNewTokens - 1.
+ */
+export function contextBudget(model: PromptModel, question: string, maxNewTokens: number): number {
+  const cfg = model.manifest.decoder;
+  if (!cfg) return 0;
+  const fixed = 1 + decoderTokenizer(model).encode(questionText(model.manifest, question)).length;
+  return Math.max(0, cfg.contextLength - fixed - Math.max(0, maxNewTokens - 1));
+}
+
+export interface TruncationReport {
+  /** Chunks given, kept whole, kept in part, and left out entirely. */
+  chunks: number;
+  kept: number;
+  partial: number;
+  dropped: number;
+  /** Context positions kept and cut (tokens in full mode, vectors + <Cont> in arc mode). */
+  keptPositions: number;
+  cutPositions: number;
+}
+
+/**
+ * Plain-text truncation: keeps chunks in order until the budget is spent, cuts the first
+ * chunk that does not fit at the budget (its leading tokens stay) and leaves the rest out.
+ */
+export function truncateTokens(chunks: readonly (readonly number[])[], budget: number): { chunks: number[][]; report: TruncationReport } {
+  const out: number[][] = [];
+  const report: TruncationReport = { chunks: chunks.length, kept: 0, partial: 0, dropped: 0, keptPositions: 0, cutPositions: 0 };
+  let left = Math.max(0, budget);
+  for (const c of chunks) {
+    if (c.length <= left) {
+      out.push([...c]);
+      report.kept++;
+      left -= c.length;
+      report.keptPositions += c.length;
+    } else if (left > 0) {
+      out.push(c.slice(0, left));
+      report.partial++;
+      report.keptPositions += left;
+      report.cutPositions += c.length - left;
+      left = 0;
+    } else {
+      report.dropped++;
+      report.cutPositions += c.length;
+    }
+  }
+  return { chunks: out, report };
+}
+
+/**
+ * Arc-mode fitting: a chunk costs its vectors + one <Cont>; chunks that no longer fit are
+ * left out whole (part of a chunk's vectors is not a meaningful context).
+ */
+export function fitCompressed(chunks: readonly CompressedChunk[], budget: number): { chunks: CompressedChunk[]; report: TruncationReport } {
+  const out: CompressedChunk[] = [];
+  const report: TruncationReport = { chunks: chunks.length, kept: 0, partial: 0, dropped: 0, keptPositions: 0, cutPositions: 0 };
+  let left = Math.max(0, budget);
+  for (const c of chunks) {
+    const cost = c.count + 1;
+    // Later chunks are also left out, so the kept context stays a prefix of the given order.
+    if (report.dropped === 0 && cost <= left) {
+      out.push(c);
+      report.kept++;
+      report.keptPositions += cost;
+      left -= cost;
+    } else {
+      report.dropped++;
+      report.cutPositions += cost;
+    }
+  }
+  return { chunks: out, report };
+}
+
+/** One encoder-sized piece of a document, rendered. */
+export interface DocumentChunk {
+  path: string;
+  /** 1-based inclusive line range of the body in the document. */
+  startLine: number;
+  endLine: number;
+  text: string;
+  ids: number[];
+}
+
+/**
+ * Splits a document at line boundaries into rendered chunks of at most maxTokens tokens each
+ * (header included). A single line longer than that is split inside the line. A simple
+ * splitter for the CLI and tests; the context pipeline has its own smarter chunker.
+ */
+export function splitDocument(tokenizer: TextTokenizer, format: Manifest['documentFormat'], path: string, text: string, maxTokens: number): DocumentChunk[] {
+  const lines = text.replace(/\n+$/, '').split('\n');
+  const chunks: DocumentChunk[] = [];
+  const render = (from: number, to: number): { text: string; ids: number[] } => {
+    const t = renderChunk(format, path, lines.slice(from, to).join('\n'));
+    return { text: t, ids: tokenizer.encode(t) };
+  };
+  // Per-line counts (each with its "\n") give a first guess; tokenizing the rendered candidate
+  // then makes it exact, since BPE can merge across line ends.
+  const lineCost = lines.map((l) => tokenizer.encode(l + '\n').length);
+  const headerCost = tokenizer.encode(fill(format.header, 'path', path)).length;
+  let start = 0;
+  while (start < lines.length) {
+    let end = start;
+    let estimate = headerCost;
+    while (end < lines.length && estimate + lineCost[end]! <= maxTokens) estimate += lineCost[end++]!;
+    end = Math.max(end, start + 1);
+    let best = render(start, end);
+    while (best.ids.length > maxTokens && end > start + 1) best = render(start, --end);
+    if (best.ids.length > maxTokens) {
+      for (const piece of splitLongLine(tokenizer, format, path, lines[start]!, maxTokens)) {
+        chunks.push({ path, startLine: start + 1, endLine: start + 1, ...piece });
+      }
+      start = end;
+      continue;
+    }
+    while (end < lines.length) {
+      const next = render(start, end + 1);
+      if (next.ids.length > maxTokens) break;
+      best = next;
+      end++;
+    }
+    chunks.push({ path, startLine: start + 1, endLine: end, ...best });
+    start = end;
+  }
+  return chunks;
+}
+
+function splitLongLine(tokenizer: TextTokenizer, format: Manifest['documentFormat'], path: string, line: string, maxTokens: number): { text: string; ids: number[] }[] {
+  const out: { text: string; ids: number[] }[] = [];
+  let rest = line;
+  while (rest.length > 0) {
+    // Longest prefix whose rendering fits, by binary search over its length in characters.
+    let lo = 1;
+    let hi = rest.length;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (tokenizer.encode(renderChunk(format, path, rest.slice(0, mid))).length <= maxTokens) lo = mid;
+      else hi = mid - 1;
+    }
+    const t = renderChunk(format, path, rest.slice(0, lo));
+    const ids = tokenizer.encode(t);
+    if (ids.length > maxTokens) {
+      throw new ArcError('context-too-large', `The chunk header of ${path} alone needs more than ${maxTokens} tokens (encoder.maxChunkTokens).`);
+    }
+    out.push({ text: t, ids });
+    rest = rest.slice(lo);
+  }
+  return out;
+}
