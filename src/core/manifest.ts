@@ -153,7 +153,7 @@ export interface ManifestFile {
 export async function readManifest(dir: string): Promise<ManifestFile> {
   const dirStat = await stat(dir).catch(() => null);
   if (!dirStat?.isDirectory()) {
-    throw new ArcError('model-missing', `Model folder ${dir} does not exist. Point --model (or the arcContext.modelPath setting) at an arc-model/1 package folder.`);
+    throw new ArcError('model-missing', `Model folder ${dir} does not exist. Point --model at an arc-model/1 package folder.`);
   }
   const path = join(dir, MANIFEST_FILE);
   let bytes: Buffer;
