@@ -1,0 +1,142 @@
+// The compressed-vector cache on a real disk: round trip, corruption recovery, LRU eviction and
+// several processes sharing one directory.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { VectorCache, cacheKey, encodeEntry } from '../../src/core/context/cache';
+import { childKey, valueFor } from './pipeline-cache-child';
+import { tempDir } from './pipeline-helpers';
+
+test('round trip keeps vectors, groups and dims exactly', async () => {
+  const t = tempDir('cache');
+  try {
+    const cache = new VectorCache(t.dir);
+    const v = valueFor(3);
+    await cache.put(childKey(3), v);
+    const got = await cache.get(childKey(3), 16);
+    assert.ok(got);
+    assert.deepEqual([got.count, got.dim, got.groups], [v.count, v.dim, v.groups]);
+    assert.deepEqual(Array.from(got.vectors), Array.from(v.vectors));
+    assert.equal(await cache.get(childKey(4)), null, 'unknown key is a miss');
+    assert.notEqual(cacheKey('model-a', 'h'), cacheKey('model-b', 'h'), 'the model is part of the key');
+    assert.equal(readdirSync(path.dirname(cache.entryPath(childKey(3)))).filter((n) => n.endsWith('.tmp')).length, 0, 'no temp files left');
+  } finally {
+    t.cleanup();
+  }
+});
+
+const corruptions: [string, (file: string) => void, RegExp][] = [
+  ['truncated payload', (f) => truncateSync(f, statSync(f).size - 7), /size/],
+  ['truncated header', (f) => truncateSync(f, 20), /truncated/],
+  ['flipped payload byte', (f) => flip(f, statSync(f).size - 3), /checksum/],
+  ['flipped count field', (f) => flip(f, 12), /size|checksum/],
+  ['wrong version', (f) => flip(f, 4), /version/],
+  ['empty file', (f) => writeFileSync(f, ''), /truncated/],
+];
+
+function flip(file: string, offset: number): void {
+  const buf = readFileSync(file);
+  buf[offset] ^= 0x5a;
+  writeFileSync(file, buf);
+}
+
+for (const [name, damage, why] of corruptions) {
+  test(`corrupt entry (${name}) is logged, deleted and never served`, async () => {
+    const t = tempDir('corrupt');
+    try {
+      const logs: string[] = [];
+      const cache = new VectorCache(t.dir, { log: (l) => logs.push(l) });
+      const key = childKey(1);
+      await cache.put(key, valueFor(1));
+      damage(cache.entryPath(key));
+      assert.equal(await cache.get(key, 16), null);
+      assert.equal(logs.length, 1);
+      assert.match(logs[0], /corrupt entry/);
+      assert.match(logs[0], why);
+      assert.equal(existsSync(cache.entryPath(key)), false, 'the bad entry is removed');
+      await cache.put(key, valueFor(1)); // the pipeline recomputes and stores again
+      assert.deepEqual(Array.from((await cache.get(key, 16))?.vectors ?? []), Array.from(valueFor(1).vectors));
+    } finally {
+      t.cleanup();
+    }
+  });
+}
+
+test('an entry stored under another key or dim is refused', async () => {
+  const t = tempDir('misplaced');
+  try {
+    const logs: string[] = [];
+    const cache = new VectorCache(t.dir, { log: (l) => logs.push(l) });
+    await cache.put(childKey(2), valueFor(2));
+    assert.equal(await cache.get(childKey(2), 32), null);
+    assert.match(logs[0], /dim 16, expected 32/);
+    mkdirSync(path.dirname(cache.entryPath(childKey(5))), { recursive: true });
+    writeFileSync(cache.entryPath(childKey(5)), encodeEntry(childKey(6), valueFor(6)));
+    assert.equal(await cache.get(childKey(5)), null);
+    assert.match(logs[1], /key mismatch/);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('eviction removes least recently used entries first; reads count as use', async () => {
+  const t = tempDir('lru');
+  try {
+    const size = encodeEntry(childKey(0), valueFor(0)).length; // valueFor(0) and (5) have the same size
+    const cache = new VectorCache(t.dir, { maxBytes: size * 4 });
+    const keys = [0, 5, 10, 15, 20, 25].map((i) => ({ i, key: childKey(i) }));
+    const base = Date.now() / 1000 - 1000;
+    for (const [n, { i, key }] of keys.entries()) {
+      await cache.put(key, valueFor(0));
+      utimesSync(cache.entryPath(key), base + n, base + n); // oldest first
+    }
+    await cache.get(keys[0].key); // the oldest becomes the newest
+    const r = await cache.evict();
+    assert.equal(r.ran, true);
+    assert.ok(r.bytes <= size * 4 * 0.9, `kept ${r.bytes} bytes`);
+    const alive = keys.filter(({ key }) => existsSync(cache.entryPath(key))).map(({ i }) => i);
+    assert.deepEqual(alive, [0, 20, 25]);
+    const under = await cache.evict();
+    assert.equal(under.removed, 0, 'nothing more to do under the cap');
+  } finally {
+    t.cleanup();
+  }
+});
+
+function runChild(dir: string, seed: number, rounds: number, maxBytes: number): Promise<{ hits: number; wrong: number; logs: string[] }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'pipeline-cache-child.ts'), dir, String(seed), String(rounds), String(maxBytes)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`child exited ${code}: ${err}`))));
+  });
+}
+
+test('four processes writing, reading and evicting one directory never see a bad entry', { timeout: 120_000 }, async () => {
+  const t = tempDir('concurrent');
+  try {
+    const entry = encodeEntry(childKey(0), valueFor(0)).length;
+    // A cap of about half the key set keeps eviction running while others read and write.
+    const results = await Promise.all([0, 1, 2, 3].map((s) => runChild(t.dir, s, 15, entry * 6)));
+    for (const r of results) {
+      assert.equal(r.wrong, 0, 'a reader got vectors that differ from what was written');
+      assert.deepEqual(r.logs.filter((l) => /corrupt|could not store/.test(l)), [], 'no corrupt entries or failed writes');
+    }
+    assert.ok(results.reduce((s, r) => s + r.hits, 0) > 0, 'processes shared entries');
+    const cache = new VectorCache(t.dir);
+    // Everything left on disk verifies.
+    for (let i = 0; i < 12; i++) {
+      const got = await cache.get(childKey(i), 16);
+      if (got) assert.deepEqual(Array.from(got.vectors), Array.from(valueFor(i).vectors));
+    }
+  } finally {
+    t.cleanup();
+  }
+});

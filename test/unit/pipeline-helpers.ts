@@ -1,0 +1,83 @@
+// Shared helpers for the pipeline tests: temp folders and a real Hugging Face tokenizer.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { TextTokenizer } from '../../src/core/api';
+
+export const TINY_ARC = path.resolve(__dirname, '../fixtures/tiny-arc');
+export const hasTinyArc = (): boolean =>
+  ['arc-model.json', 'encoder.onnx', 'embed.onnx', 'decoder.onnx', 'tokenizer.json'].every((f) => existsSync(path.join(TINY_ARC, f)));
+
+export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(path.join(tmpdir(), `arc-${prefix}-`));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** GPT-2's byte -> printable character table used by byte-level BPE vocabularies. */
+function bytesToUnicode(): string[] {
+  const keep: number[] = [];
+  for (let b = 33; b <= 126; b++) keep.push(b);
+  for (let b = 161; b <= 172; b++) keep.push(b);
+  for (let b = 174; b <= 255; b++) keep.push(b);
+  const table = new Array<string>(256);
+  let extra = 0;
+  for (let b = 0; b < 256; b++) table[b] = keep.includes(b) ? String.fromCharCode(b) : String.fromCharCode(256 + extra++);
+  return table;
+}
+
+/**
+ * A real byte-level BPE tokenizer.json (256 byte tokens plus a few merges, including "\n\n"
+ * and runs of spaces, so that tokens do cross line boundaries as in real vocabularies).
+ */
+export function byteLevelTokenizerJson(): object {
+  const chars = bytesToUnicode();
+  const vocab: Record<string, number> = {};
+  chars.forEach((c, i) => (vocab[c] = i));
+  const merges: string[] = [];
+  const add = (a: string, b: string) => {
+    merges.push(`${a} ${b}`);
+    vocab[a + b] = Object.keys(vocab).length;
+  };
+  const nl = chars[10];
+  const sp = chars[32];
+  add(nl, nl);
+  add(sp, sp);
+  add(sp + sp, sp + sp);
+  add('d', 'e');
+  add('de', 'f');
+  add('r', 'e');
+  add('re', 't');
+  add('u', 'r');
+  add('ret', 'ur');
+  add('retur', 'n');
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [],
+    normalizer: null,
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: null,
+    decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab, merges },
+  };
+}
+
+function wrap(tok: Tokenizer): TextTokenizer {
+  return {
+    encode: (text) => (text === '' ? [] : tok.encode(text, { add_special_tokens: false }).ids),
+    decode: (ids) => (ids.length === 0 ? '' : tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false })),
+  };
+}
+
+export function byteLevelTokenizer(): TextTokenizer {
+  return wrap(new Tokenizer(byteLevelTokenizerJson(), {}));
+}
+
+/** The tiny-arc fixture's tokenizer when it exists (a trained BPE), else null. */
+export function fixtureTokenizer(): TextTokenizer | null {
+  const file = path.join(TINY_ARC, 'tokenizer.json');
+  if (!existsSync(file)) return null;
+  return wrap(new Tokenizer(JSON.parse(readFileSync(file, 'utf8')), {}));
+}
