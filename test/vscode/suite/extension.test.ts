@@ -1,0 +1,72 @@
+// Runs inside a real VS Code extension host (test-electron). Checks what only a real host can:
+// the manifest is accepted, activation registers every command, and the native inference
+// stack (onnxruntime-node on Electron's Node) answers a question through the core pipeline.
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+
+const EXTENSION_ID = 'arc-context.arc-context';
+
+/** The command titles users see; the palette and the e2e tests rely on them verbatim. */
+const TITLES: Record<string, string> = {
+  'arcContext.compressAndAsk': 'ARC: Compress and Ask…',
+  'arcContext.askWorkspace': 'ARC: Ask About Workspace',
+  'arcContext.askOpenFiles': 'ARC: Ask About Open Files',
+  'arcContext.askSelection': 'ARC: Ask About Selection',
+  'arcContext.compressWorkspace': 'ARC: Compress Workspace',
+  'arcContext.selectModel': 'ARC: Select Model…',
+  'arcContext.showStats': 'ARC: Show Compression Stats',
+  'arcContext.clearCache': 'ARC: Clear Compressed Cache',
+  'arcContext.focusChat': 'ARC: Focus Chat',
+};
+
+interface ContributedCommand { command: string; title: string }
+
+function extension(): vscode.Extension<unknown> {
+  const ext = vscode.extensions.getExtension(EXTENSION_ID);
+  assert.ok(ext, `${EXTENSION_ID} is not loaded in the extension host`);
+  return ext;
+}
+
+describe('ARC Context in the VS Code extension host', () => {
+  it('is not active before one of its commands or views is used', () => {
+    // activationEvents lists only our commands and the chat view: nothing else may wake it.
+    const events: string[] = (extension().packageJSON as { activationEvents: string[] }).activationEvents;
+    assert.ok(events.length > 0, 'no activation events');
+    for (const e of events) {
+      assert.match(e, /^(onCommand:arcContext\.|onView:arcContext\.)/, `unexpected activation event ${e}`);
+    }
+  });
+
+  it('activates without error', async () => {
+    const ext = extension();
+    await ext.activate();
+    assert.equal(ext.isActive, true);
+  });
+
+  it('registers every command of its manifest, with the titles the UI promises', async () => {
+    const contributed = (extension().packageJSON as { contributes: { commands: ContributedCommand[] } })
+      .contributes.commands;
+    const byId = new Map(contributed.map((c) => [c.command, c.title]));
+    for (const [id, title] of Object.entries(TITLES)) {
+      assert.equal(byId.get(id), title, `manifest title of ${id}`);
+    }
+    const registered = new Set(await vscode.commands.getCommands(true));
+    const missing = contributed.map((c) => c.command).filter((id) => !registered.has(id));
+    assert.deepEqual(missing, [], 'contributed but not registered by activate()');
+  });
+
+  it('opens its chat view from the activity bar container', async () => {
+    await vscode.commands.executeCommand('workbench.view.extension.arcContext');
+    await vscode.commands.executeCommand('arcContext.focusChat');
+  });
+
+  it('bundles the default model package where the extension looks for it', () => {
+    const dir = path.join(extension().extensionPath, 'models', 'arc-tiny-code');
+    const manifest = vscode.Uri.file(path.join(dir, 'arc-model.json'));
+    return vscode.workspace.fs.stat(manifest).then(
+      (s) => assert.ok(s.size > 0),
+      () => assert.fail(`${manifest.fsPath} is missing`),
+    );
+  });
+});
