@@ -55,6 +55,8 @@ export interface CompressionSnapshot {
   leftOut: Citation[];
   stats?: AskStats;
   budget?: number;
+  /** Present for "Compress Workspace": what was encoded and what came from the cache. */
+  compress?: { chunks: number; cacheHits: number; encoded: number; encodeMs: number; skippedFiles: number };
 }
 
 /** Messages from the extension host to a webview. */
@@ -73,7 +75,8 @@ export type HostMessage =
 export type WebviewMessage =
   | { type: 'ready' }
   | { type: 'ask'; question: string; source: SourceKind; mode?: AnswerMode }
-  | { type: 'compare'; question: string; source: SourceKind }
+  /** Re-run a question in `full` and `none` modes; `runId` names the arc answer to compare with. */
+  | { type: 'compare'; question: string; source: SourceKind; runId?: string }
   | { type: 'stop'; runId?: string }
   | { type: 'openCitation'; citation: Citation }
   | { type: 'command'; command: WebviewCommand };
@@ -106,6 +109,10 @@ function checkQuestion(v: unknown): string | undefined {
 
 function isLine(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 10_000_000;
+}
+
+function isRunId(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= MAX_RUN_ID_LENGTH;
 }
 
 function checkCitation(v: unknown): string | undefined {
@@ -151,20 +158,23 @@ export function parseWebviewMessage(value: unknown): ParseResult {
       return { ok: true, message };
     }
     case 'compare': {
-      const extra = onlyKeys(m, ['type', 'question', 'source']);
+      const extra = onlyKeys(m, ['type', 'question', 'source', 'runId']);
       if (extra) return fail(extra);
       const q = checkQuestion(m.question);
       if (q) return fail(q);
       if (!isOneOf(m.source, SOURCE_KINDS)) return fail('source must be one of ' + SOURCE_KINDS.join(', '));
-      return { ok: true, message: { type: 'compare', question: m.question as string, source: m.source } };
+      const message: WebviewMessage = { type: 'compare', question: m.question as string, source: m.source };
+      if (m.runId !== undefined) {
+        if (!isRunId(m.runId)) return fail('runId must be a short non-empty string');
+        message.runId = m.runId;
+      }
+      return { ok: true, message };
     }
     case 'stop': {
       const extra = onlyKeys(m, ['type', 'runId']);
       if (extra) return fail(extra);
       if (m.runId === undefined) return { ok: true, message: { type: 'stop' } };
-      if (typeof m.runId !== 'string' || m.runId.length === 0 || m.runId.length > MAX_RUN_ID_LENGTH) {
-        return fail('runId must be a short non-empty string');
-      }
+      if (!isRunId(m.runId)) return fail('runId must be a short non-empty string');
       return { ok: true, message: { type: 'stop', runId: m.runId } };
     }
     case 'openCitation': {

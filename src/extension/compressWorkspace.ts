@@ -1,0 +1,76 @@
+// "ARC: Compress Workspace": fill the vector cache for a set of sources without asking anything,
+// so the first question only pays for selection and generation. Built from the pipeline's own
+// stages (collect -> chunk -> compress with cache), so it caches exactly what ask() will look up.
+// No `vscode` import: progress and cancellation come in as plain callbacks and a signal.
+import type { ArcModel } from '../core/api';
+import { VectorCache } from '../core/context/cache';
+import { chunkFiles } from '../core/context/chunker';
+import { compressChunks } from '../core/context/compress';
+import { collectSources } from '../core/context/sources';
+import type { FileCompression, SourceInput } from '../core/types';
+import type { CompressionSnapshot } from '../protocol';
+
+export interface CompressOptions {
+  cacheDir: string;
+  cacheMaxBytes?: number;
+  include?: string[];
+  exclude?: string[];
+  signal?: AbortSignal;
+  onProgress?: (message: string, done?: number, total?: number) => void;
+  log?: (line: string) => void;
+}
+
+export async function compressSources(
+  model: ArcModel,
+  sources: SourceInput[],
+  title: string,
+  opts: CompressOptions,
+): Promise<CompressionSnapshot> {
+  const { signal } = opts;
+  opts.onProgress?.('Reading files');
+  const collected = await collectSources({ sources, include: opts.include, exclude: opts.exclude, signal });
+  const skippedFiles = Object.values(collected.skipped.counts).reduce((a, b) => a + (b ?? 0), 0);
+  opts.onProgress?.(`Chunking ${collected.files.length} files`);
+  const chunks = chunkFiles(
+    collected.files,
+    model.tokenizer,
+    { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header },
+    signal,
+  );
+  const cache = new VectorCache(opts.cacheDir, { maxBytes: opts.cacheMaxBytes, log: opts.log });
+  const it = compressChunks(chunks, { encoder: model.encoder, modelIdentity: model.identity, cache, signal });
+  let r = await it.next();
+  while (!r.done) {
+    const p = r.value;
+    opts.onProgress?.(`Compressed ${p.done}/${p.total} chunks (${p.cacheHits} from cache)`, p.done, p.total);
+    r = await it.next();
+  }
+  const result = r.value;
+  const files = new Map<string, FileCompression>();
+  chunks.forEach((c, i) => {
+    const f = files.get(c.path) ?? { path: c.path, tokens: 0, vectors: 0, chunks: 0, included: 0 };
+    f.tokens += c.tokenIds.length;
+    f.vectors += result.compressed[i]?.count ?? 0;
+    f.chunks += 1;
+    files.set(c.path, f);
+  });
+  return {
+    title,
+    files: [...files.values()],
+    included: [],
+    leftOut: [],
+    compress: {
+      chunks: chunks.length,
+      cacheHits: result.cacheHits,
+      encoded: result.encoded,
+      encodeMs: result.encodeMs,
+      skippedFiles,
+    },
+  };
+}
+
+/** Entries and bytes in the cache folder, for the status bar. */
+export async function cacheUsage(cacheDir: string): Promise<{ entries: number; bytes: number }> {
+  const entries = await new VectorCache(cacheDir).listEntries().catch(() => []);
+  return { entries: entries.length, bytes: entries.reduce((s, e) => s + e.size, 0) };
+}
