@@ -148,9 +148,11 @@ class Attention(nn.Module):
         cos, sin = rope_cos_sin(q_pos, self.e, self.cfg.rope_theta)
         q = apply_rope(q, cos, sin, self.cfg.rope_layout)
         rep = self.n_heads // self.n_kv
-        if rep > 1:  # query head j reads kv head j // rep
-            k = k.repeat_interleave(rep, dim=1)
-            v = v.repeat_interleave(rep, dim=1)
+        if rep > 1:  # query head j reads kv head j // rep (= repeat_interleave(rep, dim=1), written
+            # as expand + reshape because torch 1.13's ONNX export of repeat_interleave mixes up axes)
+            t = k.shape[2]
+            k = k[:, :, None].expand(b, self.n_kv, rep, t, self.e).reshape(b, self.n_heads, t, self.e)
+            v = v[:, :, None].expand(b, self.n_kv, rep, t, self.e).reshape(b, self.n_heads, t, self.e)
         scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.e))
         if bias is not None:
             scores = scores + bias
