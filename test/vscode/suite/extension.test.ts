@@ -4,6 +4,9 @@
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { ask } from '../../../src/core/ask';
+import { loadModel } from '../../../src/core/model';
+import type { AskEvent } from '../../../src/core/types';
 
 const EXTENSION_ID = 'arc-context.arc-context';
 
@@ -68,5 +71,36 @@ describe('ARC Context in the VS Code extension host', () => {
       (s) => assert.ok(s.size > 0),
       () => assert.fail(`${manifest.fsPath} is missing`),
     );
+  });
+
+  it('runs the ask() pipeline with onnxruntime-node on the extension host\'s Node', async () => {
+    // The real question here is whether the native binding loads under Electron (N-API), so
+    // the small random fixture model is enough; it answers with arbitrary tokens.
+    const root = process.env.ARC_TEST_ROOT ?? path.resolve(__dirname, '../..');
+    const model = await loadModel(path.join(root, 'test', 'fixtures', 'tiny-arc'), { provider: 'cpu' });
+    try {
+      const ws = path.join(root, 'test', 'e2e', 'workspace');
+      const events: AskEvent[] = [];
+      for await (const e of ask(model, {
+        question: 'Which file defines `applyDiscount`?',
+        mode: 'arc',
+        sources: [
+          { path: 'src/pricing.ts', absPath: path.join(ws, 'src', 'pricing.ts'), origin: 'explicit' },
+          { path: 'src/inventory.py', absPath: path.join(ws, 'src', 'inventory.py'), origin: 'explicit' },
+        ],
+        maxNewTokens: 8,
+      }, { cacheDir: null })) {
+        events.push(e);
+      }
+      const error = events.find((e) => e.type === 'error');
+      assert.equal(error, undefined, JSON.stringify(error));
+      const done = events.find((e): e is Extract<AskEvent, { type: 'done' }> => e.type === 'done');
+      assert.ok(done, `no done event in ${events.map((e) => e.type).join(',')}`);
+      assert.equal(done.stats.provider, 'cpu');
+      assert.ok(done.stats.sourceTokens > 0, 'no source tokens were read');
+      assert.ok(done.stats.generatedTokens > 0 && done.stats.generatedTokens <= 8);
+    } finally {
+      await model.dispose();
+    }
   });
 });
