@@ -1,6 +1,6 @@
 // Loads onnxruntime-node lazily (after telemetry is switched off) and creates the sessions of a
 // model on the best execution provider that actually initialises here.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type * as OrtModule from 'onnxruntime-node';
 import type { LoadOptions, ProviderName } from './api';
@@ -79,7 +79,24 @@ export function providerPrecheck(p: ProviderName, platform: NodeJS.Platform = pr
       return `CUDA provider libraries not installed (${missing.join(', ')} missing next to the onnxruntime binding; reinstall onnxruntime-node with network access)`;
     }
   }
+  if (p === 'webgpu' && platform === 'linux' && !linuxLibraryPresent('libvulkan.so.1')) {
+    // Dawn needs the Vulkan loader on Linux; without it, it prints a warning and fails.
+    return 'WebGPU needs Vulkan and libvulkan.so.1 was not found (install the GPU driver\'s Vulkan support, e.g. libvulkan1)';
+  }
   return null;
+}
+
+/** Whether the dynamic loader can find a library: LD_LIBRARY_PATH, the ld.so cache, usual dirs. */
+export function linuxLibraryPresent(name: string): boolean {
+  const dirs = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
+  dirs.push('/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib64', '/lib');
+  if (dirs.some((d) => existsSync(join(d, name)))) return true;
+  try {
+    // The cache lists every library ldconfig knows by name, as plain strings.
+    return readFileSync('/etc/ld.so.cache').includes(name);
+  } catch {
+    return false;
+  }
 }
 
 export function sessionOptions(p: ProviderName, threads: number | undefined): OrtModule.InferenceSession.SessionOptions {

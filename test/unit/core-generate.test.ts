@@ -1,0 +1,147 @@
+// Token choice, text streaming (multi-byte characters, stop strings) and the generation loop on
+// the tiny random model: EOS, limits, the window, cancellation, seeded sampling.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { ArcModel, GenerateOptions, GenerationTimings, PrefixPart } from '../../src/core/api';
+import { OnnxDecoder } from '../../src/core/decoder';
+import { ArcError } from '../../src/core/errors';
+import { TextStream, argmax, decodeLoop, sampleTopP, seededRandom } from '../../src/core/generate';
+import { loadModel } from '../../src/core/model';
+import { NO_TINY, TINY, golden } from './core-fixture';
+
+let model: ArcModel;
+before(async () => {
+  if (!NO_TINY) model = await loadModel(TINY, { provider: 'cpu', threads: 1 });
+});
+after(async () => model?.dispose());
+
+async function collect(it: AsyncGenerator<string, GenerationTimings>): Promise<{ pieces: string[]; timings: GenerationTimings }> {
+  const pieces: string[] = [];
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return { pieces, timings: r.value };
+    pieces.push(r.value);
+  }
+}
+
+test('argmax takes the first of equal maxima', () => {
+  assert.equal(argmax(new Float32Array([1, 3, 3, -1])), 1);
+  assert.equal(argmax(new Float32Array([-5, -7])), 0);
+});
+
+test('seeded sampling is reproducible and follows the softmax', () => {
+  const logits = new Float32Array([0, Math.log(2), Math.log(4), -Infinity]);
+  const draw = (seed: number, n: number): number[] => {
+    const r = seededRandom(seed);
+    return Array.from({ length: n }, () => sampleTopP(logits, 1, 1, r));
+  };
+  assert.deepEqual(draw(7, 50), draw(7, 50));
+  assert.notDeepEqual(draw(7, 50), draw(8, 50));
+  const counts = [0, 0, 0, 0];
+  for (const i of draw(1, 14000)) counts[i]!++;
+  // Expected 2000 / 4000 / 8000 / 0; 4 standard deviations is ~180.
+  assert.ok(Math.abs(counts[0]! - 2000) < 200 && Math.abs(counts[1]! - 4000) < 240 && Math.abs(counts[2]! - 8000) < 240, `${counts}`);
+  assert.equal(counts[3], 0);
+  // A small nucleus keeps only the most likely token.
+  const r = seededRandom(5);
+  for (let i = 0; i < 100; i++) assert.equal(sampleTopP(logits, 1, 0.5, r), 2);
+  assert.throws(() => sampleTopP(logits, 0, 1, r), RangeError);
+});
+
+test('streaming never splits a multi-byte character', { skip: NO_TINY }, () => {
+  const text = 'naïve ✓ 😀 done';
+  const ids = model.tokenizer.encode(text);
+  const stream = new TextStream(model.tokenizer, []);
+  const pieces: string[] = [];
+  for (let i = 1; i <= ids.length; i++) pieces.push(stream.push(ids.slice(0, i)));
+  pieces.push(stream.flush());
+  assert.ok(pieces.every((p) => !p.includes('\uFFFD')), JSON.stringify(pieces));
+  assert.equal(pieces.join(''), text);
+  // The emoji's 4 byte tokens yield nothing until the last one arrives: 3 empty pieces in a row.
+  assert.ok(pieces.join('|').includes('|||😀'), JSON.stringify(pieces));
+});
+
+test('stop strings end the answer and are never emitted, even when split across tokens', { skip: NO_TINY }, () => {
+  const run = (text: string, stops: string[]): { out: string; stopped: boolean } => {
+    const ids = model.tokenizer.encode(text);
+    const stream = new TextStream(model.tokenizer, stops);
+    let out = '';
+    for (let i = 1; i <= ids.length && !stream.stopped; i++) out += stream.push(ids.slice(0, i));
+    out += stream.flush();
+    return { out, stopped: stream.stopped };
+  };
+  assert.deepEqual(run('x = 1\nfoo', ['\n']), { out: 'x = 1', stopped: true });
+  assert.deepEqual(run('ab\n\ncd', ['\n\n']), { out: 'ab', stopped: true });
+  assert.deepEqual(run('a\nb\nc', ['\n\n']), { out: 'a\nb\nc', stopped: false });
+  assert.deepEqual(run('xENy', ['END']), { out: 'xENy', stopped: false });
+  assert.deepEqual(run('one END two', ['END', 'two']), { out: 'one ', stopped: true });
+  // A held-back prefix of a stop string is released by flush when generation ends.
+  assert.deepEqual(run('value EN', ['END']), { out: 'value EN', stopped: false });
+});
+
+function decoder(): OnnxDecoder {
+  assert.ok(model.decoder instanceof OnnxDecoder);
+  return model.decoder;
+}
+
+test('generation stops at EOS without emitting it (EOS id set to the token the model picks)', { skip: NO_TINY }, async () => {
+  const g = golden().greedy[0]!;
+  const dec = decoder();
+  const prefix: PrefixPart[] = [{ kind: 'tokens', ids: g.prompt_ids }];
+  let state: Awaited<ReturnType<OnnxDecoder['prefill']>>['state'] | null = null;
+  const source = {
+    prefill: async () => {
+      const r = await dec.prefill(prefix);
+      state = r.state;
+      return r.logits.subarray(r.logits.length - dec.config.vocabSize);
+    },
+    step: (id: number) => dec.step(state!, id),
+  };
+  const eos = g.output_ids[0]!;
+  const { pieces, timings } = await collect(decodeLoop(source, model.tokenizer, { maxNewTokens: 8 }, { prefixPositions: g.prompt_ids.length, contextLength: 128, eosTokenId: eos }));
+  assert.deepEqual(pieces, []);
+  assert.equal(timings.generatedTokens, 0);
+});
+
+test('maxNewTokens and the decoder window bound the answer', { skip: NO_TINY }, async () => {
+  const g = golden().greedy[0]!;
+  const dec = decoder();
+  const few = await collect(dec.generate([{ kind: 'tokens', ids: g.prompt_ids }], { maxNewTokens: 3, stop: [] }));
+  assert.equal(few.timings.generatedTokens, 3);
+  assert.equal(few.pieces.join(''), model.tokenizer.decode(g.output_ids.slice(0, 3)));
+
+  // 125 positions in a 128 window: tokens can be fed at 125, 126, 127, so 4 are produced.
+  const long = Array.from({ length: 125 }, (_, i) => g.prompt_ids[i % g.prompt_ids.length]!);
+  const edge = await collect(dec.generate([{ kind: 'tokens', ids: long }], { maxNewTokens: 48, stop: [] }));
+  assert.equal(edge.timings.generatedTokens, 4);
+  assert.equal(edge.timings.prefixPositions, 125);
+});
+
+test('a prefix longer than the window is refused with context-too-large', { skip: NO_TINY }, async () => {
+  const it = decoder().generate([{ kind: 'tokens', ids: new Array(129).fill(5) }], { maxNewTokens: 4 });
+  await assert.rejects(it.next(), (e: unknown) => e instanceof ArcError && e.code === 'context-too-large' && /129.*128/.test(e.message));
+});
+
+test('an aborted signal cancels between steps', { skip: NO_TINY }, async () => {
+  const g = golden().greedy[0]!;
+  const ac = new AbortController();
+  const it = decoder().generate([{ kind: 'tokens', ids: g.prompt_ids }], { maxNewTokens: 8, stop: [], signal: ac.signal });
+  const first = await it.next();
+  assert.equal(first.done, false);
+  ac.abort();
+  await assert.rejects(it.next(), (e: unknown) => e instanceof ArcError && e.code === 'cancelled');
+  // And before any work.
+  const it2 = decoder().generate([{ kind: 'tokens', ids: g.prompt_ids }], { maxNewTokens: 8, signal: ac.signal });
+  await assert.rejects(it2.next(), (e: unknown) => e instanceof ArcError && e.code === 'cancelled');
+  await assert.rejects(model.encoder.encode([[1, 2, 3]], ac.signal), (e: unknown) => e instanceof ArcError && e.code === 'cancelled');
+});
+
+test('temperature sampling with a seed is reproducible on the model', { skip: NO_TINY }, async () => {
+  const g = golden().greedy[1]!;
+  const opts: GenerateOptions = { maxNewTokens: 12, stop: [], temperature: 1.5, topP: 0.95, seed: 11 };
+  const a = await collect(decoder().generate([{ kind: 'tokens', ids: g.prompt_ids }], opts));
+  const b = await collect(decoder().generate([{ kind: 'tokens', ids: g.prompt_ids }], opts));
+  assert.equal(a.pieces.join(''), b.pieces.join(''));
+  assert.equal(a.timings.generatedTokens, 12);
+  assert.ok(a.timings.tokensPerSecond > 0);
+});
