@@ -1,0 +1,451 @@
+"""Trains the bundled default model `arc-tiny-code`: a small code decoder, then an ARC x4 encoder.
+
+    /usr/bin/python3 tools/train.py --config tools/configs/arc-tiny-code.json --run runs/tiny
+
+One script, one config, fixed seeds. Stages (steps per stage in the config):
+  copy   decoder: synthetic documents in the real document format with key/value and
+         definition lookups over a small vocabulary of names (installs in-context copying),
+         plus code LM.
+  code   decoder: code LM on real files + renamed real QA over real chunks + synthetic QA.
+  arc    decoder frozen; encoder (initialised from the decoder's first layers) + projector:
+         reconstruction / continuation pretraining (20% / 80%).
+  arcqa  decoder frozen; QA with compressed contexts (+ some continuation to keep it general).
+Every `ckpt_every` steps the state is written to RUN/ckpt.pt (atomic); rerunning the same
+command resumes. Evaluation on held-out QA (exact match per kind and mode) goes to
+RUN/log.jsonl; `--export DIR` writes the arc-model/1 package with tools/export.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bpe  # noqa: E402
+import corpus as C  # noqa: E402
+from model import (ArcEncoder, Decoder, DecoderConfig, EncoderConfig, encode_documents,  # noqa: E402
+                   group_sizes)
+
+# --------------------------------------------------------------------------- data
+
+
+class Data:
+    def __init__(self, data_dir: str, seed: int):
+        self.tok = bpe.Tokenizer.load(os.path.join(data_dir, "tokenizer.json"))
+        blob = torch.load(os.path.join(data_dir, "corpus.pt"))
+        self.train, self.test = blob["train"], blob["test"]
+        self.max_chunk = blob["max_chunk_tokens"]
+        self.rng = random.Random(seed)
+        words = set()
+        for d in self.train:
+            for c in d["chunks"]:
+                for q in c["qa"]:
+                    words.update(p.lower() for p in q["name"].replace("_", " ").split())
+        self.words = sorted(w for w in words if w.isalpha())
+        self.namer = C.Namer(self.words, seed)
+        # a small name vocabulary of single-token words for the copy stage
+        single = [w for w in self.words if len(self.tok.encode(w)) == 1 and len(w) >= 3]
+        self.small_namer = C.Namer(random.Random(seed).sample(single, min(96, len(single))), seed + 1)
+        self.qa_pool = [(di, ci, qi) for di, d in enumerate(self.train) for ci, c in enumerate(d["chunks"])
+                        for qi, _ in enumerate(c["qa"])]
+        self.by_pkg: Dict[str, List[int]] = {}
+        for di, d in enumerate(self.train):
+            self.by_pkg.setdefault(d["package"], []).append(di)
+        self.prompt_cache: Dict[str, List[int]] = {}
+
+    def enc(self, s: str) -> List[int]:
+        return self.tok.encode(s)
+
+    # ---- synthetic documents in the real format
+
+    def synth_chunk(self, namer: C.Namer, small_values: bool) -> Tuple[C.Chunk, List[C.QA]]:
+        r = self.rng
+        lines, qa = [], []
+        path = namer.path(r.choice((".py", ".py", ".js", ".ts")))
+        for _ in range(r.randint(2, 6)):
+            kind = r.random()
+            name = namer.ident()
+            if kind < 0.45:
+                if small_values or r.random() < 0.5:
+                    val = str(r.randint(0, 999))
+                else:
+                    quote = r.choice(("'", '"'))
+                    val = quote + namer.ident() + quote
+                lines.append(f"{name} = {val}")
+                qa.append(C.QA("value", name, C.Q_VALUE.format(name=name), val))
+            elif kind < 0.85:
+                params = ", ".join(namer.ident() for _ in range(r.randint(1, 3)))
+                lines.append(f"def {name}({params}):")
+                lines.append(f"    return {namer.ident()}")
+                qa.append(C.QA("params", name, C.Q_PARAMS.format(name=name), params))
+                qa.append(C.QA("file", name, C.Q_FILE.format(name=name), path))
+            else:
+                lines.append(f"class {name}:")
+                lines.append(f"    {namer.ident()} = {r.randint(0, 99)}")
+                qa.append(C.QA("file", name, C.Q_FILE.format(name=name), path))
+        return C.Chunk(path, "\n".join(lines) + "\n", 1), qa
+
+    def synth_example(self, small: bool) -> Tuple[List[C.Chunk], C.QA]:
+        """1-4 synthetic chunks and one question whose name is defined exactly once."""
+        namer = self.small_namer if small else self.namer
+        chunks, allqa = [], []
+        for _ in range(self.rng.randint(1, 4)):
+            c, q = self.synth_chunk(namer, small)
+            chunks.append(c)
+            allqa.extend(q)
+        defined = [q.name for q in allqa if q.kind != "file" or not any(
+            x.kind == "params" and x.name == q.name for x in allqa)]
+        unique = [q for q in allqa if defined.count(q.name) == 1]
+        if not unique:
+            return self.synth_example(small)
+        return chunks, self.rng.choice(unique)
+
+    # ---- real QA
+
+    def real_example(self, budget: int = 440, rename: bool = True) -> Tuple[List[C.Chunk], C.QA]:
+        """The answer's chunk plus 0-3 chunks of the same package, within `budget` tokens."""
+        r = self.rng
+        while True:
+            di, ci, qi = r.choice(self.qa_pool)
+            d = self.train[di]
+            c = d["chunks"][ci]
+            q = C.QA(**c["qa"][qi])
+            others = [(self.train[o], oc) for o in self.by_pkg[d["package"]] for oc in self.train[o]["chunks"] if oc is not c]
+            picked, used = [], len(c["ids"])
+            for od, oc in r.sample(others, min(len(others), r.choice((0, 1, 1, 2, 3)))):
+                if used + len(oc["ids"]) <= budget:
+                    picked.append((od, oc))
+                    used += len(oc["ids"])
+            if used > budget or any(q.name in {x["name"] for x in oc["qa"]} for _, oc in picked):
+                continue
+            chunks = [C.Chunk(od["path"], oc["body"], oc["start"]) for od, oc in picked] + [C.Chunk(d["path"], c["body"], c["start"])]
+            r.shuffle(chunks)
+            if rename:
+                chunks, q = C.rename(chunks, q, self.namer, 0)
+            return chunks, q
+
+    def lm_window(self, T: int) -> List[int]:
+        d = self.rng.choice(self.train)
+        ids = [t for c in d["chunks"] for t in c["ids"]]
+        if len(ids) <= T - 1:
+            return [bpe.BOS] + ids
+        s = self.rng.randint(0, len(ids) - (T - 1))
+        return [bpe.BOS] + ids[s:s + T - 1]
+
+    def prompt_ids(self, question: str) -> List[int]:
+        return self.enc(C.QUESTION_TEMPLATE.format(question=question))
+
+
+def qa_sequence(data: Data, chunks: Sequence[C.Chunk], q: C.QA, T: int) -> Optional[Tuple[List[int], List[int]]]:
+    """Full-text QA: (ids, loss mask). None if it does not fit in T."""
+    ctx = [t for c in chunks for t in data.enc(c.render())]
+    ans = data.enc(q.answer + C.ANSWER_END)
+    ids = [bpe.BOS] + ctx + data.prompt_ids(q.question) + ans
+    if len(ids) > T:
+        return None
+    return ids, [0] * (len(ids) - len(ans)) + [1] * len(ans)
+
+
+def pad_batch(seqs: List[Tuple[List[int], List[int]]]) -> Tuple[torch.Tensor, torch.Tensor]:
+    L = max(len(s) for s, _ in seqs)
+    ids = torch.full((len(seqs), L), bpe.PAD, dtype=torch.long)
+    mask = torch.zeros(len(seqs), L)
+    for i, (s, m) in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(m)] = torch.tensor(m, dtype=torch.float)
+    return ids, mask
+
+
+def lm_loss(dec: Decoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    logits, _ = dec(dec.embed(ids[:, :-1]))
+    tgt_mask = mask[:, 1:]
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
+    return (loss * tgt_mask.reshape(-1)).sum() / tgt_mask.sum().clamp(min=1)
+
+
+# --------------------------------------------------------------------------- ARC batches
+
+
+def arc_forward(dec: Decoder, enc: ArcEncoder, items: List[dict]) -> torch.Tensor:
+    """items: {"docs": [token lists to compress], "special": "cont"|"rec", "before": ids,
+    "after": ids, "loss_from": index into after where loss starts}. One decoder pass."""
+    all_docs = [d for it in items for d in it["docs"]]
+    vecs = encode_documents(enc, all_docs) if all_docs else []
+    cont, rec = enc.cont(), enc.rec()
+    seqs, targets = [], []
+    k = 0
+    for it in items:
+        parts = [dec.embed(torch.tensor(it["before"]))]
+        for _ in it["docs"]:
+            parts.append(vecs[k])
+            parts.append((rec if it["special"] == "rec" else cont).unsqueeze(0))
+            k += 1
+        prefix_len = sum(p.shape[0] for p in parts)
+        after = torch.tensor(it["after"])
+        parts.append(dec.embed(after[:-1]))
+        seqs.append(torch.cat(parts))
+        tgt = torch.full((prefix_len - 1 + len(it["after"]),), -100, dtype=torch.long)
+        tgt[prefix_len - 1 + it["loss_from"]:] = after[it["loss_from"]:]
+        targets.append(tgt)
+    L = max(s.shape[0] for s in seqs)
+    x = torch.zeros(len(seqs), L, dec.cfg.dim)
+    y = torch.full((len(seqs), L), -100, dtype=torch.long)
+    for i, (s, t) in enumerate(zip(seqs, targets)):
+        x[i, : s.shape[0]] = s
+        y[i, : t.shape[0]] = t
+    logits, _ = dec(x)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
+
+
+def arc_pretrain_item(data: Data, rec_frac: float) -> dict:
+    ids = data.lm_window(data.max_chunk + 129)[1:]
+    if data.rng.random() < rec_frac:
+        doc = ids[: data.rng.randint(32, data.max_chunk)]
+        return {"docs": [doc], "special": "rec", "before": [bpe.BOS], "after": doc, "loss_from": 0}
+    cut = data.rng.randint(16, min(data.max_chunk, len(ids) - 16)) if len(ids) > 48 else len(ids) // 2
+    return {"docs": [ids[:cut]], "special": "cont", "before": [bpe.BOS], "after": ids[cut:cut + 96], "loss_from": 0}
+
+
+def arc_qa_item(data: Data, chunks: Sequence[C.Chunk], q: C.QA) -> dict:
+    ans = data.enc(q.answer + C.ANSWER_END)
+    prompt = data.prompt_ids(q.question)
+    return {"docs": [data.enc(c.render())[: data.max_chunk] for c in chunks], "special": "cont",
+            "before": [bpe.BOS], "after": prompt + ans, "loss_from": len(prompt)}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def greedy(dec: Decoder, prefix: torch.Tensor, max_new: int, stop_id_text, tok: bpe.Tokenizer) -> str:
+    logits, past = dec(prefix.unsqueeze(0))
+    out: List[int] = []
+    for _ in range(max_new):
+        nxt = int(logits[0, -1].argmax())
+        if nxt == bpe.EOS:
+            break
+        out.append(nxt)
+        text = tok.decode(out)
+        if "\n" in text:
+            return text.split("\n")[0]
+        logits, past = dec(dec.embed(torch.tensor([[nxt]])), past=past)
+    return tok.decode(out).split("\n")[0]
+
+
+@torch.no_grad()
+def evaluate(data: Data, dec: Decoder, enc: Optional[ArcEncoder], rows: List[dict], modes: Sequence[str],
+             T: int) -> Dict[str, Dict[str, float]]:
+    res: Dict[str, Dict[str, float]] = {}
+    for mode in modes:
+        hits: Dict[str, List[int]] = {}
+        for r in rows:
+            chunks = [c for f in r["files"] for c in C.chunk_file(f["path"], f["text"], lambda s: len(data.enc(s)), data.max_chunk)]
+            prompt = torch.tensor(data.prompt_ids(r["question"]))
+            parts = [dec.embed(torch.tensor([bpe.BOS]))]
+            if mode == "full":
+                ctx = [t for c in chunks for t in data.enc(c.render())]
+                ctx = ctx[-(T - 1 - len(prompt) - 24):]
+                parts.append(dec.embed(torch.tensor(ctx, dtype=torch.long)))
+            elif mode == "arc":
+                docs = [data.enc(c.render())[: data.max_chunk] for c in chunks]
+                for v in encode_documents(enc, docs):
+                    parts.extend([v, enc.cont().unsqueeze(0)])
+            parts.append(dec.embed(prompt))
+            pred = greedy(dec, torch.cat(parts), 24, "\n", data.tok)
+            hits.setdefault(r["kind"], []).append(int(pred.strip() == r["answers"][0].strip()))
+        res[mode] = {k: round(sum(v) / len(v), 4) for k, v in sorted(hits.items())}
+        allh = [x for v in hits.values() for x in v]
+        res[mode]["all"] = round(sum(allh) / max(len(allh), 1), 4)
+    return res
+
+
+def synth_rows(data: Data, n: int, small: bool, seed: int) -> List[dict]:
+    saved = data.rng
+    data.rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        chunks, q = data.synth_example(small)
+        rows.append({"id": f"s{i}", "kind": q.kind, "question": q.question, "answers": [q.answer],
+                     "files": [{"path": c.path, "text": c.body} for c in chunks]})
+    data.rng = saved
+    return rows
+
+
+# --------------------------------------------------------------------------- main loop
+
+
+def init_weights(dec: Decoder) -> None:
+    """GPT-2 style: N(0, 0.02), residual output projections scaled by 1/sqrt(2 * layers)."""
+    with torch.no_grad():
+        for name, p in dec.named_parameters():
+            if p.dim() == 2:
+                std = 0.02 / math.sqrt(2 * dec.cfg.n_layers) if name.endswith(("wo.weight", "w2.weight")) else 0.02
+                p.normal_(0.0, std)
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="tools/configs/arc-tiny-code.json")
+    ap.add_argument("--run", default="runs/arc-tiny-code")
+    ap.add_argument("--data", default="tools/.data")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--stop-after", default=None, help="stop once this stage is finished")
+    ap.add_argument("--max-minutes", type=float, default=0, help="stop (with a checkpoint) after this long")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    cfg = json.load(open(a.config))
+    os.makedirs(a.run, exist_ok=True)
+    seed = cfg.get("seed", 0)
+    torch.manual_seed(seed)
+    data = Data(a.data, seed)
+    dcfg = DecoderConfig(vocab_size=len(data.tok.vocab), **cfg["decoder"])
+    dec = Decoder(dcfg)
+    init_weights(dec)
+    ecfg = EncoderConfig(vocab_size=len(data.tok.vocab), dim=dcfg.dim, n_heads=dcfg.n_heads,
+                         n_kv_heads=dcfg.n_kv_heads, head_dim=dcfg.head_dim, hidden_dim=dcfg.hidden_dim,
+                         norm_eps=dcfg.norm_eps, rope_theta=dcfg.rope_theta, rope_layout=dcfg.rope_layout,
+                         out_dim=dcfg.dim, **cfg["encoder"])
+    enc = ArcEncoder(ecfg)
+    T = dcfg.context_length
+    stages = cfg["stages"]
+    state = {"stage": 0, "step": 0, "tokens": 0, "seconds": 0.0}
+    ck = os.path.join(a.run, "ckpt.pt")
+    opt, blob = None, None
+    if os.path.exists(ck):
+        blob = torch.load(ck)
+        dec.load_state_dict(blob["dec"])
+        enc.load_state_dict(blob["enc"])
+        state = blob["state"]
+        print(f"resumed {state}", flush=True)
+    log = open(os.path.join(a.run, "log.jsonl"), "a")
+    heldout = [json.loads(l) for l in open(os.path.join(a.data, "heldout-qa.jsonl"))]
+    eval_rng = random.Random(5)
+    eval_rows = eval_rng.sample(heldout, min(cfg.get("eval_rows", 60), len(heldout)))
+    t_start = time.time()
+
+    while state["stage"] < len(stages):
+        st = stages[state["stage"]]
+        name, steps = st["name"], st["steps"]
+        arc = name.startswith("arc")
+        if arc and state["step"] == 0 and not st.get("continue_encoder", False) and name == "arc":
+            enc.init_from_decoder(dec)
+            with torch.no_grad():
+                for b in enc.bridges:  # start as the identity map
+                    b.layer1.weight.zero_()
+                    b.layer2.weight.zero_()
+                    b.layer1.weight[: ecfg.dim].copy_(torch.eye(ecfg.dim))
+                    b.layer2.weight[:, : ecfg.dim].copy_(torch.eye(ecfg.dim))
+                nl = data.enc("\n")[0]
+                enc.cont_tok.copy_(dec.tok_embeddings.weight[nl].expand_as(enc.cont_tok))
+                enc.rec_tok.copy_(dec.tok_embeddings.weight[bpe.BOS].expand_as(enc.rec_tok))
+        params = list(enc.parameters()) if arc else list(dec.parameters())
+        for p in dec.parameters():
+            p.requires_grad_(not arc)
+        opt = torch.optim.AdamW(params, lr=st["lr"], betas=(0.9, 0.95), weight_decay=0.1)
+        if os.path.exists(ck) and blob is not None and blob.get("opt_stage") == state["stage"] and state["step"] > 0:
+            opt.load_state_dict(blob["opt"])
+        blob = None
+        print(f"stage {name}: steps {state['step']}..{steps}", flush=True)
+        t_stage, tok_window = time.time(), 0
+        while state["step"] < steps:
+            step = state["step"]
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, steps, st["lr"], st.get("warmup", 100))
+            B = st["batch"]
+            if not arc:
+                seqs = []
+                for _ in range(B):
+                    u = data.rng.random()
+                    if u < st["mix"].get("synth_small", 0):
+                        ex = qa_sequence(data, *data.synth_example(True), T)
+                    elif u < st["mix"].get("synth_small", 0) + st["mix"].get("synth", 0):
+                        ex = qa_sequence(data, *data.synth_example(False), T)
+                    elif u < st["mix"].get("synth_small", 0) + st["mix"].get("synth", 0) + st["mix"].get("qa", 0):
+                        ex = qa_sequence(data, *data.real_example(), T)
+                    else:
+                        w = data.lm_window(st.get("lm_len", 256))
+                        ex = (w, [1] * len(w))
+                    if ex is not None:
+                        seqs.append(ex)
+                ids, mask = pad_batch(seqs)
+                loss = lm_loss(dec, ids, mask)
+                ntok = int(ids.numel())
+            else:
+                items = []
+                for _ in range(B):
+                    if data.rng.random() < st["mix"].get("qa", 0):
+                        src = data.synth_example(False) if data.rng.random() < st["mix"].get("qa_synth", 0.3) else data.real_example()
+                        items.append(arc_qa_item(data, *src))
+                    else:
+                        items.append(arc_pretrain_item(data, st["mix"].get("rec", 0.2)))
+                loss = arc_forward(dec, enc, items)
+                ntok = sum(len(d) for it in items for d in it["docs"]) + sum(len(it["after"]) for it in items)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            state["step"] += 1
+            state["tokens"] += ntok
+            tok_window += ntok
+            if state["step"] % 25 == 0:
+                el = time.time() - t_stage
+                state["seconds"] += el
+                rec = {"stage": name, "step": state["step"], "loss": round(float(loss), 4),
+                       "tok_s": round(tok_window / max(el, 1e-6)), "seconds": round(state["seconds"]),
+                       "tokens": state["tokens"]}
+                print(json.dumps(rec), flush=True)
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                t_stage, tok_window = time.time(), 0
+            done_stage = state["step"] >= steps
+            timeout = a.max_minutes and time.time() - t_start > a.max_minutes * 60
+            if state["step"] % cfg.get("eval_every", 500) == 0 or done_stage or timeout:
+                dec.eval()
+                enc.eval()
+                modes = ["full", "arc"] if arc else ["full"]
+                ev = {"stage": name, "step": state["step"], "seconds": round(state["seconds"]),
+                      "heldout": evaluate(data, dec, enc, eval_rows[: cfg.get("eval_rows_quick", 45)], modes, T),
+                      "synth_small": evaluate(data, dec, enc, synth_rows(data, 30, True, 9), modes, T)["full" if not arc else "arc"]}
+                print("EVAL " + json.dumps(ev), flush=True)
+                log.write(json.dumps({"eval": ev}) + "\n")
+                log.flush()
+                dec.train()
+                enc.train()
+            if state["step"] % cfg.get("ckpt_every", 250) == 0 or done_stage or timeout:
+                if done_stage:
+                    state["stage"] += 1
+                    state["step"] = 0
+                tmp = ck + ".tmp"
+                torch.save({"dec": dec.state_dict(), "enc": enc.state_dict(), "state": state,
+                            "opt": opt.state_dict(), "opt_stage": state["stage"], "config": cfg}, tmp)
+                os.replace(tmp, ck)
+                torch.save(dec.state_dict(), os.path.join(a.run, f"dec-{name}.pt")) if done_stage else None
+            if timeout:
+                print("time limit reached; checkpoint written", flush=True)
+                return
+            if done_stage:
+                break
+        if a.stop_after and name == a.stop_after:
+            print(f"stopped after stage {name}", flush=True)
+            return
+    print("training complete", flush=True)
+
+
+if __name__ == "__main__":
+    main()
