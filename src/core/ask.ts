@@ -1,13 +1,15 @@
 // The ask() pipeline: sources -> chunks -> (cache) -> compressed vectors -> selection ->
 // decoder prefix -> streamed answer. It reports every stage as typed events and never throws:
 // failures end the stream with an `error` event carrying an ArcErrorCode.
-import type { AskFn, ArcModel, CompressedChunk, GenerationTimings, PrefixPart } from './api';
+import type { AskFn, ArcModel, CompressedChunk, GenerationTimings } from './api';
 import type { ArcErrorCode, AskEvent, AskRequest, AskStats, Citation, FileCompression } from './types';
 import { VectorCache } from './context/cache';
 import { chunkFiles, type Chunk } from './context/chunker';
 import { compressChunks } from './context/compress';
 import { selectChunks, type SelectItem } from './context/select';
-import { collectSources, throwIfAborted, type SkipReport } from './context/sources';
+import { collectSources, type SkipReport } from './context/sources';
+import { ArcError, errorMessage, throwIfAborted } from './errors';
+import { buildPrefix, contextBudget, decoderTokenizer, type BuiltPrefix } from './prompt';
 
 export interface AskOptions {
   signal?: AbortSignal;
@@ -19,16 +21,6 @@ export interface AskOptions {
   maxFileBytes?: number;
   /** Extra diagnostics (cache repairs); they are also sent as progress events. */
   log?: (line: string) => void;
-}
-
-/** An error that ends the stream with a specific code. */
-class PipelineError extends Error {
-  constructor(
-    readonly code: ArcErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 const ERROR_CODES: ReadonlySet<string> = new Set<ArcErrorCode>([
@@ -48,7 +40,7 @@ export function toErrorEvent(e: unknown, signal?: AbortSignal): Extract<AskEvent
     return { type: 'error', code: 'cancelled', message: 'The request was cancelled.' };
   }
   const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
-  const message = e instanceof Error ? e.message : String(e);
+  const message = errorMessage(e);
   if (typeof code === 'string' && ERROR_CODES.has(code)) return { type: 'error', code: code as ArcErrorCode, message };
   return { type: 'error', code: 'internal', message: `Internal error: ${message}` };
 }
@@ -94,38 +86,32 @@ function describeSkips(skipped: SkipReport): string {
   return parts.length > 0 ? ` (skipped: ${parts.join(', ')})` : '';
 }
 
-/** Positions before the context and after it that every prompt needs: BOS, question, answer room. */
-export function contextBudget(model: ArcModel, questionIds: number[], maxNewTokens: number): number {
-  const dec = model.manifest.decoder;
-  if (!dec) return 0;
-  return dec.contextLength - 1 - questionIds.length - maxNewTokens;
-}
-
-export function renderQuestion(template: string, question: string): string {
-  return template.split('{question}').join(question);
-}
+/** Smallest piece of a cut chunk worth showing in full mode; fewer tokens are mostly header. */
+const MIN_PARTIAL_TOKENS = 16;
 
 async function* askImpl(model: ArcModel, request: AskRequest, options: AskOptions = {}): AsyncGenerator<AskEvent, void> {
   const t0 = performance.now();
   const { signal } = options;
   const mode = request.mode;
   const stats = emptyStats(mode, model.provider);
+  const cancelled = (what: string) => throwIfAborted(signal, what);
   try {
     const question = request.question.trim();
-    if (question === '') throw new PipelineError('empty-question', 'The question is empty. Type a question about the code.');
+    if (question === '') throw new ArcError('empty-question', 'The question is empty. Type a question about the code.');
     const dec = model.manifest.decoder;
     if (!dec || !model.decoder) {
-      throw new PipelineError('model-missing', `The model package ${model.dir} has no decoder, so it cannot answer questions. Choose a package with a decoder.`);
+      throw new ArcError('model-missing', `The model package ${model.dir} has no decoder, so it cannot answer questions. Choose a package with a decoder.onnx.`);
     }
     const maxNewTokens = request.maxNewTokens ?? model.manifest.prompt.maxNewTokens;
-    const questionIds = model.tokenizer.encode(renderQuestion(model.manifest.prompt.questionTemplate, question));
-    const budget = contextBudget(model, questionIds, maxNewTokens);
+    const budget = contextBudget(model, question, maxNewTokens);
 
     let included: Chunk[] = [];
-    const prefix: PrefixPart[] = [{ kind: 'tokens', ids: [dec.bosTokenId] }];
-    if (mode !== 'none') {
+    let prefix: BuiltPrefix;
+    if (mode === 'none') {
+      prefix = buildPrefix(model, 'none', [], question);
+    } else {
       if (budget <= 0) {
-        throw new PipelineError('context-too-large', `The question and answer room (${questionIds.length} + ${maxNewTokens} tokens) fill the model's ${dec.contextLength}-position window. Ask a shorter question.`);
+        throw new ArcError('context-too-large', `The question and the answer room (${maxNewTokens} tokens) fill the model's ${dec.contextLength}-position window. Ask a shorter question.`);
       }
       // 1. Sources.
       yield { type: 'progress', stage: 'scan', message: 'Looking for source files' };
@@ -137,22 +123,22 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
         maxFileBytes: options.maxFileBytes,
         signal,
       });
-      throwIfAborted(signal);
       yield { type: 'progress', stage: 'scan', message: `Scanned ${collected.scanned} files, ${collected.files.length} usable`, done: collected.scanned, total: collected.scanned };
       if (Object.keys(collected.skipped.counts).length > 0) yield { type: 'skipped', ...collected.skipped };
       const where = request.roots && request.roots.length > 0 ? ` in ${request.roots.join(', ')}` : '';
       if (collected.files.length === 0) {
-        throw new PipelineError('no-sources', `No readable text files to answer from${where}${describeSkips(collected.skipped)}. Open a folder with source code or add files to the question.`);
+        throw new ArcError('no-sources', `No readable text files to answer from${where}${describeSkips(collected.skipped)}. Open a folder with source code or add files to the question.`);
       }
-      // 2. Chunks.
+      // 2. Chunks, sized for the encoder (full mode uses the same chunks so citations agree).
       const chunks = chunkFiles(collected.files, model.tokenizer, { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header }, signal);
-      throwIfAborted(signal);
+      cancelled('Splitting files into chunks');
       yield { type: 'progress', stage: 'tokenize', message: `${chunks.length} chunks from ${collected.files.length} files`, done: collected.files.length, total: collected.files.length };
       if (chunks.length === 0) {
-        throw new PipelineError('no-sources', `The files found${where} contain only whitespace${describeSkips(collected.skipped)}.`);
+        throw new ArcError('no-sources', `The files found${where} contain only whitespace${describeSkips(collected.skipped)}. Open a folder with source code or add files to the question.`);
       }
-      // 3. Compressed vectors (arc) or token costs (full).
+      // 3. Compressed vectors (arc) or decoder token ids (full).
       let compressed: CompressedChunk[] | null = null;
+      let plainIds: number[][] | null = null;
       if (mode === 'arc') {
         const logLines: string[] = [];
         const cache = options.cacheDir
@@ -169,7 +155,7 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
         while (!r.done) {
           for (const line of logLines.splice(0)) yield { type: 'progress', stage: 'encode', message: line };
           const p = r.value;
-          yield { type: 'progress', stage: 'encode', message: `Compressed ${p.done}/${p.total} chunks (${p.cacheHits} from cache)`, done: p.done, total: p.total };
+          yield { type: 'progress', stage: 'encode', message: `Compressed ${p.done}/${p.total} chunks (${p.cacheHits} from cache, ${p.encoded} encoded)`, done: p.done, total: p.total };
           r = await it.next();
         }
         for (const line of logLines.splice(0)) yield { type: 'progress', stage: 'encode', message: line };
@@ -177,57 +163,75 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
         stats.cacheHits = r.value.cacheHits;
         stats.cacheMisses = chunks.length - r.value.cacheHits;
         stats.encodeMs = r.value.encodeMs;
+      } else {
+        // The decoder may read text with its own tokenizer; chunks were sized with the encoder's.
+        const tok = decoderTokenizer(model);
+        plainIds = tok === model.tokenizer ? chunks.map((c) => c.tokenIds) : chunks.map((c) => tok.encode(c.text));
       }
       // 4. Selection.
-      const items: SelectItem[] = chunks.map((c, i) => ({
-        path: c.path,
-        body: c.body,
-        origin: c.origin,
-        cost: compressed ? compressed[i].count + 1 : c.tokenIds.length,
-      }));
+      yield { type: 'progress', stage: 'select', message: `Choosing chunks for ${budget} context positions` };
+      const cost = (i: number): number => (compressed ? compressed[i].count + 1 : (plainIds as number[][])[i].length);
+      const items: SelectItem[] = chunks.map((c, i) => ({ path: c.path, body: c.body, origin: c.origin, cost: cost(i) }));
       const sel = selectChunks(items, question, budget);
-      included = sel.included.map((i) => chunks[i]);
-      const leftOut = sel.leftOut.map((i) => chunks[i]);
-      if (included.length === 0) {
-        throw new PipelineError('context-too-large', `No chunk fits the ${budget} positions left for context. Ask a shorter question or use a model with a larger window.`);
+      const chosen = new Set(sel.included);
+      // Full mode: room a whole chunk cannot use goes to the best remaining chunk's first
+      // tokens, as plain-text truncation would do (a part of a chunk's vectors means nothing).
+      let partial: { index: number; keep: number } | null = null;
+      const top = sel.ranked[0];
+      if (plainIds && top !== undefined && !chosen.has(top) && items[top].cost > budget) {
+        // The best chunk alone is larger than the window: its beginning beats any other chunk.
+        chosen.clear();
+        chosen.add(top);
+        partial = { index: top, keep: budget };
+      } else if (plainIds && budget - sel.used >= MIN_PARTIAL_TOKENS) {
+        const best = sel.ranked.find((i) => !chosen.has(i));
+        if (best !== undefined) {
+          partial = { index: best, keep: budget - sel.used };
+          chosen.add(best);
+        }
       }
-      yield { type: 'progress', stage: 'select', message: `${included.length} of ${chunks.length} chunks fit (${sel.used}/${budget} positions)`, done: included.length, total: chunks.length };
+      const order = chunks.map((_, i) => i).filter((i) => chosen.has(i));
+      included = order.map((i) => chunks[i]);
+      const leftOut = chunks.filter((_, i) => !chosen.has(i));
+      if (included.length === 0) {
+        throw new ArcError('context-too-large', `No chunk fits the ${budget} positions left for context. Ask a shorter question or use a model with a larger window.`);
+      }
       const files = new Map<string, FileCompression>();
       chunks.forEach((c, i) => {
         const f = files.get(c.path) ?? { path: c.path, tokens: 0, vectors: 0, chunks: 0, included: 0 };
         f.tokens += c.tokenIds.length;
         f.vectors += compressed ? compressed[i].count : 0;
         f.chunks++;
+        if (chosen.has(i)) f.included++;
         files.set(c.path, f);
       });
-      for (const c of included) (files.get(c.path) as FileCompression).included++;
       yield { type: 'selection', included: mergeCitations(included), leftOut: mergeCitations(leftOut), files: [...files.values()], budget };
 
-      for (const i of sel.included) {
-        const c = chunks[i];
-        stats.sourceTokens += c.tokenIds.length;
-        if (compressed) {
-          const v = compressed[i];
-          prefix.push({ kind: 'vectors', data: v.vectors, count: v.count });
-          prefix.push({ kind: 'vectors', data: model.encoder.cont, count: 1 });
-          stats.compressedVectors += v.count;
-          stats.contextPositions += v.count + 1;
-        } else {
-          prefix.push({ kind: 'tokens', ids: c.tokenIds });
-          stats.contextPositions += c.tokenIds.length;
-        }
+      for (const i of order) stats.sourceTokens += chunks[i].tokenIds.length;
+      stats.truncatedTokens = leftOut.reduce((s, c) => s + c.tokenIds.length, 0);
+      if (compressed) {
+        const kept = order.map((i) => (compressed as CompressedChunk[])[i]);
+        prefix = buildPrefix(model, 'arc', kept, question);
+        stats.compressedVectors = kept.reduce((s, c) => s + c.count, 0);
+        stats.ratio = stats.compressedVectors > 0 ? stats.sourceTokens / stats.compressedVectors : 0;
+      } else {
+        const ids = order.map((i) => {
+          const all = (plainIds as number[][])[i];
+          return partial && partial.index === i ? all.slice(0, partial.keep) : all;
+        });
+        if (partial) stats.truncatedTokens += (plainIds as number[][])[partial.index].length - partial.keep;
+        prefix = buildPrefix(model, 'full', ids, question);
+        stats.ratio = 1;
       }
-      stats.ratio = compressed ? (stats.compressedVectors > 0 ? stats.sourceTokens / stats.compressedVectors : 0) : 1;
+      stats.contextPositions = prefix.contextPositions;
       stats.chunksIncluded = included.length;
       stats.chunksLeftOut = leftOut.length;
-      stats.truncatedTokens = leftOut.reduce((s, c) => s + c.tokenIds.length, 0);
     }
-    prefix.push({ kind: 'tokens', ids: questionIds });
 
     // 5. Generation.
-    throwIfAborted(signal);
-    yield { type: 'progress', stage: 'prefill', message: `Reading ${stats.contextPositions + questionIds.length + 1} positions` };
-    const gen = model.decoder.generate(prefix, {
+    cancelled('The question');
+    yield { type: 'progress', stage: 'prefill', message: `Reading ${prefix.positions} positions` };
+    const gen = model.decoder.generate(prefix.parts, {
       maxNewTokens,
       temperature: request.temperature,
       topP: request.topP,
@@ -236,12 +240,12 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
     });
     let answer = '';
     let timings: GenerationTimings;
-    let first = true;
+    let firstTokenAt: number | null = null;
     try {
       let r = await gen.next();
       while (!r.done) {
-        if (first) {
-          first = false;
+        if (firstTokenAt === null) {
+          firstTokenAt = performance.now();
           yield { type: 'progress', stage: 'generate', message: 'Answering' };
         }
         answer += r.value;
@@ -253,12 +257,13 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
       // The consumer may stop reading early; stop the decoder with it.
       await gen.return(undefined as unknown as GenerationTimings).catch(() => {});
     }
-    throwIfAborted(signal);
+    cancelled('Answering');
     stats.prefillMs = timings.prefillMs;
-    stats.ttftMs = timings.ttftMs;
     stats.tokensPerSecond = timings.tokensPerSecond;
     stats.generatedTokens = timings.generatedTokens;
     stats.totalMs = performance.now() - t0;
+    // Time to first token as the user feels it: scanning, encoding and prefill included.
+    stats.ttftMs = (firstTokenAt ?? performance.now()) - t0;
     yield { type: 'citations', citations: mergeCitations(included) };
     yield { type: 'stats', stats };
     yield { type: 'done', answer, stats };

@@ -7,7 +7,7 @@ const item = (path: string, body: string, cost = 10, origin: SelectItem['origin'
 
 test('everything is kept when it fits', () => {
   const items = [item('a.py', 'x = 1\n'), item('b.py', 'y = 2\n')];
-  assert.deepEqual(selectChunks(items, 'what?', 20), { included: [0, 1], leftOut: [], used: 20 });
+  assert.deepEqual(selectChunks(items, 'what?', 20), { included: [0, 1], leftOut: [], used: 20, ranked: [0, 1] });
 });
 
 test('the chunk defining a quoted identifier wins over ones that only use it', () => {

@@ -3,7 +3,7 @@
 import type { ArcEncoder, CompressedChunk } from '../api';
 import { cacheKey, type VectorCache } from './cache';
 import type { Chunk } from './chunker';
-import { throwIfAborted } from './sources';
+import { throwIfAborted } from '../errors';
 
 /** Chunks per encoder call: large enough to batch, small enough to cancel promptly. */
 export const DEFAULT_ENCODE_BATCH = 8;
@@ -46,7 +46,7 @@ export async function* compressChunks(chunks: Chunk[], opts: CompressOptions): A
   let cacheHits = 0;
   const misses: string[] = [];
   for (const [hash, idx] of byHash) {
-    throwIfAborted(signal);
+    throwIfAborted(signal, 'Compressing the context');
     const hit = cache ? await cache.get(cacheKey(opts.modelIdentity, hash), encoder.dim) : null;
     if (hit) {
       for (const i of idx) out[i] = hit;
@@ -60,7 +60,7 @@ export async function* compressChunks(chunks: Chunk[], opts: CompressOptions): A
   let encoded = 0;
   let encodeMs = 0;
   for (let b = 0; b < misses.length; b += batch) {
-    throwIfAborted(signal);
+    throwIfAborted(signal, 'Compressing the context');
     const hashes = misses.slice(b, b + batch);
     const t0 = performance.now();
     const results = await encoder.encode(
@@ -68,7 +68,7 @@ export async function* compressChunks(chunks: Chunk[], opts: CompressOptions): A
       signal,
     );
     encodeMs += performance.now() - t0;
-    throwIfAborted(signal);
+    throwIfAborted(signal, 'Compressing the context');
     if (results.length !== hashes.length) throw new Error(`The encoder returned ${results.length} results for ${hashes.length} chunks.`);
     for (let k = 0; k < hashes.length; k++) {
       const idx = byHash.get(hashes[k]) as number[];

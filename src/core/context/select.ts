@@ -19,6 +19,8 @@ export interface Selection {
   leftOut: number[];
   /** Positions the included chunks use. */
   used: number;
+  /** All indices, best first (document order when everything fit and nothing was ranked). */
+  ranked: number[];
 }
 
 const ORIGIN_BOOST: Record<SourceInput['origin'], number> = {
@@ -68,7 +70,10 @@ export function codeTerms(text: string): string[] {
  */
 export function selectChunks(items: SelectItem[], question: string, budget: number): Selection {
   const total = items.reduce((s, it) => s + it.cost, 0);
-  if (total <= budget) return { included: items.map((_, i) => i), leftOut: [], used: total };
+  if (total <= budget) {
+    const all = items.map((_, i) => i);
+    return { included: all, leftOut: [], used: total, ranked: all };
+  }
   const scores = scoreChunks(items, question);
   const order = items.map((_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
   const chosen = new Set<number>();
@@ -82,7 +87,7 @@ export function selectChunks(items: SelectItem[], question: string, budget: numb
   const included: number[] = [];
   const leftOut: number[] = [];
   items.forEach((_, i) => (chosen.has(i) ? included : leftOut).push(i));
-  return { included, leftOut, used };
+  return { included, leftOut, used, ranked: order };
 }
 
 export function scoreChunks(items: SelectItem[], question: string): number[] {

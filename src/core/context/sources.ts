@@ -5,6 +5,7 @@ import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import ignore, { type Ignore } from 'ignore';
 import picomatch from 'picomatch';
+import { throwIfAborted } from '../errors';
 import type { SkipReason, SourceInput } from '../types';
 
 export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
@@ -44,17 +45,9 @@ export interface CollectResult {
   scanned: number;
 }
 
-/** Thrown when the signal fires; ask() maps it to the 'cancelled' error code. */
-export class AbortedError extends Error {
-  readonly code = 'cancelled';
-  constructor() {
-    super('The request was cancelled.');
-    this.name = 'AbortError';
-  }
-}
-
-export function throwIfAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new AbortedError();
+/** Stops the scan with ArcError('cancelled') once the caller's signal fires. */
+function checkAborted(signal?: AbortSignal): void {
+  throwIfAborted(signal, 'Scanning for source files');
 }
 
 type ContentVerdict = { ok: true; text: string } | { ok: false; reason: SkipReason };
@@ -152,7 +145,7 @@ interface WalkState {
 }
 
 async function walkDir(st: WalkState, absDir: string, relDir: string, layers: IgnoreLayer[]): Promise<void> {
-  throwIfAborted(st.signal);
+  checkAborted(st.signal);
   const own = await loadGitignore(absDir, relDir);
   const active = own ? [...layers, own] : layers;
   let entries;
@@ -170,7 +163,7 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
     const shown = st.prefix + rel;
     st.scanned++;
     if (st.scanned % 200 === 0) {
-      throwIfAborted(st.signal);
+      checkAborted(st.signal);
       st.onProgress?.(st.scanned);
     }
     let isDir = ent.isDirectory();
@@ -271,7 +264,7 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
   const include = matcher(opts.include);
   const exclude = matcher(opts.exclude);
   for (const root of roots) {
-    throwIfAborted(opts.signal);
+    checkAborted(opts.signal);
     const rootAbs = path.resolve(root);
     let rootReal: string;
     try {
@@ -304,7 +297,7 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
   for (const f of scannedFiles) byPath.set(f.path, f);
   const extra: SourceFile[] = [];
   for (const src of opts.sources ?? []) {
-    throwIfAborted(opts.signal);
+    checkAborted(opts.signal);
     scanned++;
     const shown = toPosix(src.path);
     let text: string | null;
