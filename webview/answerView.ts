@@ -3,7 +3,7 @@
 import type { Citation } from '../src/core/types';
 import type { WebviewMessage } from '../src/protocol';
 import { el, linkButton, spinner } from './components';
-import { formatMs, formatRate, formatRatio, formatStatsLine, MODE_LABEL } from './format';
+import { formatMs, formatRate, formatRatio, formatStatsLine, MODE_LABEL, statsParts } from './format';
 import { renderMarkdown } from './markdown';
 import type { AnswerEntry } from './state';
 
@@ -53,9 +53,13 @@ export function answerBody(e: AnswerEntry, post: Post, unique: boolean): HTMLEle
   }
   if (e.stats) {
     const line = el('div', 'stats-line', undefined, { id: unique ? 'stats-line' : undefined, testId: 'stats-line' });
-    const ratio = el('span', 'ratio', formatRatio(e.stats.ratio), { id: unique ? 'ratio' : undefined, testId: 'ratio' });
-    ratio.title = 'source tokens per compressed vector';
-    line.append(ratio, el('span', undefined, ' ' + formatStatsLine(e.stats)));
+    if (e.stats.mode === 'arc') {
+      const ratio = el('span', 'ratio', formatRatio(e.stats.ratio), { id: unique ? 'ratio' : undefined, testId: 'ratio' });
+      ratio.title = 'source tokens per compressed vector';
+      line.append(ratio, ' · ');
+    }
+    line.append(el('span', undefined, statsParts(e.stats).join(' · ')));
+    line.setAttribute('aria-label', `Stats: ${formatStatsLine(e.stats)}`);
     body.append(line);
   }
   if (e.citations.length > 0) {

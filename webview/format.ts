@@ -23,11 +23,11 @@ export function formatRate(tokensPerSecond: number): string {
   return `${tokensPerSecond.toFixed(tokensPerSecond >= 100 ? 0 : 1)} tok/s`;
 }
 
-/** Source tokens -> vectors, ratio, encode ms, TTFT, tokens/s, provider, cache hits. */
+/** Source tokens -> vectors, encode ms, TTFT, tokens/s, provider, cache hits (the ratio is shown on its own). */
 export function statsParts(s: AskStats): string[] {
   const parts: string[] = [];
   if (s.mode === 'arc') {
-    parts.push(`${formatInt(s.sourceTokens)} tokens → ${formatInt(s.compressedVectors)} vectors (${formatRatio(s.ratio)})`);
+    parts.push(`${formatInt(s.sourceTokens)} tokens → ${formatInt(s.compressedVectors)} vectors`);
     parts.push(`encode ${formatMs(s.encodeMs)}`);
   } else if (s.mode === 'full') {
     parts.push(`${formatInt(s.sourceTokens)} tokens, full text`);
@@ -42,8 +42,9 @@ export function statsParts(s: AskStats): string[] {
   return parts;
 }
 
+/** The whole line as text, ratio first (what the chat shows, and what screen readers read). */
 export function formatStatsLine(s: AskStats): string {
-  return statsParts(s).join(' · ');
+  return [...(s.mode === 'arc' ? [formatRatio(s.ratio)] : []), ...statsParts(s)].join(' · ');
 }
 
 /** Bar widths in percent of the largest file's token count (tokens bar, vectors bar). */

@@ -1,0 +1,124 @@
+// Pure parts of the extension and webview: settings rules, exclude globs, CSP, formatting and
+// the answer-state reducer. No vscode, no DOM.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { chooseModelDir, combineGlobs, excludeGlobs, expandBraces, normalizeSettings } from '../../src/extension/config';
+import { contentSecurityPolicy, renderWebviewHtml } from '../../src/extension/webviewHtml';
+import { barWidths, formatMs, formatRatio, formatStatsLine } from '../../webview/format';
+import { applyEvent, endRun, groupEntries, newEntry, restoreChatState } from '../../webview/state';
+import type { AskStats } from '../../src/core/types';
+
+test('normalizeSettings falls back to defaults for junk and clamps ranges', () => {
+  const s = normalizeSettings((k) => ({ executionProvider: 'tpu', threads: -3, maxNewTokens: 1e9, temperature: 'hot', include: ['src/**', 3, ' '], answerMode: 'full', cacheSizeMB: 1 } as Record<string, unknown>)[k]);
+  assert.equal(s.provider, 'auto');
+  assert.equal(s.threads, 0);
+  assert.equal(s.maxNewTokens, 4096);
+  assert.equal(s.temperature, 0);
+  assert.deepEqual(s.include, ['src/**']);
+  assert.equal(s.answerMode, 'full');
+  assert.equal(s.cacheSizeMB, 16);
+  assert.equal(s.modelPath, '');
+});
+
+test('chooseModelDir: bundled default, absolute paths only, nothing from inside an untrusted workspace', () => {
+  const ext = path.resolve('/ext');
+  const ws = path.resolve('/ws/repo');
+  assert.deepEqual(chooseModelDir({ userValue: '', extensionPath: ext, trusted: false, workspaceFolders: [ws] }), {
+    ok: true, dir: path.join(ext, 'models', 'arc-tiny-code'), bundled: true,
+  });
+  assert.equal(chooseModelDir({ userValue: 'models/x', extensionPath: ext, trusted: true, workspaceFolders: [] }).ok, false);
+  const inside = path.join(ws, 'evil-model');
+  const untrusted = chooseModelDir({ userValue: inside, extensionPath: ext, trusted: false, workspaceFolders: [ws] });
+  assert.equal(untrusted.ok, false);
+  assert.match(untrusted.ok ? '' : untrusted.reason, /not trusted/);
+  assert.deepEqual(chooseModelDir({ userValue: inside, extensionPath: ext, trusted: true, workspaceFolders: [ws] }), { ok: true, dir: inside, bundled: false });
+  const home = chooseModelDir({ userValue: '~/m', extensionPath: ext, trusted: true, workspaceFolders: [], homeDir: path.resolve('/home/u') });
+  assert.deepEqual(home, { ok: true, dir: path.join(path.resolve('/home/u'), 'm'), bundled: false });
+});
+
+test('exclude globs: true adds, a later false removes, when-conditions are reported', () => {
+  const r = excludeGlobs({ '**/.git': true, '**/*.js': { when: '$(basename).ts' }, '**/out': true }, { '**/node_modules': true, '**/out': false });
+  assert.deepEqual(r.globs.sort(), ['**/.git', '**/node_modules']);
+  assert.deepEqual(r.conditional, ['**/*.js']);
+  assert.deepEqual(excludeGlobs(undefined, null, 'x'), { globs: [], conditional: [] });
+});
+
+test('combineGlobs flattens brace groups because VS Code globs cannot nest them', () => {
+  assert.deepEqual(expandBraces('src/**/*.{ts,js}'), ['src/**/*.ts', 'src/**/*.js']);
+  assert.deepEqual(expandBraces('{a,b}/{c,d}'), ['a/c', 'a/d', 'b/c', 'b/d']);
+  assert.deepEqual(expandBraces('a/{b,{c,d}}'), ['a/b', 'a/c', 'a/d']);
+  assert.equal(combineGlobs([]), undefined);
+  assert.equal(combineGlobs(['**/.git']), '**/.git');
+  assert.equal(combineGlobs(['**/.git', '**/*.{png,jpg}', '**/.git']), '{**/.git,**/*.png,**/*.jpg}');
+});
+
+test('webview HTML: CSP meta first, nonce on the script, nothing inline, styles only from cspSource', () => {
+  const html = renderWebviewHtml({ kind: 'chat', cspSource: 'https://x.vscode-cdn.net', scriptUri: 'https://x/dist/webview.js', styleUri: 'https://x/media/arc.css', nonce: 'N0nce' });
+  const head = html.slice(html.indexOf('<head>') + 6).trimStart();
+  assert.ok(head.startsWith('<meta http-equiv="Content-Security-Policy"'), 'CSP must be the first element of <head>');
+  const csp = contentSecurityPolicy('https://x.vscode-cdn.net', 'N0nce');
+  assert.match(csp, /^default-src 'none'; /);
+  assert.match(csp, /script-src 'nonce-N0nce'(;|$)/);
+  assert.doesNotMatch(csp, /unsafe-(inline|eval)/);
+  assert.match(csp, /style-src https:\/\/x\.vscode-cdn\.net/);
+  assert.equal((html.match(/<script/g) ?? []).length, 1);
+  assert.match(html, /<script nonce="N0nce" src="https:\/\/x\/dist\/webview.js"><\/script>/);
+  assert.match(html, /<body data-view="chat">/);
+  assert.doesNotMatch(html, / style="/);
+  const a = renderWebviewHtml({ kind: 'panel', cspSource: 'c', scriptUri: 's', styleUri: 't' });
+  const b = renderWebviewHtml({ kind: 'panel', cspSource: 'c', scriptUri: 's', styleUri: 't' });
+  assert.notEqual(a.match(/nonce-([^']+)/)![1], b.match(/nonce-([^']+)/)![1], 'a fresh nonce per load');
+});
+
+const stats: AskStats = {
+  mode: 'arc', provider: 'cpu', sourceTokens: 1234, compressedVectors: 310, contextPositions: 320, ratio: 1234 / 310,
+  encodeMs: 120.4, prefillMs: 30, ttftMs: 45, totalMs: 1500, tokensPerSecond: 22.14, generatedTokens: 9,
+  cacheHits: 12, cacheMisses: 3, chunksIncluded: 10, chunksLeftOut: 0, truncatedTokens: 0,
+};
+
+test('stats line carries tokens -> vectors, ratio, encode, TTFT, tok/s, provider, cache hits', () => {
+  assert.equal(formatStatsLine(stats), '4.0× · 1,234 tokens → 310 vectors · encode 120 ms · TTFT 45 ms · 22.1 tok/s · cpu · cache 12/15 hits');
+  assert.equal(formatStatsLine({ ...stats, mode: 'none', ratio: 0 }), 'no context · TTFT 45 ms · 22.1 tok/s · cpu');
+  assert.match(formatStatsLine({ ...stats, mode: 'full', ratio: 1, chunksLeftOut: 2 }), /^1,234 tokens, full text · .* · 10\/12 chunks fit$/);
+  assert.equal(formatMs(1500), '1.50 s');
+  assert.equal(formatMs(Number.NaN), '—');
+  assert.equal(formatRatio(0), '—');
+  assert.equal(formatRatio(12.4), '12×');
+  assert.deepEqual(barWidths(500, 125, 1000), [50, 12.5]);
+  assert.deepEqual(barWidths(1, 1, 100000), [0.001, 0.5]);
+  assert.deepEqual(barWidths(0, 0, 0), [0, 0]);
+});
+
+test('answer state: tokens stream, done replaces, cancel keeps the partial answer', () => {
+  const e = newEntry({ runId: 'r1', question: 'q', mode: 'arc', sourceLabel: 'x' });
+  applyEvent(e, { type: 'progress', stage: 'encode', message: 'Compressed 1/2' }, false);
+  assert.equal(e.progress, 'Compressed 1/2');
+  applyEvent(e, { type: 'selection', files: [], included: [], leftOut: [], budget: 10 }, false);
+  assert.equal(e.selection, undefined, 'the chat does not keep the compression picture');
+  applyEvent(e, { type: 'token', text: 'src/' }, false);
+  applyEvent(e, { type: 'token', text: 'a.ts' }, false);
+  assert.equal(e.answer, 'src/a.ts');
+  const c = structuredClone(e);
+  applyEvent(c, { type: 'error', code: 'cancelled', message: 'Stopped.' }, false);
+  assert.equal(c.state, 'cancelled');
+  assert.equal(c.answer, 'src/a.ts');
+  applyEvent(e, { type: 'done', answer: 'src/a.ts', stats }, false);
+  assert.equal(e.state, 'done');
+  assert.equal(e.progress, undefined);
+  const s = newEntry({ runId: 'r2', question: 'q', mode: 'full', sourceLabel: 'x', compareGroup: 'r1' });
+  endRun(s, 'error');
+  assert.equal(s.state, 'error');
+  assert.deepEqual(groupEntries([e, s, newEntry({ runId: 'r3', question: 'z', mode: 'arc', sourceLabel: 'y' })]).map((g) => g.map((x) => x.runId)), [['r1', 'r2'], ['r3']]);
+});
+
+test('restoreChatState rejects foreign shapes and ends runs that were live at reload', () => {
+  assert.deepEqual(restoreChatState(undefined).entries, []);
+  assert.deepEqual(restoreChatState({ version: 2, entries: [] }).entries, []);
+  const live = newEntry({ runId: 'r1', question: 'q', mode: 'arc', sourceLabel: 'x' });
+  const restored = restoreChatState({ version: 1, entries: [live, { bogus: true }], source: 'workspace', draft: 'hi' });
+  assert.equal(restored.entries.length, 1);
+  assert.equal(restored.entries[0]!.state, 'cancelled');
+  assert.equal(restored.source, 'workspace');
+  assert.equal(restored.draft, 'hi');
+});
