@@ -35,6 +35,9 @@ class TransformerConfig:
     # 'meta': adjacent pairs (2i, 2i+1) rotate together (Meta/Kyutai checkpoints).
     # 'hf': first half / second half rotate together (Hugging Face "rotate_half").
     rope_layout: str = "meta"
+    # None: plain RoPE (Kyutai encoders ignore Llama 3 scaling). {"rope_type": "llama3", "factor",
+    # "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}: Llama 3.1 decoders.
+    rope_scaling: Optional[dict] = None
 
 
 @dataclass
@@ -101,9 +104,27 @@ class RMSNorm(nn.Module):
         return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
 
 
-def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> Tuple[torch.Tensor, torch.Tensor]:
+def llama3_scaled(inv_freq: torch.Tensor, sc: dict) -> torch.Tensor:
+    """Llama 3.1 frequency scaling: long wavelengths are slowed by `factor`, short ones kept,
+    and the band between is interpolated linearly in original_max / wavelength."""
+    factor, lo, hi = float(sc["factor"]), float(sc["low_freq_factor"]), float(sc["high_freq_factor"])
+    orig = float(sc["original_max_position_embeddings"])
+    wavelen = 2 * math.pi / inv_freq
+    smooth = (orig / wavelen - lo) / (hi - lo)
+    mid = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    out = torch.where(wavelen > orig / lo, inv_freq / factor, inv_freq)
+    return torch.where((wavelen <= orig / lo) & (wavelen >= orig / hi), mid, out)
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float,
+                 scaling: Optional[dict] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """cos/sin of shape [b, s, head_dim/2] for integer positions [b, s]."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    if scaling is not None:
+        kind = scaling.get("rope_type", scaling.get("type"))
+        if kind != "llama3":
+            raise ValueError(f"rope scaling {kind!r} is not implemented (only 'llama3')")
+        inv_freq = llama3_scaled(inv_freq, scaling)
     angles = positions.to(torch.float32).unsqueeze(-1) * inv_freq
     return torch.cos(angles), torch.sin(angles)
 
@@ -137,7 +158,7 @@ class Attention(nn.Module):
         b, s, _ = x.shape
         k = self.wk(x).view(b, s, self.n_kv, self.e).transpose(1, 2)
         v = self.wv(x).view(b, s, self.n_kv, self.e).transpose(1, 2)
-        cos, sin = rope_cos_sin(pos, self.e, self.cfg.rope_theta)
+        cos, sin = rope_cos_sin(pos, self.e, self.cfg.rope_theta, self.cfg.rope_scaling)
         return apply_rope(k, cos, sin, self.cfg.rope_layout), v
 
     def attend(self, xq: torch.Tensor, q_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -145,7 +166,7 @@ class Attention(nn.Module):
         """xq [b, s, d] queries; k/v [b, n_kv, t, e] (already rotated); bias broadcastable to [b, h, s, t]."""
         b, s, _ = xq.shape
         q = self.wq(xq).view(b, s, self.n_heads, self.e).transpose(1, 2)
-        cos, sin = rope_cos_sin(q_pos, self.e, self.cfg.rope_theta)
+        cos, sin = rope_cos_sin(q_pos, self.e, self.cfg.rope_theta, self.cfg.rope_scaling)
         q = apply_rope(q, cos, sin, self.cfg.rope_layout)
         rep = self.n_heads // self.n_kv
         if rep > 1:  # query head j reads kv head j // rep (= repeat_interleave(rep, dim=1), written
