@@ -83,7 +83,9 @@ export function validateManifest(raw: unknown, file: string): Manifest {
   const e = c.object(root, 'encoder', '');
   const encoder: Manifest['encoder'] = {
     file: c.fileName(e, 'file', 'encoder.'),
-    tokenizer: c.fileName(e, 'tokenizer', 'encoder.'),
+    // Encoder-only packages converted from a checkpoint may ship no tokenizer (null); they are
+    // used with token ids, and '' stands for "none" so the Manifest type stays a string.
+    tokenizer: e.tokenizer === null && root.decoder === null ? '' : c.fileName(e, 'tokenizer', 'encoder.'),
     poolingFactor: c.int(e, 'poolingFactor', 'encoder.', 1),
     maxChunkTokens: c.int(e, 'maxChunkTokens', 'encoder.', 1),
     hiddenSize: c.int(e, 'hiddenSize', 'encoder.', 1),

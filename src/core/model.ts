@@ -32,9 +32,11 @@ async function hashFiles(parts: (Buffer | string)[]): Promise<string> {
  * checkpoints are used with token ids); any use says which file is missing.
  */
 class AbsentTokenizer implements TextTokenizer {
-  constructor(private readonly path: string) {}
+  /** `path` is null when the manifest names no tokenizer at all. */
+  constructor(private readonly path: string | null) {}
   encode(): number[] {
-    throw new ArcError('model-missing', `${this.path} (encoder.tokenizer) is missing, so this package only accepts token ids. Add the tokenizer file to the package.`);
+    const what = this.path ? `${this.path} (encoder.tokenizer) is missing` : 'This package has no tokenizer (encoder.tokenizer is null)';
+    throw new ArcError('model-missing', `${what}, so it only accepts token ids. Add the tokenizer to the package.`);
   }
   decode(): string {
     return this.encode() as never;
@@ -82,6 +84,8 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Ar
     const t = await loadTokenizer(await packageFile(root, enc.tokenizer, 'encoder.tokenizer'));
     tokenizer = t;
     decoderTokenizer = dec.tokenizer === enc.tokenizer ? t : await loadTokenizer(await packageFile(root, dec.tokenizer, 'decoder.tokenizer'));
+  } else if (enc.tokenizer === '') {
+    tokenizer = new AbsentTokenizer(null);
   } else {
     const path = resolve(root, enc.tokenizer);
     tokenizer = await packageFile(root, enc.tokenizer, 'encoder.tokenizer').then(

@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import type { ArcModel, CompressedChunk } from '../../src/core/api';
 import { ArcError } from '../../src/core/errors';
 import { loadModel } from '../../src/core/model';
-import { buildPrefix, contextBudget, fitCompressed, questionText, renderChunk, splitDocument, truncateTokens } from '../../src/core/prompt';
+import { buildPrefix, contextBudget, fitCompressed, questionText, renderChunk, splitDocument, truncateTokens, type DocumentChunk } from '../../src/core/prompt';
 import { NO_TINY, REPO, TINY, copyTiny } from './core-fixture';
 
 let model: ArcModel;
@@ -100,14 +100,14 @@ test('splitDocument: chunks fit maxTokens, cover every line in order, and render
   assert.ok(chunks.length > 10);
   const header = renderChunk(f, 'src/core/prompt.ts', '').slice(0, -1);
   let rebuilt = '';
-  let prev: (typeof chunks)[number] | null = null;
+  let prev: DocumentChunk | null = null;
   for (const c of chunks) {
     assert.ok(c.ids.length <= 64, `${c.ids.length} tokens`);
     assert.deepEqual(c.ids, model.tokenizer.encode(c.text));
     assert.ok(c.text.startsWith(header) && c.text.endsWith('\n'));
     const body = c.text.slice(header.length, -1);
     // Pieces of one long line continue it; otherwise a chunk starts on the next line.
-    const samePiece = prev !== null && prev.startLine === c.startLine && prev.endLine === c.endLine && c.startLine === c.endLine;
+    const samePiece: boolean = prev !== null && prev.startLine === c.startLine && prev.endLine === c.endLine && c.startLine === c.endLine;
     if (prev) assert.equal(c.startLine, samePiece ? prev.startLine : prev.endLine + 1);
     else assert.equal(c.startLine, 1);
     rebuilt += prev === null || samePiece ? body : '\n' + body;
