@@ -291,11 +291,11 @@ def init_weights(dec: Decoder) -> None:
                 p.normal_(0.0, std)
 
 
-def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+def lr_at(step: int, progress: float, base: float, warmup: int) -> float:
+    """Linear warmup, then cosine to 10% over the stage's progress (0..1)."""
     if step < warmup:
         return base * (step + 1) / warmup
-    p = (step - warmup) / max(1, total - warmup)
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def main() -> None:
@@ -324,7 +324,7 @@ def main() -> None:
     enc = ArcEncoder(ecfg)
     T = dcfg.context_length
     stages = cfg["stages"]
-    state = {"stage": 0, "step": 0, "tokens": 0, "seconds": 0.0}
+    state = {"stage": 0, "step": 0, "tokens": 0, "seconds": 0.0, "stage_seconds": 0.0}
     ck = os.path.join(a.run, "ckpt.pt")
     opt, blob = None, None
     if os.path.exists(ck):
@@ -363,10 +363,18 @@ def main() -> None:
         blob = None
         print(f"stage {name}: steps {state['step']}..{steps}", flush=True)
         t_stage, tok_window = time.time(), 0
-        while state["step"] < steps:
+        # a stage ends after `steps` steps or `minutes` of training, whichever comes first;
+        # the learning-rate schedule follows whichever is further along
+        budget_s = st.get("minutes", 0) * 60
+
+        def progress() -> float:
+            return max(state["step"] / steps, state.get("stage_seconds", 0.0) / budget_s if budget_s else 0.0)
+
+        t_last = time.time()
+        while progress() < 1.0:
             step = state["step"]
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, steps, st["lr"], st.get("warmup", 100))
+                g["lr"] = lr_at(step, progress(), st["lr"], st.get("warmup", 100))
             B = st["batch"]
             if not arc:
                 seqs = []
@@ -402,6 +410,9 @@ def main() -> None:
             opt.step()
             state["step"] += 1
             state["tokens"] += ntok
+            now = time.time()
+            state["stage_seconds"] = state.get("stage_seconds", 0.0) + (now - t_last)
+            t_last = now
             tok_window += ntok
             if state["step"] % 25 == 0:
                 el = time.time() - t_stage
@@ -413,7 +424,7 @@ def main() -> None:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 t_stage, tok_window = time.time(), 0
-            done_stage = state["step"] >= steps
+            done_stage = progress() >= 1.0
             timeout = a.max_minutes and time.time() - t_start > a.max_minutes * 60
             if state["step"] % cfg.get("eval_every", 500) == 0 or done_stage or timeout:
                 dec.eval()
@@ -427,10 +438,12 @@ def main() -> None:
                 log.flush()
                 dec.train()
                 enc.train()
+                t_last = time.time()  # evaluation time does not count against the stage
             if state["step"] % cfg.get("ckpt_every", 250) == 0 or done_stage or timeout:
                 if done_stage:
                     state["stage"] += 1
                     state["step"] = 0
+                    state["stage_seconds"] = 0.0
                 tmp = ck + ".tmp"
                 torch.save({"dec": dec.state_dict(), "enc": enc.state_dict(), "state": state,
                             "opt": opt.state_dict(), "opt_stage": state["stage"], "config": cfg}, tmp)
