@@ -9,6 +9,8 @@ import type { Command } from './cli/args';
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ command: Command }> }> = {
   encode: { summary: 'compress token ids with a package encoder (works on encoder-only packages)', load: () => import('./cli/encode') },
   ask: { summary: 'answer a question about files in arc, full or none mode', load: () => import('./cli/ask') },
+  compress: { summary: 'compress folders into the vector cache and print the figures', load: () => import('./cli/compress') },
+  eval: { summary: 'exact-match evaluation of a JSONL question set in one mode', load: () => import('./cli/eval') },
 };
 
 function overview(): string {

@@ -7,12 +7,18 @@ import type { AnswerMode, ArcModel, CompressedChunk, GenerateOptions, Generation
 import { ArcError, errorMessage } from '../core/errors';
 import { loadModel } from '../core/model';
 import { buildPrefix, contextBudget, decoderTokenizer, fitCompressed, splitDocument, truncateTokens, type BuiltPrefix, type TruncationReport } from '../core/prompt';
-import { MODEL_OPTIONS, MODEL_USAGE, UsageError, loadOptions, parse, parseIntOption, parseNumberOption, requireString, type Command } from './args';
+import { ask as askPipeline } from '../core/ask';
+import type { AskStats, Citation, SourceInput } from '../core/types';
+import { PIPELINE_MODEL_USAGE, PIPELINE_OPTIONS, cacheDirFrom, describeSkipped, modelDirFrom, progressBar } from './compress';
+import { MODEL_OPTIONS, UsageError, loadOptions, parse, parseIntOption, parseNumberOption, type Command, type CommandIo } from './args';
 
-const usage = `Usage: arc-context ask --model DIR --file F [--file F2 ...] [--mode arc|full|none] [--json] "question"
-Answer a question about the files.
-${MODEL_USAGE}
-  --file F           a file to read (repeatable; not needed with --mode none)
+const usage = `Usage: arc-context ask [--root DIR ...] [--file F ...] [--mode arc|full|none] [--json] "question"
+Answer a question about a folder (--root: scanned, chunked, cached, selected) or given files.
+${PIPELINE_MODEL_USAGE}
+  --root DIR         folder to ask about (repeatable; .gitignore respected, compressed vectors cached)
+  --include GLOB     with --root: only files matching (repeatable)
+  --exclude GLOB     with --root: skip files matching (repeatable)
+  --file F           a file to read (repeatable; with --root it is added as an explicit source)
   --mode M           arc (compressed context, default), full (plain text) or none (closed book)
   --max-new-tokens N answer length limit (default: the manifest's prompt.maxNewTokens)
   --temperature T    0 (default) is greedy; above 0 samples
@@ -144,6 +150,10 @@ export const command: Command = {
       argv,
       {
         ...MODEL_OPTIONS,
+        ...PIPELINE_OPTIONS,
+        root: { type: 'string', multiple: true },
+        include: { type: 'string', multiple: true },
+        exclude: { type: 'string', multiple: true },
         file: { type: 'string', multiple: true },
         mode: { type: 'string' },
         json: { type: 'boolean' },
@@ -158,11 +168,12 @@ export const command: Command = {
       io.stdout.write(usage + '\n');
       return 0;
     }
-    const dir = requireString(values.model, '--model');
+    const dir = modelDirFrom(values.model);
+    const roots = values.root ?? [];
     const mode = (values.mode ?? 'arc') as AnswerMode;
     if (!MODES.includes(mode)) throw new UsageError(`--mode must be arc, full or none (got "${values.mode}")`);
     const files = values.file ?? [];
-    if (mode !== 'none' && files.length === 0) throw new UsageError(`--file is required in ${mode} mode`);
+    if (mode !== 'none' && files.length === 0 && roots.length === 0) throw new UsageError(`--root or --file is required in ${mode} mode`);
     const question = positionals.join(' ').trim();
     if (!question) throw new UsageError('the question is missing (give it as the last argument, in quotes)');
     const maxNew = parseIntOption(values['max-new-tokens'], '--max-new-tokens', 1);
@@ -178,6 +189,10 @@ export const command: Command = {
       if (topP !== undefined) gen.topP = topP;
       if (seed !== undefined) gen.seed = seed;
       if (io.signal) gen.signal = io.signal;
+      if (roots.length > 0) {
+        const sources: SourceInput[] = files.map((f) => ({ path: displayPath(f), absPath: resolve(f), origin: 'explicit' }));
+        return await askRoots(model, { question, mode, roots, sources, include: values.include, exclude: values.exclude, maxNewTokens: gen.maxNewTokens, temperature, topP }, cacheDirFrom(values), io, values);
+      }
       const result = await askFiles(model, mode, files, question, gen, (piece) => {
         if (!values.json) io.stdout.write(piece);
       });
@@ -201,3 +216,55 @@ export const command: Command = {
     }
   },
 };
+
+/** `ask --root`: the context pipeline (src/core/ask.ts) with its events printed. */
+async function askRoots(
+  model: ArcModel,
+  request: Parameters<typeof askPipeline>[1],
+  cacheDir: string | null,
+  io: CommandIo,
+  flags: { json?: boolean; verbose?: boolean },
+): Promise<number> {
+  const bar = progressBar(io);
+  let answer = '';
+  let stats: AskStats | null = null;
+  let citations: Citation[] = [];
+  let skipped = '';
+  const log = (line: string): void => {
+    bar.end();
+    io.stderr.write(`arc-context: ${line}\n`);
+  };
+  for await (const e of askPipeline(model, request, { signal: io.signal, cacheDir, ...(flags.verbose ? { log } : {}) })) {
+    if (e.type === 'progress' && e.done !== undefined && e.total !== undefined) bar.update(e.done, e.total, e.stage);
+    else if (e.type === 'skipped') skipped = describeSkipped(e);
+    else if (e.type === 'selection' && e.leftOut.length > 0 && !flags.json) {
+      bar.end();
+      io.stderr.write(`arc-context: the folder does not fit the window; ${e.included.length} ranges chosen, ${e.leftOut.length} left out\n`);
+    } else if (e.type === 'token') {
+      bar.end();
+      answer += e.text;
+      if (!flags.json) io.stdout.write(e.text);
+    } else if (e.type === 'citations') citations = e.citations;
+    else if (e.type === 'done') stats = e.stats;
+    else if (e.type === 'error') {
+      bar.end();
+      throw new ArcError(e.code, e.message);
+    }
+  }
+  bar.end();
+  if (flags.json) {
+    io.stdout.write(JSON.stringify({ answer, citations: citations.map(({ path, startLine, endLine }) => ({ path, startLine, endLine })), skipped, stats }) + '\n');
+    return 0;
+  }
+  io.stdout.write('\n');
+  for (const c of citations) io.stderr.write(`  ${c.path}:${c.startLine}-${c.endLine}\n`);
+  if (flags.verbose && stats) {
+    const s: AskStats = stats;
+    io.stderr.write(
+      `arc-context: ${s.mode}, ${s.provider}: ${s.sourceTokens} source tokens -> ${s.contextPositions} context positions (x${s.ratio.toFixed(2)}); ` +
+        `cache ${s.cacheHits} hits / ${s.cacheMisses} encoded in ${s.encodeMs.toFixed(0)} ms; prefill ${s.prefillMs.toFixed(0)} ms, first token ${s.ttftMs.toFixed(0)} ms; ` +
+        `skipped: ${skipped || 'none'}\n`,
+    );
+  }
+  return 0;
+}
