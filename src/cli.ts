@@ -4,7 +4,7 @@
 // subcommands (which load it) are imported only after this line has run.
 process.env.ORT_DISABLE_TELEMETRY = '1';
 
-import type { Command } from './cli/args';
+import type { Command, CommandIo } from './cli/args';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ command: Command }> }> = {
   encode: { summary: 'compress token ids with a package encoder (works on encoder-only packages)', load: () => import('./cli/encode') },
@@ -20,7 +20,7 @@ function overview(): string {
 }
 
 /** Runs the CLI; returns the exit code: 0 ok, 1 runtime error, 2 usage error. */
-export async function main(argv: string[], io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function main(argv: string[], io: Omit<CommandIo, 'signal'> = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     (name === undefined ? io.stderr : io.stdout).write(overview());
