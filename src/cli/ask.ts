@@ -89,11 +89,20 @@ export async function askFiles(
   let encodeMs = 0;
   let keptTokens = 0;
   if (mode === 'arc') {
+    // A chunk of L tokens becomes ceil(L / x) vectors + <Cont>, known before encoding, so
+    // chunks that cannot fit are never encoded.
+    let left = budget;
+    let fits = 0;
+    while (fits < chunks.length && Math.ceil(chunks[fits]!.ids.length / model.encoder.poolingFactor) + 1 <= left) {
+      left -= Math.ceil(chunks[fits]!.ids.length / model.encoder.poolingFactor) + 1;
+      fits++;
+    }
     const t = performance.now();
-    const compressed: CompressedChunk[] = await model.encoder.encode(chunks.map((c) => c.ids), gen.signal);
+    const compressed: CompressedChunk[] = await model.encoder.encode(chunks.slice(0, fits).map((c) => c.ids), gen.signal);
     encodeMs = performance.now() - t;
     const fitted = fitCompressed(compressed, budget);
-    truncation = fitted.report;
+    truncation = { ...fitted.report, chunks: chunks.length, dropped: chunks.length - fitted.report.kept };
+    truncation.cutPositions = chunks.slice(fitted.report.kept).reduce((n, c) => n + Math.ceil(c.ids.length / model.encoder.poolingFactor) + 1, 0);
     compressedVectors = fitted.chunks.reduce((n, c) => n + c.count, 0);
     // Kept chunks are a prefix of the list; the ratio describes what reached the decoder.
     keptTokens = chunks.slice(0, fitted.report.kept).reduce((n, c) => n + c.ids.length, 0);
