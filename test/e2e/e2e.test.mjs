@@ -1,9 +1,17 @@
 // End-to-end: the packaged VSIX installed into a fresh code-server (real VS Code workbench and
-// extension host), driven through a real browser. Run with `npm run test:e2e`.
+// extension host), driven through a real browser (Debian chromium). Run: `npm run test:e2e`.
+//
+// Three code-server instances, one per model setting:
+//   main   - the bundled default model (or the tiny-arc fixture while none is trained):
+//            palette, (a) Compress and Ask, (b) sidebar chat + citation, (d) Ask About Selection
+//   long   - the same model with its stop strings removed, so an answer runs until the decoder
+//            window is full: (c) Stop during generation
+//   broken - arcContext.modelPath points at a folder with a corrupt manifest: (e) the error
+//            notification with "Select Model…"
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import * as h from './harness.mjs';
 
 const TITLES = [
@@ -17,12 +25,43 @@ const TITLES = [
   'ARC: Focus Chat',
 ];
 
+const DEFAULT_MODEL_DIR = join(h.ROOT, 'models', 'arc-tiny-code');
+const FIXTURE_MODEL_DIR = join(h.ROOT, 'test', 'fixtures', 'tiny-arc');
+/** The trained default model ships in the VSIX; until it exists the random fixture stands in. */
+const HAS_DEFAULT_MODEL = existsSync(join(DEFAULT_MODEL_DIR, 'arc-model.json'));
+const MODEL_DIR = HAS_DEFAULT_MODEL ? DEFAULT_MODEL_DIR : FIXTURE_MODEL_DIR;
+
+/** Generous: the first question loads the model and compresses the workspace on 2 busy cores. */
+const ANSWER_TIMEOUT = 180_000;
+
+const RUN_ID = `${process.pid}`;
+function tmpDir(name) {
+  const dir = join(h.TMP, `${name}-${RUN_ID}`);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
 /** A private copy of the fixture workspace, so nothing a run writes lands in the repository. */
 function workspaceCopy(name) {
-  const dir = join(h.TMP, `workspace-${name}-${process.pid}`);
-  mkdirSync(dir, { recursive: true });
+  const dir = tmpDir(`workspace-${name}`);
   cpSync(join(h.E2E_DIR, 'workspace'), dir, { recursive: true });
   return dir;
+}
+
+/** A copy of a model package with its manifest edited. */
+function modelCopy(name, from, edit) {
+  const dir = tmpDir(`model-${name}`);
+  cpSync(from, dir, { recursive: true });
+  const file = join(dir, 'arc-model.json');
+  const manifest = JSON.parse(readFileSync(file, 'utf8'));
+  edit(manifest);
+  writeFileSync(file, JSON.stringify(manifest, null, 2));
+  return dir;
+}
+
+/** Settings that select the model under test (nothing when the bundled one is it). */
+function modelSettings(dir) {
+  return dir === DEFAULT_MODEL_DIR ? {} : { 'arcContext.modelPath': dir };
 }
 
 let tc;
@@ -37,23 +76,267 @@ before(async () => {
 
 after(() => h.stopAll());
 
-describe('ARC Context in code-server', { timeout: 20 * 60_000 }, () => {
-  let server;
-  let page;
-
+/** One instance: started before its tests, stopped after; failures leave a screenshot + logs. */
+function instance(name, options) {
+  const ctx = { server: undefined, page: undefined };
   before(async () => {
-    server = await h.startCodeServer(tc, { name: 'main', vsix, workspace: workspaceCopy('main') });
-    page = await h.openWorkbench(browser, server);
+    ctx.server = await h.startCodeServer(tc, { name, vsix, workspace: workspaceCopy(name), settings: options.settings });
+    ctx.page = await h.openWorkbench(browser, ctx.server);
+  }, { timeout: 5 * 60_000 });
+  afterEach(async (t) => {
+    if (!ctx.page || t.passed !== false) return;
+    const shot = join(h.TMP, `failed-${t.name.replace(/[^\w]+/g, '-').slice(0, 60)}.png`);
+    await ctx.page.screenshot({ path: shot }).catch(() => {});
+    h.log(`failure screenshot ${shot}\n${h.extensionLogs(ctx.server)}`);
   });
-
   after(async () => {
-    await page?.context().close();
-    await server?.stop();
+    await ctx.page?.context().close().catch(() => {});
+    await ctx.server?.stop();
+  });
+  return ctx;
+}
+
+/** The chat view's frame, revealed through "ARC: Focus Chat". */
+async function openChat(page) {
+  await h.runCommand(page, 'ARC: Focus Chat');
+  const frame = await h.frameWith(page, '[data-testid="question-input"]');
+  await frame.locator('[data-testid="question-input"]').waitFor({ state: 'visible', timeout: 30_000 });
+  return frame;
+}
+
+async function chooseSource(frame, label) {
+  const picker = frame.locator('[data-testid="source-picker"]');
+  await picker.click();
+  await frame.locator('[data-testid="source-picker"] vscode-option', { hasText: label }).click();
+  await h.expectEventually(async () => {
+    const text = (await picker.locator('.selected-value').textContent().catch(() => null))
+      ?? (await picker.getAttribute('current-value'));
+    return text?.includes(label) || (await picker.evaluate((d) => d.value)) === label.toLowerCase()
+      ? true : `source picker shows ${text}`;
+  }, 5_000);
+}
+
+async function askInChat(frame, question) {
+  const input = frame.locator('[data-testid="question-input"] textarea');
+  await input.fill(question);
+  await input.press('Enter');
+}
+
+/**
+ * Records, inside the webview, every state an answer card goes through and how long its text
+ * was each time, so a test can tell a streamed answer from one that appeared all at once.
+ */
+async function watchAnswers(frame) {
+  await frame.evaluate(() => {
+    const seen = { states: [], lengths: [] };
+    window.__arcE2E = seen;
+    const record = () => {
+      const card = [...document.querySelectorAll('[data-testid="answer"]')].pop();
+      if (!card) return;
+      const state = card.getAttribute('data-state');
+      if (seen.states[seen.states.length - 1] !== state) seen.states.push(state);
+      const len = (card.querySelector('[data-testid="answer-text"]')?.textContent ?? '').length;
+      if (seen.lengths[seen.lengths.length - 1] !== len) seen.lengths.push(len);
+    };
+    new MutationObserver(record).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+}
+
+const lastCard = (frame) => frame.locator('[data-testid="answer"]').last();
+
+async function cardState(frame) {
+  return lastCard(frame).getAttribute('data-state');
+}
+
+async function waitForCardState(frame, states, timeout = ANSWER_TIMEOUT) {
+  await h.expectEventually(async () => {
+    const s = await cardState(frame);
+    return states.includes(s) ? true : `answer card state is ${s}`;
+  }, timeout, 250);
+  return cardState(frame);
+}
+
+describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
+  describe(`main window (${HAS_DEFAULT_MODEL ? 'bundled default model' : 'tiny-arc fixture model'})`, () => {
+    const w = instance('main', { settings: modelSettings(MODEL_DIR) });
+
+    it('lists the ARC commands in the command palette', async () => {
+      const rows = await h.paletteRows(w.page, 'ARC:', { minRows: TITLES.length, shot: 'palette' });
+      const missing = TITLES.filter((t) => !rows.some((r) => r.startsWith(t)));
+      assert.deepEqual(missing, [], `palette rows: ${JSON.stringify(rows)}`);
+    });
+
+    it('(a) "ARC: Compress and Ask…" shows the answer and the compression ratio in the panel', async () => {
+      const { page } = w;
+      const question = 'Which file defines `applyDiscount`?';
+      await h.runCommand(page, 'ARC: Compress and Ask…');
+      await h.pickQuickItem(page, 'Workspace');
+      await h.answerInputBox(page, '(2/2)', question);
+
+      const panel = await h.frameWith(page, '[data-testid="panel-question"]');
+      await h.expectEventually(async () => {
+        const t = await panel.locator('[data-testid="panel-question"]').textContent();
+        return t?.includes('applyDiscount') ? true : `panel title is "${t}"`;
+      }, 30_000);
+      const stats = panel.locator('[data-testid="answer"] [data-testid="stats-line"]');
+      await stats.waitFor({ timeout: ANSWER_TIMEOUT });
+      const answer = (await panel.locator('[data-testid="answer"] [data-testid="answer-text"]').textContent())?.trim() ?? '';
+      const ratio = (await panel.locator('[data-testid="answer"] [data-testid="ratio"]').textContent())?.trim() ?? '';
+      assert.notEqual(answer, '', 'empty answer in the panel');
+      assert.match(ratio, /^\d+(\.\d)?×$/, `ratio "${ratio}"`);
+      assert.ok(parseFloat(ratio) > 1, `the context was not compressed (ratio ${ratio})`);
+      // The compression picture: totals and one bar row per file that was read.
+      const totalRatio = await panel.locator('[data-testid="total-ratio"]').textContent();
+      assert.match(totalRatio ?? '', /×$/);
+      const files = await panel.locator('[data-testid="file-row"]').allTextContents();
+      for (const f of ['pricing.ts', 'inventory.py', 'strings.js']) {
+        assert.ok(files.some((r) => r.includes(f)), `no compression row for ${f}: ${JSON.stringify(files)}`);
+      }
+      if (HAS_DEFAULT_MODEL) assert.match(answer, /src\/pricing\.ts/, 'the default model named the wrong file');
+      await h.screenshot(page, 'compress-and-ask-panel');
+    });
+
+    it('(b) sidebar chat streams an answer with stats and a citation that opens the file', async () => {
+      const { page } = w;
+      // Start from a single editor group so the citation opens where we look for it.
+      await h.runCommand(page, 'View: Close All Editors');
+      const chat = await openChat(page);
+      await chooseSource(chat, 'Workspace');
+      await watchAnswers(chat);
+      await askInChat(chat, 'What is the value of `TAX_RATE`?');
+
+      assert.equal(await waitForCardState(chat, ['done', 'error', 'cancelled']), 'done',
+        await lastCard(chat).textContent());
+      const seen = await chat.evaluate(() => window.__arcE2E);
+      h.log(`chat answer states ${JSON.stringify(seen.states)}, text lengths ${JSON.stringify(seen.lengths)}`);
+      assert.equal(seen.states[0], 'streaming', `the card did not stream first: ${JSON.stringify(seen.states)}`);
+
+      const card = lastCard(chat);
+      const answer = (await card.locator('[data-testid="answer-text"]').textContent())?.trim() ?? '';
+      assert.notEqual(answer, '', 'empty answer');
+      const stats = (await card.locator('[data-testid="stats-line"]').textContent()) ?? '';
+      assert.match(stats, /tokens → \d+ vectors/, `stats line "${stats}"`);
+      assert.match(stats, /cpu/, `stats line names no provider: "${stats}"`);
+      assert.match(stats, /tok\/s/, `stats line has no speed: "${stats}"`);
+      if (HAS_DEFAULT_MODEL) assert.match(answer, /0\.21/, 'the default model gave the wrong value');
+
+      const citation = card.locator('[data-testid="citation"]').first();
+      await citation.waitFor({ timeout: 10_000 });
+      const label = (await citation.textContent())?.trim() ?? '';
+      const m = /^(.+?):(\d+)(?:-(\d+))?$/.exec(label);
+      assert.ok(m, `citation label "${label}"`);
+      await h.screenshot(page, 'chat-answer');
+      await citation.click();
+      const file = m[1].split('/').pop();
+      await h.activeTab(page, file);
+      // The cited lines are selected in the opened editor.
+      const selected = await page.locator('.editor-group-container.active .monaco-editor .selected-text').count();
+      assert.ok(selected > 0, 'the citation opened the file without selecting the cited lines');
+      await h.screenshot(page, 'citation-opened');
+    });
+
+    it('(d) "ARC: Ask About Selection" answers about the selected lines', async () => {
+      const { page } = w;
+      await h.openFile(page, 'src/inventory.py');
+      const editor = page.locator('.editor-group-container.active .monaco-editor .view-lines');
+      await editor.click();
+      // Select lines 1-6 (docstring through LOW_STOCK_THRESHOLD).
+      await page.keyboard.press('Control+Home');
+      for (let i = 0; i < 6; i++) await page.keyboard.press('Shift+ArrowDown');
+      await h.expectEventually(async () =>
+        (await page.locator('.editor-group-container.active .monaco-editor .selected-text').count()) > 0 || 'no selection', 5_000);
+
+      await h.runCommand(page, 'ARC: Ask About Selection');
+      await h.answerInputBox(page, 'Ask about the selection', 'What is the value of `LOW_STOCK_THRESHOLD`?');
+      const chat = await h.frameWith(page, '[data-testid="question-input"]');
+      await h.expectEventually(async () => {
+        const q = await lastCard(chat).locator('.question').textContent().catch(() => '');
+        return q?.includes('LOW_STOCK_THRESHOLD') ? true : `last chat question is "${q}"`;
+      }, 30_000);
+      assert.equal(await waitForCardState(chat, ['done', 'error', 'cancelled']), 'done', await lastCard(chat).textContent());
+      const card = lastCard(chat);
+      const meta = (await card.locator('.meta').textContent()) ?? '';
+      assert.match(meta, /selection|inventory\.py/i, `the answer's source is "${meta}"`);
+      const answer = (await card.locator('[data-testid="answer-text"]').textContent())?.trim() ?? '';
+      assert.notEqual(answer, '', 'empty answer');
+      const citations = await card.locator('[data-testid="citation"]').allTextContents();
+      assert.ok(citations.length > 0, 'no citation');
+      for (const c of citations) {
+        const m = /^(.+?):(\d+)(?:-(\d+))?$/.exec(c.trim());
+        assert.ok(m && m[1].endsWith('inventory.py'), `citation outside the selection's file: ${c}`);
+        assert.ok(Number(m[3] ?? m[2]) <= 7, `citation ${c} reaches past the selected lines`);
+      }
+      if (HAS_DEFAULT_MODEL) assert.match(answer, /\b5\b/, 'the default model gave the wrong value');
+      await h.screenshot(page, 'ask-about-selection');
+    });
   });
 
-  it('lists the ARC commands in the command palette', async () => {
-    const rows = await h.paletteRows(page, 'ARC:', { minRows: TITLES.length, shot: 'palette' });
-    const missing = TITLES.filter((t) => !rows.some((r) => r.startsWith(t)));
-    assert.deepEqual(missing, [], `palette rows: ${JSON.stringify(rows)}`);
+  describe('long answers (stop strings removed)', () => {
+    const longModel = () => modelCopy('long', MODEL_DIR, (m) => {
+      m.prompt.stop = [];
+      m.prompt.maxNewTokens = m.decoder.contextLength;
+    });
+    const w = instance('long', { get settings() { return { ...modelSettings(longModel()), 'arcContext.answerMode': 'none' }; } });
+
+    it('(c) Stop during generation stops the answer and keeps the partial text', async () => {
+      const { page } = w;
+      const chat = await openChat(page);
+      await chooseSource(chat, 'Workspace');
+      await watchAnswers(chat);
+      await askInChat(chat, 'What are the parameters of `restock`?');
+      // Wait for generated text, then press Stop while the card is still streaming.
+      await h.expectEventually(async () => {
+        const len = ((await lastCard(chat).locator('[data-testid="answer-text"]').textContent().catch(() => '')) ?? '').length;
+        return len > 0 ? true : 'no token yet';
+      }, ANSWER_TIMEOUT, 20);
+      const stop = chat.locator('[data-testid="stop-button"]');
+      assert.equal(await cardState(chat), 'streaming', 'the answer finished before Stop could be pressed');
+      await stop.click();
+      const lengthAtStop = ((await lastCard(chat).locator('[data-testid="answer-text"]').textContent()) ?? '').length;
+
+      assert.equal(await waitForCardState(chat, ['done', 'error', 'cancelled'], 30_000), 'cancelled');
+      const card = lastCard(chat);
+      const note = (await card.locator('[data-testid="answer-error"]').textContent()) ?? '';
+      assert.match(note, /stop|cancel/i, `no stopped note: "${note}"`);
+      assert.equal(await card.locator('[data-testid="stats-line"]').count(), 0, 'a stopped answer shows final stats');
+      const finalText = ((await card.locator('[data-testid="answer-text"]').textContent()) ?? '');
+      assert.ok(finalText.length > 0, 'the partial answer was thrown away');
+      // Generation really ended: the text no longer grows and the Stop button is gone.
+      await h.expectEventually(async () => (await stop.isHidden()) || 'Stop button still shown', 10_000);
+      await new Promise((r) => setTimeout(r, 1000));
+      const later = ((await card.locator('[data-testid="answer-text"]').textContent()) ?? '').length;
+      assert.equal(later, finalText.length, 'the answer kept growing after Stop');
+      h.log(`stopped at ${lengthAtStop} characters, final ${finalText.length}`);
+      await h.screenshot(page, 'stopped-answer');
+    });
+  });
+
+  describe('broken model folder setting', () => {
+    const brokenModel = () => {
+      const dir = tmpDir('model-broken');
+      writeFileSync(join(dir, 'arc-model.json'), '{ "format": "arc-model/1", "name": ');
+      return dir;
+    };
+    const w = instance('broken', { get settings() { return { 'arcContext.modelPath': brokenModel() }; } });
+
+    it('(e) shows an error notification that offers "Select Model…"', async () => {
+      const { page } = w;
+      await h.runCommand(page, 'ARC: Ask About Workspace');
+      await h.answerInputBox(page, 'Ask about the workspace', 'Which file defines `slugify`?');
+      const toast = page.locator('.notifications-toasts .notification-toast', { hasText: 'ARC:' }).first();
+      await toast.waitFor({ timeout: 60_000 });
+      const text = (await toast.textContent()) ?? '';
+      assert.match(text, /arc-model\.json|manifest|model/i, `notification "${text}"`);
+      const select = toast.locator('.monaco-button', { hasText: 'Select Model…' });
+      await select.waitFor({ timeout: 5_000 });
+      await h.screenshot(page, 'broken-model-notification');
+      // The way out works: the button opens the model picker with the bundled model.
+      await select.click();
+      const row = page.locator('.quick-input-widget .monaco-list-row', { hasText: 'arc-tiny-code' });
+      await row.waitFor({ timeout: 15_000 }).catch((e) => {
+        throw new Error(`"Select Model…" did not open the model picker: ${e.message}`);
+      });
+      await page.keyboard.press('Escape');
+    });
   });
 });

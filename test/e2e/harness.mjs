@@ -112,6 +112,9 @@ const BASE_SETTINGS = {
   'chat.commandCenter.enabled': false,
   'editor.minimap.enabled': false,
   'workbench.secondarySideBar.defaultVisibility': 'hidden',
+  // The temporary workspaces live inside this repository's checkout; keep git out of them.
+  'git.enabled': false,
+  'git.openRepositoryInParentFolders': 'never',
   'window.zoomLevel': 0,
 };
 
@@ -231,19 +234,28 @@ export async function openWorkbench(browser, server) {
   return page;
 }
 
-/** Runs a command from the palette: F1, type the title, check the top row, Enter. */
-export async function runCommand(page, title) {
-  await page.locator('.monaco-workbench').click({ position: { x: 700, y: 5 }, force: true }).catch(() => {});
+/** The quick input box that is on screen (hidden quick inputs stay in the DOM). */
+const quickInput = (page) => page.locator('.quick-input-widget .quick-input-box input').filter({ visible: true });
+
+/**
+ * Runs a command from the palette: F1, type the title, Enter once the top row is that
+ * command. Retyping covers a workbench whose extensions are still registering commands.
+ */
+export async function runCommand(page, title, timeout = 30_000) {
+  // No click first: focus must stay where it is (a selection-only command needs the editor).
   await page.keyboard.press('F1');
-  const input = page.locator('.quick-input-widget .quick-input-box input');
-  await input.waitFor({ state: 'visible', timeout: 10_000 });
-  await input.fill(`>${title}`);
+  const input = quickInput(page);
+  await input.waitFor({ timeout: 10_000 });
   const row = page.locator('.quick-input-widget .monaco-list-row.focused');
-  await row.waitFor({ timeout: 10_000 });
   await expectEventually(async () => {
-    const label = await row.getAttribute('aria-label');
-    return label?.startsWith(title) ? true : `focused palette row is "${label}", not "${title}"`;
-  }, 10_000);
+    await input.fill(`>${title}`);
+    await sleep(250);
+    const label = (await row.count()) > 0 ? await row.first().getAttribute('aria-label') : null;
+    if (label?.startsWith(title)) return true;
+    await input.fill('>');
+    await sleep(500);
+    return `focused palette row is "${label}", not "${title}"`;
+  }, timeout, 0);
   await page.keyboard.press('Enter');
 }
 
@@ -253,8 +265,8 @@ export async function runCommand(page, title) {
  */
 export async function paletteRows(page, query, { minRows = 1, timeout = 30_000, shot } = {}) {
   await page.keyboard.press('F1');
-  const input = page.locator('.quick-input-widget .quick-input-box input');
-  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  const input = quickInput(page);
+  await input.waitFor({ timeout: 10_000 });
   let labels = [];
   const deadline = Date.now() + timeout;
   for (;;) {
@@ -273,17 +285,17 @@ export async function paletteRows(page, query, { minRows = 1, timeout = 30_000, 
 
 /** Picks an item of the open quick pick whose label contains `text`. */
 export async function pickQuickItem(page, text) {
-  const input = page.locator('.quick-input-widget .quick-input-box input');
-  await input.waitFor({ state: 'visible', timeout: 15_000 });
+  await quickInput(page).waitFor({ timeout: 15_000 });
   const row = page.locator('.quick-input-widget .monaco-list-row', { hasText: text }).first();
   await row.waitFor({ timeout: 15_000 });
   await row.click();
 }
 
-/** Types into the open input box and accepts it. */
-export async function answerInputBox(page, text) {
-  const input = page.locator('.quick-input-widget .quick-input-box input');
-  await input.waitFor({ state: 'visible', timeout: 15_000 });
+/** Waits for the input box whose prompt contains `prompt`, types `text` and accepts it. */
+export async function answerInputBox(page, prompt, text) {
+  await page.locator('.quick-input-widget .quick-input-message', { hasText: prompt })
+    .filter({ visible: true }).waitFor({ timeout: 30_000 });
+  const input = quickInput(page);
   await input.fill(text);
   await page.keyboard.press('Enter');
 }
@@ -305,6 +317,43 @@ export async function inFrames(page, selector, { timeout = 30_000, visible = tru
     if (Date.now() > deadline) throw new Error(`no webview frame shows ${selector} within ${timeout} ms`);
     await sleep(200);
   }
+}
+
+/** The (webview) frame that contains `selector`, waiting up to `timeout` ms. */
+export async function frameWith(page, selector, { timeout = 30_000 } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    for (const frame of page.frames()) {
+      if (frame === page.mainFrame()) continue;
+      try {
+        if ((await frame.locator(selector).count()) > 0) return frame;
+      } catch { /* frame navigated away */ }
+    }
+    if (Date.now() > deadline) throw new Error(`no webview frame contains ${selector} within ${timeout} ms`);
+    await sleep(200);
+  }
+}
+
+/** Opens a workspace file through Quick Open (Ctrl+P). */
+export async function openFile(page, relPath) {
+  await page.keyboard.press('Control+P');
+  const input = quickInput(page);
+  await input.waitFor({ timeout: 10_000 });
+  await input.fill(relPath);
+  const name = relPath.split('/').pop();
+  await page.locator('.quick-input-widget .monaco-list-row.focused', { hasText: name }).waitFor({ timeout: 15_000 });
+  await page.keyboard.press('Enter');
+  await activeTab(page, name);
+}
+
+/** Waits until the active editor tab is `name`; returns its aria-label. */
+export async function activeTab(page, name, timeout = 15_000) {
+  let label = '';
+  await expectEventually(async () => {
+    label = (await page.locator('.tabs-container .tab.active').first().getAttribute('aria-label').catch(() => '')) ?? '';
+    return label.includes(name) ? true : `active tab is "${label}", expected ${name}`;
+  }, timeout);
+  return label;
 }
 
 /** Polls `check` (returns true or a reason string) until it is true. */
