@@ -116,7 +116,7 @@ export function sessionOptions(p: ProviderName, threads: number | undefined): Or
   return opts;
 }
 
-/** One ONNX file to open; `probe` runs once on the new session to prove the provider works. */
+/** One ONNX file to open, under a key the caller looks its session up by. */
 export interface SessionSpec {
   key: string;
   path: string;

@@ -40,7 +40,7 @@ function fakeChunk(count: number, dim: number, value: number): CompressedChunk {
   return { vectors: new Float32Array(count * dim).fill(value), count, dim, groups: [] };
 }
 
-test('arc prefix: BOS, then per chunk its vectors and <Cont>, then the question', { skip: NO_TINY }, () => {
+test('arc prefix (synthetic constant vectors as chunks): BOS, then per chunk its vectors and <Cont>, then the question', { skip: NO_TINY }, () => {
   const dim = model.encoder.dim;
   const chunks = [fakeChunk(3, dim, 0.5), fakeChunk(2, dim, -0.5)];
   const p = buildPrefix(model, 'arc', chunks, '  Which file defines `f`? ');
@@ -86,7 +86,7 @@ test('plain-text truncation keeps a prefix of the context and reports what was c
   assert.deepEqual(truncateTokens([[1], [2]], 10).report, { chunks: 2, kept: 2, partial: 0, dropped: 0, keptPositions: 2, cutPositions: 0 });
 });
 
-test('arc fitting drops whole chunks from the first that does not fit', () => {
+test('arc fitting (synthetic chunks) drops whole chunks from the first that does not fit', () => {
   const r = fitCompressed([fakeChunk(3, 2, 0), fakeChunk(5, 2, 0), fakeChunk(1, 2, 0)], 8);
   assert.equal(r.chunks.length, 1);
   assert.deepEqual(r.report, { chunks: 3, kept: 1, partial: 0, dropped: 2, keptPositions: 4, cutPositions: 8 });
