@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { TextTokenizer } from '../../src/core/api';
-import { chunkFile, type Chunk } from '../../src/core/context/chunker';
+import { chunkFile, chunkFiles, type Chunk } from '../../src/core/context/chunker';
 import type { SourceFile } from '../../src/core/context/sources';
 import { byteLevelTokenizer, fixtureTokenizer } from './pipeline-helpers';
 
@@ -116,4 +116,22 @@ test('a text without a final newline still gets one; CRLF lines are kept as writ
 test('a header that does not fit is an error, not an endless loop', () => {
   const tok = byteLevelTokenizer();
   assert.throws(() => chunkFile(file('a'.repeat(100), 'x\n'), tok, { maxTokens: 16, header: HEADER }), /header/);
+});
+
+test('chunkFiles reuses the chunks of an unchanged file without tokenizing again', () => {
+  const base = byteLevelTokenizer();
+  let calls = 0;
+  const tok: TextTokenizer = { encode: (t) => (calls++, base.encode(t)), decode: (ids) => base.decode(ids) };
+  const files = [file('a.py', pythonFile(5, 1)), file('b.py', pythonFile(5, 2))];
+  const opts = { maxTokens: 128, header: HEADER };
+  const first = chunkFiles(files, tok, opts);
+  const afterFirst = calls;
+  assert.ok(afterFirst > 0);
+  const again = chunkFiles([{ ...files[0], origin: 'open', absPath: '/x/a.py' }, files[1]], tok, opts);
+  assert.equal(calls, afterFirst, 'no tokenizer calls for unchanged files');
+  assert.deepEqual(again.map((c) => c.hash), first.map((c) => c.hash));
+  assert.equal(again[0].origin, 'open', 'origin comes from the current request');
+  assert.equal(again[0].absPath, '/x/a.py');
+  chunkFiles([file('a.py', pythonFile(5, 1) + 'x = 1\n'), files[1]], tok, opts);
+  assert.ok(calls > afterFirst, 'a changed file is chunked again');
 });

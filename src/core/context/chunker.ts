@@ -188,11 +188,36 @@ function chooseCut(lines: LineInfo[], start: number, end: number, budget: number
   return end;
 }
 
+/**
+ * Chunks of recently seen files, per tokenizer. Tokenizing is the slowest step on an unchanged
+ * folder (the vectors come from the cache), and a long-lived caller such as the extension asks
+ * many questions about the same files. Keyed by everything that decides the result.
+ */
+const memo = new WeakMap<TextTokenizer, Map<string, Chunk[]>>();
+const MEMO_MAX_FILES = 20_000;
+
+function memoKey(file: SourceFile, opts: ChunkOptions): string {
+  return hashText(`${opts.maxTokens}\0${opts.header}\0${file.path}\0${file.startLine}\0${file.text}`);
+}
+
+/** chunkFile with the per-process memo; origin and absPath always come from `file`. */
+export function chunkFileMemo(file: SourceFile, tokenizer: TextTokenizer, opts: ChunkOptions): Chunk[] {
+  let map = memo.get(tokenizer);
+  if (!map) memo.set(tokenizer, (map = new Map()));
+  const key = memoKey(file, opts);
+  let chunks = map.get(key);
+  if (chunks) map.delete(key); // re-inserted below: Map order doubles as recency order
+  else chunks = chunkFile(file, tokenizer, opts);
+  map.set(key, chunks);
+  if (map.size > MEMO_MAX_FILES) map.delete(map.keys().next().value as string);
+  return chunks.map((c) => ({ ...c, origin: file.origin, absPath: file.absPath }));
+}
+
 export function chunkFiles(files: SourceFile[], tokenizer: TextTokenizer, opts: ChunkOptions, signal?: AbortSignal): Chunk[] {
   const out: Chunk[] = [];
   for (const f of files) {
     if (signal?.aborted) break; // the caller checks the signal and reports the cancellation
-    out.push(...chunkFile(f, tokenizer, opts));
+    out.push(...chunkFileMemo(f, tokenizer, opts));
   }
   return out;
 }
