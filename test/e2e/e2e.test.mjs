@@ -4,12 +4,12 @@
 // Three code-server instances, one per model setting:
 //   main   - the bundled default model (or the tiny-arc fixture while none is trained):
 //            palette, (a) Compress and Ask, (b) sidebar chat + citation, (d) Ask About Selection
-//   long   - the same model with its stop strings removed, so an answer runs until the decoder
-//            window is full: (c) Stop during generation
+//   long   - the same model with its stop strings removed and a long window, so an answer
+//            streams for seconds: (c) Stop during generation
 //   broken - arcContext.modelPath points at a folder with a corrupt manifest: (e) the error
 //            notification with "Select Model…"
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import * as h from './harness.mjs';
@@ -67,24 +67,44 @@ function modelSettings(dir) {
 let tc;
 let vsix;
 let browser;
+let failures = 0;
 
 before(async () => {
-  tc = h.toolchain();
-  vsix = h.packageVsix();
-  browser = await h.launchBrowser(tc);
+  // Each instance leaves ~60 MB (extracted VSIX, user data): keep only the latest run's.
+  rmSync(h.TMP, { recursive: true, force: true });
+  try {
+    tc = h.toolchain();
+    vsix = h.packageVsix();
+    browser = await h.launchBrowser(tc);
+  } catch (e) {
+    failures += 1;
+    throw e;
+  }
 }, { timeout: 30 * 60_000 });
 
-after(() => h.stopAll());
+after(async () => {
+  await h.stopAll();
+  // A failed run keeps its code-server logs, user data and failure screenshots for reading.
+  if (failures === 0) rmSync(h.TMP, { recursive: true, force: true });
+  else h.log(`${failures} failed; logs and screenshots kept under ${h.TMP}`);
+});
 
 /** One instance: started before its tests, stopped after; failures leave a screenshot + logs. */
 function instance(name, options) {
   const ctx = { server: undefined, page: undefined };
   before(async () => {
-    ctx.server = await h.startCodeServer(tc, { name, vsix, workspace: workspaceCopy(name), settings: options.settings });
-    ctx.page = await h.openWorkbench(browser, ctx.server);
+    try {
+      ctx.server = await h.startCodeServer(tc, { name, vsix, workspace: workspaceCopy(name), settings: options.settings });
+      ctx.page = await h.openWorkbench(browser, ctx.server);
+    } catch (e) {
+      failures += 1;
+      throw e;
+    }
   }, { timeout: 5 * 60_000 });
   afterEach(async (t) => {
-    if (!ctx.page || t.passed !== false) return;
+    if (t.passed !== false) return;
+    failures += 1;
+    if (!ctx.page) return;
     const shot = join(h.TMP, `failed-${t.name.replace(/[^\w]+/g, '-').slice(0, 60)}.png`);
     await ctx.page.screenshot({ path: shot }).catch(() => {});
     h.log(`failure screenshot ${shot}\n${h.extensionLogs(ctx.server)}`);
@@ -271,10 +291,14 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
     });
   });
 
-  describe('long answers (stop strings removed)', () => {
+  describe('long answers (stop strings removed, long decoder window)', () => {
+    // Stop must land while tokens are still coming. A real answer takes milliseconds, so this
+    // package runs for seconds instead: no stop strings, and a 4096-position window (the
+    // decoder computes RoPE from position ids, so any window length runs).
     const longModel = () => modelCopy('long', MODEL_DIR, (m) => {
       m.prompt.stop = [];
-      m.prompt.maxNewTokens = m.decoder.contextLength;
+      m.prompt.maxNewTokens = 4000;
+      m.decoder.contextLength = 4096;
     });
     const w = instance('long', { get settings() { return { ...modelSettings(longModel()), 'arcContext.answerMode': 'none' }; } });
 

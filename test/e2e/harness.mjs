@@ -132,6 +132,13 @@ function codeServerEnv(tc, dir) {
   return env;
 }
 
+const WATCHDOG = `
+"$@" &
+server=$!
+while kill -0 "$ARC_E2E_OWNER" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1; done
+kill -KILL 0
+`;
+
 /**
  * A fresh code-server: its own user-data and extensions folders, the VSIX installed, the given
  * settings in both the user and the machine settings file (arcContext.modelPath is
@@ -163,13 +170,15 @@ export async function startCodeServer(tc, { name, vsix, workspace, settings = {}
   const port = await freePort();
   const logFile = join(dir, 'code-server.log');
   const out = createWriteStream(logFile);
-  const child = spawn(tc.node, [
+  // code-server runs in its own process group under a watchdog shell that takes the whole group
+  // down when this test process is gone, even if it was killed too hard to clean up itself.
+  const child = spawn('bash', ['-c', WATCHDOG, 'code-server', tc.node,
     tc.codeServer, ...common,
     '--bind-addr', `127.0.0.1:${port}`, '--auth', 'none',
     '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust',
     '--disable-getting-started-override',
     workspace,
-  ], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  ], { env: { ...env, ARC_E2E_OWNER: String(process.pid) }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   groups.add(child.pid);
   child.stdout.pipe(out);
   child.stderr.pipe(out);
