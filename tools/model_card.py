@@ -1,0 +1,135 @@
+"""Writes DATA.md, MODEL.md and loss.svg for the default model from its training log and data.
+
+    /usr/bin/python3 tools/model_card.py --model models/arc-tiny-code --data tools/.data \
+        [--eval-json FILE ...]   # results of `arc-context eval --json` per mode
+
+Every figure in MODEL.md comes from a file: the training log (train-log.jsonl), the package
+manifest, and the eval JSON files given on the command line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter, defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from svgplot import line_chart  # noqa: E402
+
+
+def data_md(data_dir: str) -> str:
+    import torch
+
+    blob = torch.load(os.path.join(data_dir, "corpus.pt"))
+    lines = ["# Training data of arc-tiny-code", "",
+             "All sources are permissively licensed code available offline on the build machine.",
+             "Files are split into training and held-out sets **by package** (Python top-level module or",
+             "npm package; a package is held out when sha256(name) % 10 == 0), so no file and no package is",
+             "in both. Reproduce with `/usr/bin/python3 tools/prepare_data.py` (see tools/README.md).", ""]
+    for split in ("train", "test"):
+        docs = blob[split]
+        by_src = defaultdict(lambda: [0, 0, 0, set()])
+        for d in docs:
+            src = "Python 3.11 standard library" if d["package"].startswith("py:") else "npm packages (node_modules)"
+            e = by_src[(src, d["license"])]
+            e[0] += 1
+            e[1] += sum(len(c["ids"]) for c in d["chunks"])
+            e[2] += sum(len(c["qa"]) for c in d["chunks"])
+            e[3].add(d["package"])
+        lines += [f"## {'Training' if split == 'train' else 'Held-out'} split", "",
+                  "| source | license | packages | files | tokens | QA items |", "|---|---|---|---|---|---|"]
+        for (src, lic), (files, toks, qa, pk) in sorted(by_src.items()):
+            lines.append(f"| {src} | {lic} | {len(pk)} | {files} | {toks:,} | {qa:,} |")
+        lines.append("")
+        if split == "test":
+            pk = sorted({d["package"] for d in docs})
+            lines += ["Held-out packages: " + ", ".join(f"`{p}`" for p in pk), ""]
+    npm = sorted({d["package"][4:] for d in blob["train"] + blob["test"] if d["package"].startswith("npm:")})
+    lines += ["## npm packages used", "", ", ".join(f"`{p}`" for p in npm), "",
+              "Only packages whose package.json declares MIT, ISC, BSD-2/3-Clause, 0BSD or Apache-2.0 are read;",
+              "minified files, files over 200 KB, test folders and large .d.ts files are skipped.", "",
+              "## Questions", "",
+              "Exactly three wordings, extracted from the code itself (tools/corpus.py):", "",
+              "- \"Which file defines `NAME`?\" -> the path in the chunk header",
+              "- \"What are the parameters of `NAME`?\" -> the text between the definition's parentheses, whitespace collapsed",
+              "- \"What is the value of `NAME`?\" -> the literal right-hand side of a top-level constant", "",
+              "Training questions rename the asked identifier everywhere in the context (and the answer file's",
+              "path) to a random identifier built from real word pieces, so answers must be read from the",
+              "context, not remembered. Held-out questions are not renamed.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="models/arc-tiny-code")
+    ap.add_argument("--data", default="tools/.data")
+    ap.add_argument("--eval-json", nargs="*", default=[])
+    ap.add_argument("--data-md", action="store_true", help="also (re)write DATA.md from the corpus")
+    a = ap.parse_args()
+    if a.data_md:
+        with open(os.path.join(a.model, "DATA.md"), "w") as f:
+            f.write(data_md(a.data))
+    log = [json.loads(l) for l in open(os.path.join(a.model, "train-log.jsonl"))]
+    steps = [r for r in log if "loss" in r]
+    evals = [r["eval"] for r in log if "eval" in r]
+    series = defaultdict(list)
+    for r in steps:
+        series[r["stage"]].append((r["seconds"] / 60, r["loss"]))
+    with open(os.path.join(a.model, "loss.svg"), "w") as f:
+        f.write(line_chart(series, "arc-tiny-code training loss by stage", "training minutes (1 CPU thread)", "loss"))
+    em = defaultdict(list)
+    for e in evals:
+        for mode, res in e["heldout"].items():
+            em[f"held-out {mode}"].append((e["seconds"] / 60, res["all"]))
+        em[f"synthetic ({'arc' if e['stage'].startswith('arc') else 'full'})"].append((e["seconds"] / 60, e["synth_small"]["all"]))
+    with open(os.path.join(a.model, "em.svg"), "w") as f:
+        f.write(line_chart(em, "exact match during training (quick eval subsets)", "training minutes", "exact match"))
+    man = json.load(open(os.path.join(a.model, "arc-model.json")))
+    d, e = man["decoder"], man["encoder"]
+    last = steps[-1] if steps else {}
+    out = ["# arc-tiny-code", "", man["description"], "",
+           "## Architecture", "",
+           f"- Decoder: Llama-style (RMSNorm, RoPE theta {json.load(open(os.path.join(a.model, 'weights.config.json')))['decoder']['rope_theta']:g}, "
+           f"GQA, SwiGLU, tied embeddings), width {d['hiddenSize']}, {d['numLayers']} layers, {d['numHeads']} heads "
+           f"({d['numKvHeads']} KV heads, head size {d['headDim']}), vocabulary {d['vocabSize']}, window {d['contextLength']} positions.",
+           f"- ARC encoder: bidirectional, {json.load(open(os.path.join(a.model, 'weights.config.json')))['encoder']['n_layers']} layers initialised "
+           f"from the decoder's first layers, mean-pooled queries in the last layer, pooling factor {e['poolingFactor']}, "
+           f"bias-free two-layer projector, learned <Rec>/<Cont>; chunks of at most {e['maxChunkTokens']} tokens.",
+           "- Tokenizer: byte-level BPE trained here (tools/bpe.py); identifiers, numbers, punctuation runs and",
+           "  whitespace runs are pre-split so a name is tokenized the same wherever it stands.", "",
+           "## Training", "",
+           f"Stages (tools/configs/arc-tiny-code.json): {', '.join(man.get('training', {}).get('stages', []))}; "
+           f"finished stages: {man.get('training', {}).get('stage', '?')}; tokens seen {man.get('training', {}).get('tokens', 0):,}; "
+           f"{man.get('training', {}).get('seconds', 0) / 60:.0f} minutes of training on one CPU thread (2-core shared machine).", "",
+           "![loss](loss.svg)", "", "![exact match](em.svg)", ""]
+    if evals:
+        out += ["Quick evaluations logged during training (subsets: 45 held-out rows, 30 synthetic rows):", "",
+                "| stage | step | minutes | mode | file | params | value | all | synthetic |", "|---|---|---|---|---|---|---|---|---|"]
+        for ev in evals:
+            for mode, r in ev["heldout"].items():
+                out.append(f"| {ev['stage']} | {ev['step']} | {ev['seconds'] / 60:.0f} | {mode} | {r.get('file', 0):.2f} | "
+                           f"{r.get('params', 0):.2f} | {r.get('value', 0):.2f} | {r['all']:.2f} | {ev['synth_small']['all']:.2f} |")
+        out.append("")
+    if a.eval_json:
+        out += ["## Evaluation (held-out, through `arc-context eval`)", "",
+                "| mode | n | exact match | file | params | value | median TTFT ms |", "|---|---|---|---|---|---|---|"]
+        for path in a.eval_json:
+            r = json.load(open(path))
+            kinds = defaultdict(list)
+            for row in r["rows"]:
+                kinds[row["id"].split("-")[0]].append(row["correct"])
+            tt = sorted(x["ttftMs"] for x in r["rows"])
+            med = tt[len(tt) // 2] if tt else 0
+            f = lambda k: f"{sum(kinds[k]) / len(kinds[k]):.3f}" if kinds[k] else "-"  # noqa: E731
+            out.append(f"| {r.get('mode', os.path.basename(path))} | {r['n']} | {r['exactMatch']:.3f} | {f('file')} | "
+                       f"{f('params')} | {f('value')} | {med:.0f} |")
+        out += ["", "Command: `node dist/cli.js eval --model models/arc-tiny-code --data models/arc-tiny-code/heldout-qa.jsonl "
+                "--mode MODE --json` (one file per mode).", ""]
+    with open(os.path.join(a.model, "MODEL.md"), "w") as f:
+        f.write("\n".join(out))
+    print("wrote", a.model)
+
+
+if __name__ == "__main__":
+    main()

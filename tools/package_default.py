@@ -1,0 +1,75 @@
+"""Writes the bundled default model `models/arc-tiny-code` from a training run's checkpoint.
+
+    /usr/bin/python3 tools/package_default.py --run runs/arc-tiny-code --out models/arc-tiny-code
+
+Keeps the trained weights as weights.safetensors (+ weights.config.json) next to the ONNX
+export so a later run can continue from them (tools/train.py --init-from), writes the
+training log and the model card's figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import corpus as C  # noqa: E402
+import export  # noqa: E402
+from model import ArcEncoder, Decoder, DecoderConfig, EncoderConfig  # noqa: E402
+
+DESCRIPTION = ("A tiny code decoder and its ARC x4 encoder, trained on this project's machines from "
+               "permissively licensed source code. It answers three kinds of lookup questions about the "
+               "code in its context (which file defines X, the parameters of X, the value of X); it is "
+               "not a general assistant.")
+
+
+def build(run: str, data_dir: str):
+    blob = torch.load(os.path.join(run, "ckpt.pt"))
+    cfg = blob["config"]
+    vocab = len(json.load(open(os.path.join(data_dir, "tokenizer.json")))["model"]["vocab"])
+    dcfg = DecoderConfig(vocab_size=vocab, **cfg["decoder"])
+    ecfg = EncoderConfig(vocab_size=vocab, dim=dcfg.dim, n_heads=dcfg.n_heads, n_kv_heads=dcfg.n_kv_heads,
+                         head_dim=dcfg.head_dim, hidden_dim=dcfg.hidden_dim, norm_eps=dcfg.norm_eps,
+                         rope_theta=dcfg.rope_theta, rope_layout=dcfg.rope_layout, out_dim=dcfg.dim,
+                         **cfg["encoder"])
+    dec, enc = Decoder(dcfg), ArcEncoder(ecfg)
+    dec.load_state_dict(blob["dec"])
+    enc.load_state_dict(blob["enc"])
+    return dec.eval(), enc.eval(), blob["state"], cfg
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", default="runs/arc-tiny-code")
+    ap.add_argument("--data", default="tools/.data")
+    ap.add_argument("--out", default="models/arc-tiny-code")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    dec, enc, state, cfg = build(a.run, a.data)
+    os.makedirs(a.out, exist_ok=True)
+    extra = {
+        "name": "arc-tiny-code",
+        "description": DESCRIPTION,
+        "license": "Apache-2.0 (weights trained here; training data licenses in DATA.md)",
+        "encoder": {"maxChunkTokens": 256, "source": "trained here (tools/train.py)"},
+        "prompt": {"questionTemplate": C.QUESTION_TEMPLATE, "stop": [C.ANSWER_END], "maxNewTokens": 48},
+        "documentFormat": {"header": C.HEADER},
+        "training": {"stage": state["stage"], "stages": [s["name"] for s in cfg["stages"]],
+                     "tokens": state["tokens"], "seconds": round(state["seconds"])},
+    }
+    with torch.no_grad():
+        m = export.export_package(a.out, dec, enc, 0, os.path.join(a.data, "tokenizer.json"), extra)
+    export.save_checkpoint(os.path.join(a.out, "weights.safetensors"), os.path.join(a.out, "weights.config.json"),
+                           enc, dec, m)
+    shutil.copyfile(os.path.join(a.run, "log.jsonl"), os.path.join(a.out, "train-log.jsonl"))
+    shutil.copyfile(os.path.join(a.data, "heldout-qa.jsonl"), os.path.join(a.out, "heldout-qa.jsonl"))
+    total = sum(os.path.getsize(os.path.join(a.out, f)) for f in os.listdir(a.out))
+    print(json.dumps({"out": a.out, "bytes": total, "state": state}))
+
+
+if __name__ == "__main__":
+    main()
