@@ -11,6 +11,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ command:
   ask: { summary: 'answer a question about files in arc, full or none mode', load: () => import('./cli/ask') },
   compress: { summary: 'compress folders into the vector cache and print the figures', load: () => import('./cli/compress') },
   eval: { summary: 'exact-match evaluation of a JSONL question set in one mode', load: () => import('./cli/eval') },
+  bench: { summary: 'time to first token, encoder/tokenizer throughput, workspace compression and quality figures', load: () => import('./cli/bench') },
 };
 
 function overview(): string {

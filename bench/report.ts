@@ -1,0 +1,304 @@
+// Turns one bench result (bench/results/*.json) into BENCHMARKS.md and an SVG plot of time to
+// first token against context size. `arc-context bench` calls it after a full run; by hand:
+//   node --import tsx bench/report.ts [bench/results/latest.json]
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { isSkipped, type BenchResult, type LatencySection, type ModeRun, type NotFit, type Skipped } from './types';
+
+export const SVG_NAME = 'bench/ttft-vs-context.svg';
+
+// ------------------------------------------------------------------ SVG
+
+const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd'];
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+export interface Series {
+  name: string;
+  points: [number, number][];
+  dashed?: boolean;
+}
+
+/** A line chart with log-scaled axes (sizes double from point to point; times span decades). */
+export function lineChartSvg(series: Series[], title: string, xlabel: string, ylabel: string, width = 760, height = 400): string {
+  const pts = series.flatMap((s) => s.points).filter(([x, y]) => x > 0 && y > 0);
+  if (pts.length === 0) return '';
+  const lx = (v: number): number => Math.log10(v);
+  let [x0, x1] = [Math.min(...pts.map((p) => lx(p[0]))), Math.max(...pts.map((p) => lx(p[0])))];
+  let [y0, y1] = [Math.floor(Math.min(...pts.map((p) => lx(p[1])))), Math.ceil(Math.max(...pts.map((p) => lx(p[1]))))];
+  if (x1 === x0) [x0, x1] = [x0 - 0.5, x1 + 0.5];
+  if (y1 === y0) y1 = y0 + 1;
+  const L = 70, R = 190, T = 34, B = 48;
+  const W = width - L - R, H = height - T - B;
+  const sx = (x: number): number => L + ((lx(x) - x0) / (x1 - x0)) * W;
+  const sy = (y: number): number => T + H - ((lx(y) - y0) / (y1 - y0)) * H;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
+    '<rect width="100%" height="100%" fill="white"/>',
+    `<text x="${L}" y="20" font-size="13">${esc(title)}</text>`,
+    `<rect x="${L}" y="${T}" width="${W}" height="${H}" fill="none" stroke="#999"/>`,
+  ];
+  // y grid at 1, 2, 5 x 10^k
+  for (let e = y0; e <= y1; e++) {
+    for (const m of [1, 2, 5]) {
+      const v = m * 10 ** e;
+      if (lx(v) < y0 - 1e-9 || lx(v) > y1 + 1e-9) continue;
+      const y = sy(v).toFixed(1);
+      out.push(`<line x1="${L}" x2="${L + W}" y1="${y}" y2="${y}" stroke="${m === 1 ? '#ddd' : '#f0f0f0'}"/>`);
+      out.push(`<text x="${L - 6}" y="${(Number(y) + 4).toFixed(1)}" text-anchor="end">${v >= 1000 ? `${v / 1000}k` : v}</text>`);
+    }
+  }
+  const xs = [...new Set(pts.map((p) => p[0]))].sort((a, b) => a - b);
+  for (const x of xs) {
+    const px = sx(x).toFixed(1);
+    out.push(`<line x1="${px}" x2="${px}" y1="${T}" y2="${T + H}" stroke="#f0f0f0"/>`);
+    out.push(`<text x="${px}" y="${T + H + 16}" text-anchor="middle">${x}</text>`);
+  }
+  out.push(`<text x="${L + W / 2}" y="${height - 10}" text-anchor="middle">${esc(xlabel)}</text>`);
+  out.push(`<text x="16" y="${T + H / 2}" transform="rotate(-90 16 ${T + H / 2})" text-anchor="middle">${esc(ylabel)}</text>`);
+  series.forEach((s, k) => {
+    const c = COLORS[k % COLORS.length]!;
+    const p = s.points.filter(([x, y]) => x > 0 && y > 0);
+    const dash = s.dashed ? ' stroke-dasharray="5 4"' : '';
+    if (p.length > 1) out.push(`<polyline fill="none" stroke="${c}" stroke-width="2"${dash} points="${p.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`);
+    for (const [x, y] of p) out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${c}"><title>${esc(`${s.name}: ${x} tokens, ${y} ms`)}</title></circle>`);
+    out.push(`<line x1="${L + W + 12}" x2="${L + W + 30}" y1="${T + 8 + 16 * k}" y2="${T + 8 + 16 * k}" stroke="${c}" stroke-width="2"${dash}/>`);
+    out.push(`<text x="${L + W + 36}" y="${T + 12 + 16 * k}">${esc(s.name)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
+
+function fits(m: ModeRun | NotFit): m is ModeRun {
+  return 'ttftMs' in m;
+}
+
+export function ttftSvg(lat: LatencySection, modelName: string): string {
+  const series: Series[] = [
+    { name: 'arc, warm cache', points: lat.sizes.map((s) => [s.sourceTokens, s.arcWarm.ttftMs.median]) },
+    { name: 'arc, cold (encoder)', points: lat.sizes.map((s) => [s.sourceTokens, s.arcCold.ttftMs.median]) },
+    { name: 'full text (fits only)', points: lat.sizes.flatMap((s) => (fits(s.full) ? [[s.sourceTokens, s.full.ttftMs.median] as [number, number]] : [])) },
+    { name: 'tokenize, first time', points: lat.sizes.map((s) => [s.sourceTokens, s.tokenizeMs.median]), dashed: true },
+  ];
+  return lineChartSvg(series, `Time to first token vs context size (${modelName}, median of ${lat.reps})`, 'source tokens in the context (log scale)', 'milliseconds (log scale)');
+}
+
+// ------------------------------------------------------------------ Markdown
+
+const f = (x: number | null | undefined, digits = 0): string => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits));
+const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
+
+function skippedLine(what: string, s: Skipped): string {
+  return `_${what} skipped: ${s.skipped}_\n`;
+}
+
+function table(head: string[], rows: (string | number)[][]): string {
+  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n') + '\n';
+}
+
+export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: string | null): string {
+  const m = r.machine;
+  const out: string[] = [];
+  out.push('# Benchmarks\n');
+  out.push(`Generated by \`bench/report.ts\` from \`${resultFile}\`; do not edit by hand. Every figure below was measured in that one run.\n`);
+  out.push('## The run\n');
+  out.push(
+    table(
+      ['', ''],
+      [
+        ['command', `\`${r.command}\``],
+        ['mode', r.quick ? 'quick' : 'full'],
+        ['started', r.startedAt],
+        ['duration', `${f(r.seconds)} s`],
+        ['code', `${r.git.commit ?? 'unknown'}${r.git.dirty ? ' (with uncommitted changes)' : ''}`],
+        ['model', `${r.model.name} (\`${r.model.dir}\`), identity ${r.model.identity}`],
+        ['model commit', r.model.commit ? `${r.model.commit} — ${r.model.commitSubject ?? ''}` : 'not committed'],
+        ['CPU', `${m.cpu}, ${m.cores} cores`],
+        ['RAM', `${m.ramGiB} GiB`],
+        ['OS', m.os],
+        ['Node', m.node],
+        ['ONNX Runtime', `onnxruntime-node ${m.onnxruntime}, provider ${m.provider}, ${m.threads} thread(s)`],
+        ['load average at start', m.loadAverage.join(', ')],
+      ],
+    ),
+  );
+  out.push(
+    'The machine is shared: a model-training process and other work ran beside the bench (see the load average), so absolute times are noisy; ' +
+      'the modes of one size were measured interleaved, which keeps their ratios fairer than their absolute values.\n',
+  );
+  out.push('To reproduce: `npm run build && npm install --prefix bench && npm run bench` (full, writes this file) or `npm run bench:quick` (under a minute, JSON only).\n');
+
+  out.push('## 1. Time to first token and answer time against context size\n');
+  if (isSkipped(r.latency)) out.push(skippedLine('Latency', r.latency));
+  else {
+    const lat = r.latency;
+    out.push(
+      `One question (\`${lat.question}\`) over the first files of \`${lat.source}\`, cut to about each size. ` +
+        `Times are from the start of \`ask()\` (the pipeline the editor runs) to the first answer token, and to the end of the answer, median of ${lat.reps}. ` +
+        `The decoder window leaves ${lat.budget} positions for context (answer room ${lat.maxNewTokens} tokens). ` +
+        '*arc warm*: compressed vectors from the cache; *arc cold*: empty cache, every chunk through the encoder; *full*: plain-text prefill, only where the whole context fits. ' +
+        'Files are tokenized once per process (chunk memo); the first question\'s tokenizing is the *tokenize* column.\n',
+    );
+    out.push(
+      table(
+        ['source tokens', 'tokenize (first time)', 'arc warm TTFT', 'arc cold TTFT', 'full TTFT', 'full / arc warm', 'full / arc cold', 'arc reads (tokens, chunks in/out, positions)'],
+        lat.sizes.map((s) => [
+          s.sourceTokens,
+          `${f(s.tokenizeMs.median)} ms`,
+          `${f(s.arcWarm.ttftMs.median)} ms`,
+          `${f(s.arcCold.ttftMs.median)} ms`,
+          fits(s.full) ? `${f(s.full.ttftMs.median)} ms` : `does not fit (${s.full.contextTokens} > ${s.full.budget})`,
+          s.ratios ? f(s.ratios.ttftFullOverArcWarm, 2) : '–',
+          s.ratios ? f(s.ratios.ttftFullOverArcCold, 2) : '–',
+          `${s.arcWarm.sourceTokensIncluded}, ${s.arcWarm.chunksIncluded}/${s.arcWarm.chunksLeftOut}, ${s.arcWarm.contextPositions}`,
+        ]),
+      ),
+    );
+    out.push(
+      table(
+        ['source tokens', 'arc warm total', 'arc cold total', 'full total', 'full / arc warm', 'full / arc cold', 'answer tokens (arc / full)', 'arc cold encode', 'prefill (arc / full)'],
+        lat.sizes.map((s) => [
+          s.sourceTokens,
+          `${f(s.arcWarm.totalMs.median)} ms`,
+          `${f(s.arcCold.totalMs.median)} ms`,
+          fits(s.full) ? `${f(s.full.totalMs.median)} ms` : 'does not fit',
+          s.ratios ? f(s.ratios.totalFullOverArcWarm, 2) : '–',
+          s.ratios ? f(s.ratios.totalFullOverArcCold, 2) : '–',
+          `${s.arcWarm.generatedTokens} / ${fits(s.full) ? s.full.generatedTokens : '–'}`,
+          `${f(s.arcCold.encodeMs)} ms`,
+          `${f(s.arcWarm.prefillMs)} / ${fits(s.full) ? f(s.full.prefillMs) : '–'} ms`,
+        ]),
+      ),
+    );
+    out.push('Total times include generating the answer, whose length can differ between modes (the column *answer tokens*).\n');
+    if (svgFile) out.push(`![time to first token against context size](${svgFile})\n`);
+  }
+
+  out.push('## 2. Encoder throughput: ONNX Runtime against PyTorch and the hardware\n');
+  if (isSkipped(r.encoder)) out.push(skippedLine('Encoder', r.encoder));
+  else {
+    const e = r.encoder;
+    const t = e.torch;
+    out.push(
+      `${e.chunks} chunks (${e.tokens} source tokens, ${f(e.meanChunkTokens)} per chunk on average) from \`${e.source}\`, ${e.threads} thread(s) in both runtimes, median of the repetitions. ` +
+        '*batched*: the batches the pipeline\'s encoder forms (similar lengths, padded); *one chunk per call*: no batching. ' +
+        `FLOPs are the encoder's matrix multiplications counted from its config: ${e.flopsPerToken === null ? 'not available (needs bench/torch_encoder.py)' : `${f(e.flopsPerToken / 1e6, 3)} MFLOP per source token`} (real tokens only; padding is not credited).\n`,
+    );
+    const peak = isSkipped(t) ? null : t.sgemm.gflops_best;
+    const row = (name: string, run: { tokensPerSecond: number; gflops: number | null; calls: number }): (string | number)[] => [
+      name,
+      run.calls,
+      run.tokensPerSecond,
+      f(run.gflops, 2),
+      peak !== null && run.gflops !== null ? pct(run.gflops / peak) : '–',
+    ];
+    const rows = [row('ONNX Runtime (ours), batched', e.onnx.batched), row('ONNX Runtime (ours), one chunk per call', e.onnx.single)];
+    if (!isSkipped(t)) rows.push(row(`PyTorch ${t.torch} reference, batched`, t.batched), row(`PyTorch ${t.torch} reference, one chunk per call`, t.single));
+    out.push(table(['runtime', 'calls', 'source tokens/s', 'achieved GFLOP/s', 'of sgemm peak'], rows));
+    if (isSkipped(t)) out.push(skippedLine('PyTorch comparison', t));
+    else {
+      out.push(
+        `sgemm peak: ${f(t.sgemm.gflops_best, 1)} GFLOP/s (best; median ${f(t.sgemm.gflops_median, 1)}) for ${t.sgemm.n}x${t.sgemm.n} fp32 \`torch.matmul\` on ${t.threads} thread(s), BLAS ${t.blas}. ` +
+          `PyTorch weights: ${t.weights}.` +
+          (t.parity && t.parity.maxAbsDiff !== undefined ? ` Parity on chunk ${t.parity.chunk}: max |torch - ONNX| = ${t.parity.maxAbsDiff.toExponential(2)} (values up to ${f(t.parity.maxAbs, 3)}).` : '') +
+          (e.ofPeak ? ` ONNX batched runs at ${pct(e.ofPeak.onnxBatched)} of the peak, PyTorch at ${pct(e.ofPeak.torchBatched)}.` : '') +
+          '\n',
+      );
+    }
+  }
+
+  out.push('## 3. Tokenizer throughput\n');
+  if (isSkipped(r.tokenizers)) out.push(skippedLine('Tokenizers', r.tokenizers));
+  else {
+    const tk = r.tokenizers;
+    out.push(`${tk.corpus.files} files, ${f(tk.corpus.bytes / 1e6, 2)} MB from \`${tk.corpus.root}\`, the package's tokenizer.json, median of ${tk.reps}. MB = 10^6 bytes of UTF-8 source.\n`);
+    out.push(
+      table(
+        ['library', 'version', 'kind', 'MB/s (one file per call)', 'MB/s (batch call)', 'same ids as in-use', 'status'],
+        tk.libraries.map((l) => [
+          `${l.name}${l.inUse ? ' (in use)' : ''}`,
+          l.version ?? '–',
+          l.kind,
+          f(l.mbPerSec, 3),
+          f(l.batchMbPerSec, 3),
+          l.agreeingFiles === undefined ? '–' : `${l.agreeingFiles}/${tk.corpus.files}`,
+          l.status + (l.note ? `: ${l.note.replace(/\|/g, '\\|')}` : ''),
+        ]),
+      ),
+    );
+    for (const n of tk.notes) out.push(`- ${n}`);
+    out.push('');
+  }
+
+  out.push('## 4. Compressing a workspace\n');
+  if (isSkipped(r.workspace)) out.push(skippedLine('Workspace', r.workspace));
+  else {
+    const w = r.workspace;
+    out.push(
+      `\`${w.tree}\` copied to a temporary folder: ${w.files} files, ${f(w.bytes / 1e6, 2)} MB, ${w.chunks} chunks, ${w.sourceTokens} source tokens -> ${w.vectors} vectors. ` +
+        `Scan + chunk (tokenize) + compress into an empty vector cache, then again. *cold*, *warm* and *after edit* start with a fresh tokenizer, as a new CLI process does; ` +
+        `*warm, same process* reuses the chunk memo, as the extension does. The edit inserts one line in \`${w.edited}\`.\n`,
+    );
+    const row = (name: string, x: typeof w.cold): (string | number)[] => [name, `${f(x.totalMs)} ms`, `${f(x.scanMs)} ms`, `${f(x.chunkMs)} ms`, `${f(x.compressMs)} ms`, x.encoded, x.cacheHits, `${f(x.peakRssMiB)} MiB`, `${f(x.peakHeapMiB)} MiB`];
+    out.push(
+      table(
+        ['run', 'total', 'scan', 'chunk + tokenize', 'compress (cache + encoder)', 'chunks encoded', 'cache hits', 'peak RSS', 'peak JS heap'],
+        [row('cold', w.cold), row('warm', w.warm), row('warm, same process', w.warmSameProcess), row('after editing one file', w.afterEdit)],
+      ),
+    );
+    out.push(`RSS before the section: ${f(w.baselineRssMiB)} MiB; process maxRSS at its end (whole process so far): ${f(w.processMaxRssMiB)} MiB. Peaks are sampled every 20 ms.\n`);
+  }
+
+  out.push('## 5. Answer quality\n');
+  if (isSkipped(r.quality)) out.push(skippedLine('Quality', r.quality));
+  else {
+    const q = r.quality;
+    const kinds = [...new Set(Object.values(q.modes).flatMap((m) => Object.keys(m.perKind)))].sort();
+    out.push(`Exact match on ${q.rows} rows of \`${q.data}\` (taken in turn from each kind), through \`ask()\` in each mode (the same pipeline as \`arc-context eval\`).\n`);
+    out.push(
+      table(
+        ['mode', 'exact match', ...kinds],
+        (['arc', 'full', 'none'] as const).map((mode) => [mode, pct(q.modes[mode].exactMatch), ...kinds.map((k) => (q.modes[mode].perKind[k] ? `${pct(q.modes[mode].perKind[k]!.exactMatch)} (n=${q.modes[mode].perKind[k]!.n})` : '–'))]),
+      ),
+    );
+    const c = q.curve[0];
+    out.push(
+      `Accuracy against codebase size: the answer's file plus N distractor files (the row's own, then held-out files of the same package, then any; none defines the asked name), ` +
+        `${c ? c.rows : 0} rows, same decoder budget. *answer chunk chosen*: how often the pipeline's selection put the answer's chunk into the context.\n`,
+    );
+    out.push(
+      table(
+        ['distractors', 'context (source tokens)', 'arc EM', 'full EM', 'arc: answer chunk chosen', 'full: answer chunk chosen', 'arc reads (tokens)', 'full reads (tokens)'],
+        q.curve.map((p) => [p.distractors, p.arc.meanSourceTokens, pct(p.arc.exactMatch), pct(p.full.exactMatch), pct(p.arc.answerIncluded), pct(p.full.answerIncluded), p.arc.meanIncludedTokens, p.full.meanIncludedTokens]),
+      ),
+    );
+    out.push(`Quality section: ${f(q.seconds)} s.\n`);
+  }
+  return out.join('\n');
+}
+
+/** Writes BENCHMARKS.md and the SVG into `repoRoot`; returns the paths written. */
+export function writeReport(r: BenchResult, repoRoot: string, resultFile: string): string[] {
+  const written: string[] = [];
+  let svg: string | null = null;
+  if (!isSkipped(r.latency)) {
+    const text = ttftSvg(r.latency, r.model.name);
+    if (text) {
+      writeFileSync(path.join(repoRoot, SVG_NAME), text);
+      written.push(SVG_NAME);
+      svg = SVG_NAME;
+    }
+  }
+  writeFileSync(path.join(repoRoot, 'BENCHMARKS.md'), renderMarkdown(r, resultFile, svg));
+  written.push('BENCHMARKS.md');
+  return written;
+}
+
+if (require.main === module) {
+  const root = path.resolve(__dirname, '..');
+  const file = process.argv[2] ?? path.join(root, 'bench', 'results', 'latest.json');
+  const result = JSON.parse(readFileSync(file, 'utf8')) as BenchResult;
+  for (const p of writeReport(result, root, path.relative(root, path.resolve(file)).split(path.sep).join('/'))) process.stdout.write(`wrote ${p}\n`);
+}

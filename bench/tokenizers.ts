@@ -1,0 +1,177 @@
+// Tokenizer throughput (MB of source per second) of the library in use, @huggingface/tokenizers
+// (pure JavaScript), and of the alternatives that load the same tokenizer.json: Hugging Face's
+// Rust library through N-API (`tokenizers`, `@anush008/tokenizers`) and a WebAssembly build
+// (`@mlc-ai/web-tokenizers`). The alternatives are optional: `npm install --prefix bench`
+// installs them into bench/node_modules (bench/package.json); missing ones are reported as such.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { SourceFile } from '../src/core/context/sources';
+import { errorMessage } from '../src/core/errors';
+import { loadTokenizer } from '../src/core/tokenizer';
+import type { TokenizerRun, TokenizerSection } from './types';
+import { bytesOf, median, round } from './util';
+
+export interface TokenizerOptions {
+  tokenizerPath: string;
+  reps: number;
+  benchDir: string;
+  log: (line: string) => void;
+}
+
+/** What the N-API builds of Hugging Face tokenizers offer (both packages share this API). */
+interface NapiEncoding {
+  getIds(): number[];
+}
+interface NapiTokenizer {
+  encode(text: string, pair: null, options: { addSpecialTokens: boolean }): Promise<NapiEncoding>;
+  encodeBatch(texts: string[], options: { addSpecialTokens: boolean }): Promise<NapiEncoding[]>;
+}
+interface NapiModule {
+  Tokenizer: { fromFile(file: string): NapiTokenizer };
+}
+
+function isNapiModule(m: unknown): m is NapiModule {
+  const t = (m as { Tokenizer?: { fromFile?: unknown } } | null)?.Tokenizer;
+  return typeof t?.fromFile === 'function';
+}
+
+interface Candidate {
+  name: string;
+  kind: string;
+}
+
+const NAPI: Candidate[] = [
+  { name: 'tokenizers', kind: 'N-API (Hugging Face tokenizers, Rust)' },
+  { name: '@anush008/tokenizers', kind: 'N-API (Hugging Face tokenizers, Rust)' },
+];
+const WASM: Candidate = { name: '@mlc-ai/web-tokenizers', kind: 'WebAssembly (tokenizers-cpp)' };
+
+/** @mlc-ai/web-tokenizers: Tokenizer.fromJSON(bytes of tokenizer.json), encode(text) -> Int32Array. */
+interface WasmModule {
+  Tokenizer: { fromJSON(json: ArrayBuffer): Promise<{ encode(text: string): Int32Array }> };
+}
+
+function isWasmModule(m: unknown): m is WasmModule {
+  const t = (m as { Tokenizer?: { fromJSON?: unknown } } | null)?.Tokenizer;
+  return typeof t?.fromJSON === 'function';
+}
+
+async function runWasm(req: NodeJS.Require, tokenizerPath: string, texts: string[], reference: number[][], mb: number, opts: TokenizerOptions): Promise<TokenizerRun> {
+  const base = { name: WASM.name, version: versionOf(req, WASM.name), kind: WASM.kind, inUse: false };
+  if (base.version === null) return { ...base, status: 'not installed', note: 'npm install --prefix bench' };
+  let mod: unknown;
+  try {
+    // An ES module package: import() by file URL.
+    mod = await import(pathToFileURL(req.resolve(WASM.name)).href);
+  } catch (e) {
+    return { ...base, status: 'failed', note: `does not load in Node ${process.version}: ${errorMessage(e).split(/(?<=\.)\s/)[0]}` };
+  }
+  try {
+    const m = (mod as { default?: unknown }).default ?? mod;
+    if (!isWasmModule(m)) throw new Error('no Tokenizer.fromJSON export');
+    const bytes = readFileSync(tokenizerPath);
+    const tok = await m.Tokenizer.fromJSON(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    let ids: number[][] = [];
+    const seconds = await timed(() => {
+      ids = texts.map((t) => Array.from(tok.encode(t)));
+    }, opts.reps);
+    opts.log(`tokenizers: ${WASM.name} ${round(mb / seconds, 3)} MB/s`);
+    return { ...base, status: 'measured', mbPerSec: round(mb / seconds, 3), agreeingFiles: ids.filter((x, i) => sameIds(x, reference[i]!)).length };
+  } catch (e) {
+    return { ...base, status: 'failed', note: errorMessage(e) };
+  }
+}
+
+function versionOf(req: NodeJS.Require, name: string): string | null {
+  try {
+    return (JSON.parse(readFileSync(req.resolve(`${name}/package.json`), 'utf8')) as { version?: string }).version ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function sameIds(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+async function timed(fn: () => Promise<void> | void, reps: number): Promise<number> {
+  const samples: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t = performance.now();
+    await fn();
+    samples.push((performance.now() - t) / 1000);
+  }
+  return median(samples);
+}
+
+export async function runTokenizers(root: string, corpus: readonly SourceFile[], opts: TokenizerOptions): Promise<TokenizerSection> {
+  const texts = corpus.map((f) => f.text);
+  const mb = bytesOf(corpus) / 1e6;
+  const libraries: TokenizerRun[] = [];
+  // Resolved from bench/ first (optional installs), then the project's own node_modules.
+  const req = createRequire(path.join(opts.benchDir, 'package.json'));
+
+  const hf = await loadTokenizer(opts.tokenizerPath);
+  let reference: number[][] = [];
+  const hfSeconds = await timed(() => {
+    reference = texts.map((t) => hf.encode(t));
+  }, opts.reps);
+  libraries.push({
+    name: '@huggingface/tokenizers',
+    version: versionOf(req, '@huggingface/tokenizers'),
+    kind: 'pure JavaScript',
+    inUse: true,
+    status: 'measured',
+    mbPerSec: round(mb / hfSeconds, 3),
+    agreeingFiles: texts.length,
+  });
+  opts.log(`tokenizers: @huggingface/tokenizers ${round(mb / hfSeconds, 3)} MB/s on ${round(mb, 2)} MB`);
+
+  for (const c of NAPI) {
+    const base = { name: c.name, version: versionOf(req, c.name), kind: c.kind, inUse: false };
+    let mod: unknown;
+    try {
+      mod = req(c.name);
+    } catch (e) {
+      const missing = (e as { code?: unknown }).code === 'MODULE_NOT_FOUND';
+      libraries.push({ ...base, status: missing ? 'not installed' : 'failed', note: missing ? 'npm install --prefix bench' : errorMessage(e) });
+      continue;
+    }
+    try {
+      if (!isNapiModule(mod)) throw new Error('no Tokenizer.fromFile export');
+      const tok = mod.Tokenizer.fromFile(opts.tokenizerPath);
+      const opt = { addSpecialTokens: false };
+      let ids: number[][] = [];
+      const seq = await timed(async () => {
+        ids = [];
+        for (const t of texts) ids.push((await tok.encode(t, null, opt)).getIds());
+      }, opts.reps);
+      const batch = await timed(async () => {
+        await tok.encodeBatch(texts, opt);
+      }, opts.reps);
+      libraries.push({
+        ...base,
+        status: 'measured',
+        mbPerSec: round(mb / seq, 3),
+        batchMbPerSec: round(mb / batch, 3),
+        agreeingFiles: ids.filter((x, i) => sameIds(x, reference[i]!)).length,
+      });
+      opts.log(`tokenizers: ${c.name} ${round(mb / seq, 3)} MB/s (batch ${round(mb / batch, 3)} MB/s)`);
+    } catch (e) {
+      libraries.push({ ...base, status: 'failed', note: errorMessage(e) });
+    }
+  }
+
+  libraries.push(await runWasm(req, opts.tokenizerPath, texts, reference, mb, opts));
+  return {
+    corpus: { root, files: corpus.length, bytes: bytesOf(corpus) },
+    reps: opts.reps,
+    libraries,
+    notes: [
+      'One file per call, in order; "batch" is the library\'s own batch call, which spreads files over its thread pool (RAYON_NUM_THREADS, default: all cores).',
+      'tiktoken / js-tiktoken / gpt-tokenizer (WASM, pure JS) are faster BPE engines but read tiktoken rank files with their own split rules, not a Hugging Face tokenizer.json; they cannot run this tokenizer without a conversion, so they are not measured.',
+    ],
+  };
+}

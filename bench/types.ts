@@ -1,0 +1,214 @@
+// The JSON that one `arc-context bench` run writes (bench/results/*.json) and that
+// bench/report.ts turns into BENCHMARKS.md. Times are milliseconds unless a name says otherwise.
+
+export const BENCH_SCHEMA = 'arc-bench/1';
+
+/** A section that did not run, and why (a missing tool, a model without a decoder, quick mode). */
+export interface Skipped {
+  skipped: string;
+}
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  ramGiB: number;
+  os: string;
+  node: string;
+  onnxruntime: string;
+  provider: string;
+  threads: number;
+  /** 1-minute load average when the run started: other processes share these cores. */
+  loadAverage: number[];
+}
+
+export interface ModelInfo {
+  dir: string;
+  name: string;
+  identity: string;
+  /** Last commit that touched the package folder, when it is in a git repository. */
+  commit: string | null;
+  commitSubject: string | null;
+  encoder: { poolingFactor: number; maxChunkTokens: number; hiddenSize: number; outputSize: number };
+  decoder: { hiddenSize: number; numLayers: number; vocabSize: number; contextLength: number } | null;
+}
+
+/** Median and every sample of one measured quantity. */
+export interface Sampled {
+  median: number;
+  samples: number[];
+}
+
+/** One mode at one context size: medians over the repetitions. */
+export interface ModeRun {
+  ttftMs: Sampled;
+  totalMs: Sampled;
+  encodeMs: number;
+  prefillMs: number;
+  generatedTokens: number;
+  /** Source tokens of the chunks that reached the decoder, and the decoder positions they took. */
+  sourceTokensIncluded: number;
+  contextPositions: number;
+  chunksIncluded: number;
+  chunksLeftOut: number;
+  cacheHits: number;
+}
+
+export interface NotFit {
+  fits: false;
+  /** Decoder tokens of the whole context against the positions left for it. */
+  contextTokens: number;
+  budget: number;
+}
+
+export interface LatencySize {
+  targetTokens: number;
+  sourceTokens: number;
+  files: number;
+  chunks: number;
+  /** Chunking + tokenizing this context the first time (a fresh tokenizer; later questions reuse it). */
+  tokenizeMs: Sampled;
+  arcWarm: ModeRun;
+  arcCold: ModeRun;
+  full: ModeRun | NotFit;
+  /** full / arc of the median time to first token and total time, where full fits. */
+  ratios: { ttftFullOverArcWarm: number; ttftFullOverArcCold: number; totalFullOverArcWarm: number; totalFullOverArcCold: number } | null;
+}
+
+export interface LatencySection {
+  source: string;
+  question: string;
+  maxNewTokens: number;
+  budget: number;
+  reps: number;
+  sizes: LatencySize[];
+}
+
+export interface EncoderRun {
+  calls: number;
+  secondsMedian: number;
+  samples: number[];
+  tokensPerSecond: number;
+  /** Achieved GFLOP/s from the analytic FLOP count (null when no count is available). */
+  gflops: number | null;
+}
+
+export interface TorchEncoder {
+  torch: string;
+  threads: number;
+  blas: string;
+  weights: string;
+  config: Record<string, number>;
+  batched: EncoderRun;
+  single: EncoderRun;
+  parity: null | { chunk: number; maxAbsDiff?: number; maxAbs?: number; error?: string };
+  sgemm: { n: number; reps: number; gflops_best: number; gflops_median: number };
+}
+
+export interface EncoderSection {
+  source: string;
+  chunks: number;
+  tokens: number;
+  meanChunkTokens: number;
+  threads: number;
+  /** Matrix-multiply FLOPs per source token (from the config, counted by bench/torch_encoder.py). */
+  flopsPerToken: number | null;
+  onnx: { batched: EncoderRun; single: EncoderRun };
+  torch: TorchEncoder | Skipped;
+  /** Achieved FLOP/s over the measured sgemm peak (best of its repetitions). */
+  ofPeak: { onnxBatched: number; torchBatched: number } | null;
+}
+
+export interface TokenizerRun {
+  name: string;
+  version: string | null;
+  kind: string;
+  inUse: boolean;
+  status: 'measured' | 'not installed' | 'failed';
+  note?: string;
+  /** MB (10^6 bytes) of source per second, one file per call, in order. */
+  mbPerSec?: number;
+  /** The library's batch call (its own thread pool), where it has one. */
+  batchMbPerSec?: number;
+  /** Files whose ids equal the reference library's. */
+  agreeingFiles?: number;
+}
+
+export interface TokenizerSection {
+  corpus: { root: string; files: number; bytes: number };
+  reps: number;
+  libraries: TokenizerRun[];
+  notes: string[];
+}
+
+export interface WorkspaceRun {
+  scanMs: number;
+  chunkMs: number;
+  compressMs: number;
+  totalMs: number;
+  cacheHits: number;
+  encoded: number;
+  /** Peak resident set size sampled during the run (MiB). */
+  peakRssMiB: number;
+  peakHeapMiB: number;
+}
+
+export interface WorkspaceSection {
+  tree: string;
+  files: number;
+  bytes: number;
+  chunks: number;
+  sourceTokens: number;
+  vectors: number;
+  edited: string;
+  /** Fresh tokenizer each run, as a new process (the CLI) sees it. */
+  cold: WorkspaceRun;
+  warm: WorkspaceRun;
+  afterEdit: WorkspaceRun;
+  /** Same tokenizer again: the chunk memo of a long-lived process (the extension). */
+  warmSameProcess: WorkspaceRun;
+  baselineRssMiB: number;
+  /** process.resourceUsage().maxRSS at the end of the section: the whole process so far. */
+  processMaxRssMiB: number;
+}
+
+export interface QualityModeFigures {
+  n: number;
+  exactMatch: number;
+  perKind: Record<string, { n: number; exactMatch: number }>;
+}
+
+export interface CurvePoint {
+  distractors: number;
+  rows: number;
+  arc: { exactMatch: number; answerIncluded: number; meanSourceTokens: number; meanIncludedTokens: number };
+  full: { exactMatch: number; answerIncluded: number; meanSourceTokens: number; meanIncludedTokens: number };
+}
+
+export interface QualitySection {
+  data: string;
+  rows: number;
+  modes: Record<'arc' | 'full' | 'none', QualityModeFigures>;
+  curve: CurvePoint[];
+  seconds: number;
+}
+
+export interface BenchResult {
+  schema: typeof BENCH_SCHEMA;
+  startedAt: string;
+  finishedAt: string;
+  seconds: number;
+  command: string;
+  quick: boolean;
+  git: { commit: string | null; dirty: boolean | null };
+  machine: Machine;
+  model: ModelInfo;
+  latency: LatencySection | Skipped;
+  encoder: EncoderSection | Skipped;
+  tokenizers: TokenizerSection | Skipped;
+  workspace: WorkspaceSection | Skipped;
+  quality: QualitySection | Skipped;
+}
+
+export function isSkipped<T extends object>(v: T | Skipped): v is Skipped {
+  return typeof (v as Skipped).skipped === 'string';
+}

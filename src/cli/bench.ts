@@ -1,0 +1,250 @@
+// `arc-context bench`: speed and quality figures of a model package on this machine, measured
+// side by side in one run (the sections live in bench/*.ts; bench/report.ts writes BENCHMARKS.md).
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { runEncoder } from '../../bench/encoder';
+import { runLatency } from '../../bench/latency';
+import { runQuality } from '../../bench/quality';
+import { writeReport } from '../../bench/report';
+import { runTokenizers } from '../../bench/tokenizers';
+import { BENCH_SCHEMA, isSkipped, type BenchResult, type Skipped } from '../../bench/types';
+import { bytesOf, gitState, lastCommitOf, machine, readTree, round } from '../../bench/util';
+import { runWorkspace } from '../../bench/workspace';
+import type { ArcModel } from '../core/api';
+import { packageRoot } from '../core/context/locations';
+import type { SourceFile } from '../core/context/sources';
+import { errorMessage, isArcError } from '../core/errors';
+import { loadModel } from '../core/model';
+import { MODEL_OPTIONS, UsageError, loadOptions, parse, parseIntOption, type Command, type CommandIo } from './args';
+import { modelDirFrom } from './compress';
+
+export const SECTIONS = ['latency', 'encoder', 'tokenizers', 'workspace', 'quality'] as const;
+export type Section = (typeof SECTIONS)[number];
+
+const usage = `Usage: arc-context bench [--model DIR] [--quick] [--out bench/results] [--json] [options]
+Measure time to first token (arc warm / arc cold / full text) against context size, encoder
+throughput (ONNX Runtime against the PyTorch reference and the machine's sgemm peak), tokenizer
+throughput, workspace compression and (full runs) answer quality. Writes a JSON per run to --out
+(plus latest.json; quick runs: latest-quick.json) and, after a full run, BENCHMARKS.md.
+  --model DIR        arc-model/1 package folder (default: the bundled models/arc-tiny-code)
+  --provider P       auto, cuda, webgpu, dml, coreml or cpu (default cpu: comparable figures)
+  --threads N        CPU threads for ONNX Runtime and PyTorch (default 1)
+  --quick            small sizes, few repetitions, no quality section: under a minute
+  --out DIR          results folder (default: bench/results of this package)
+  --json             print the result JSON instead of the summary
+  --sections LIST    comma-separated subset of ${SECTIONS.join(',')}
+  --sizes LIST       context sizes in source tokens (default 125,250,500,1000,2000,4000,8000)
+  --reps N           repetitions per measurement (default 5; quick 2)
+  --source DIR       source tree for the contexts and encoder chunks (default: this package's src/)
+  --tree DIR         tree to compress and tokenize (default node_modules/@types/node; quick: @vscode/test-electron)
+  --encoder-chunks N chunks for the encoder throughput (default 256; quick 24)
+  --qa FILE          held-out questions (default: <model>/heldout-qa.jsonl)
+  --qa-rows N        rows for the per-mode exact match (default 150; 0 = all)
+  --curve-rows N     rows for the accuracy-versus-size curve (default 30)
+  --max-new-tokens N answer length limit (default: the manifest's)
+  --no-report        do not write BENCHMARKS.md and the SVG after a full run
+  -v, --verbose      log provider choice`;
+
+function parseList(value: string | undefined, flag: string): number[] | undefined {
+  if (value === undefined) return undefined;
+  const parts = value.split(',').map((s) => s.trim());
+  if (parts.length === 0 || parts.some((p) => !/^\d+$/.test(p) || Number(p) < 1)) throw new UsageError(`${flag} must be comma-separated positive integers (got "${value}")`);
+  return parts.map(Number);
+}
+
+function parseSections(value: string | undefined): Set<Section> {
+  if (value === undefined) return new Set(SECTIONS);
+  const names = value.split(',').map((s) => s.trim());
+  for (const n of names) if (!(SECTIONS as readonly string[]).includes(n)) throw new UsageError(`--sections takes ${SECTIONS.join(', ')} (got "${n}")`);
+  return new Set(names as Section[]);
+}
+
+function firstExisting(...dirs: string[]): string | null {
+  return dirs.find((d) => existsSync(d)) ?? null;
+}
+
+/** Runs a section; a failure other than cancellation is recorded as skipped, with its reason. */
+async function section<T extends object>(name: string, enabled: boolean, io: CommandIo, fn: () => Promise<T>): Promise<T | Skipped> {
+  if (!enabled) return { skipped: 'not selected (--sections)' };
+  const t = performance.now();
+  try {
+    const r = await fn();
+    io.stderr.write(`arc-context bench: ${name} done in ${round((performance.now() - t) / 1000)} s\n`);
+    return r;
+  } catch (e) {
+    if (io.signal?.aborted || (isArcError(e) && e.code === 'cancelled')) throw e;
+    io.stderr.write(`arc-context bench: ${name} failed: ${errorMessage(e)}\n`);
+    return { skipped: `failed: ${errorMessage(e)}` };
+  }
+}
+
+function stamp(d: Date): string {
+  return d.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z');
+}
+
+function summary(r: BenchResult): string {
+  const lines: string[] = [`model ${r.model.name} (${r.machine.provider}, ${r.machine.threads} thread(s)), ${r.quick ? 'quick' : 'full'} run, ${r.seconds} s`];
+  if (!isSkipped(r.latency)) {
+    lines.push('source tokens | first token: arc warm / arc cold / full | full/arc warm | full/arc cold');
+    for (const s of r.latency.sizes) {
+      const full = 'ttftMs' in s.full ? `${s.full.ttftMs.median} ms` : 'does not fit';
+      lines.push(`${String(s.sourceTokens).padStart(13)} | ${s.arcWarm.ttftMs.median} / ${s.arcCold.ttftMs.median} / ${full} | ${s.ratios?.ttftFullOverArcWarm ?? '-'} | ${s.ratios?.ttftFullOverArcCold ?? '-'}`);
+    }
+  } else lines.push(`latency: ${r.latency.skipped}`);
+  if (!isSkipped(r.encoder)) {
+    const e = r.encoder;
+    const t = isSkipped(e.torch) ? `torch skipped: ${e.torch.skipped}` : `torch ${e.torch.batched.tokensPerSecond} tokens/s, sgemm peak ${round(e.torch.sgemm.gflops_best)} GFLOP/s`;
+    lines.push(`encoder: onnx ${e.onnx.batched.tokensPerSecond} tokens/s (${e.onnx.batched.gflops ?? '-'} GFLOP/s); ${t}`);
+  } else lines.push(`encoder: ${r.encoder.skipped}`);
+  if (!isSkipped(r.tokenizers)) {
+    lines.push(`tokenizers: ${r.tokenizers.libraries.map((l) => `${l.name} ${l.status === 'measured' ? `${l.mbPerSec} MB/s` : l.status}`).join('; ')}`);
+  } else lines.push(`tokenizers: ${r.tokenizers.skipped}`);
+  if (!isSkipped(r.workspace)) {
+    const w = r.workspace;
+    lines.push(`workspace: ${w.files} files, ${w.sourceTokens} tokens: cold ${w.cold.totalMs} ms, warm ${w.warm.totalMs} ms, after edit ${w.afterEdit.totalMs} ms, peak RSS ${w.cold.peakRssMiB} MiB`);
+  } else lines.push(`workspace: ${r.workspace.skipped}`);
+  if (!isSkipped(r.quality)) {
+    const q = r.quality;
+    lines.push(`quality: EM arc ${q.modes.arc.exactMatch}, full ${q.modes.full.exactMatch}, none ${q.modes.none.exactMatch} (${q.rows} rows)`);
+    for (const p of q.curve) lines.push(`  ${p.distractors} distractors: arc ${p.arc.exactMatch}, full ${p.full.exactMatch}`);
+  } else lines.push(`quality: ${r.quality.skipped}`);
+  return lines.join('\n') + '\n';
+}
+
+export const command: Command = {
+  usage,
+  async run(argv, io) {
+    const { values, positionals } = parse(
+      argv,
+      {
+        ...MODEL_OPTIONS,
+        quick: { type: 'boolean' },
+        out: { type: 'string' },
+        json: { type: 'boolean' },
+        sections: { type: 'string' },
+        sizes: { type: 'string' },
+        reps: { type: 'string' },
+        source: { type: 'string' },
+        tree: { type: 'string' },
+        'encoder-chunks': { type: 'string' },
+        qa: { type: 'string' },
+        'qa-rows': { type: 'string' },
+        'curve-rows': { type: 'string' },
+        'max-new-tokens': { type: 'string' },
+        'no-report': { type: 'boolean' },
+      },
+      false,
+    );
+    if (values.help) {
+      io.stdout.write(usage + '\n');
+      return 0;
+    }
+    if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    const quick = values.quick === true;
+    const sections = parseSections(values.sections);
+    const sizes = parseList(values.sizes, '--sizes') ?? (quick ? [250, 500, 1000, 2000, 4000, 8000] : [125, 250, 500, 1000, 2000, 4000, 8000]);
+    const reps = parseIntOption(values.reps, '--reps', 1) ?? (quick ? 2 : 5);
+    const threads = parseIntOption(values.threads, '--threads', 1) ?? 1;
+    const encoderChunks = parseIntOption(values['encoder-chunks'], '--encoder-chunks', 1) ?? (quick ? 24 : 256);
+    const qaRows = parseIntOption(values['qa-rows'], '--qa-rows', 0) ?? 150;
+    const curveRows = parseIntOption(values['curve-rows'], '--curve-rows', 1) ?? 30;
+    const maxNew = parseIntOption(values['max-new-tokens'], '--max-new-tokens', 1);
+    const root = packageRoot(__dirname) ?? process.cwd();
+    const benchDir = path.join(root, 'bench');
+    const outDir = path.resolve(values.out ?? path.join(benchDir, 'results'));
+    const source = path.resolve(values.source ?? path.join(root, 'src'));
+    const tree =
+      values.tree !== undefined
+        ? path.resolve(values.tree)
+        : quick
+          ? firstExisting(path.join(root, 'node_modules', '@vscode', 'test-electron'), source)
+          : firstExisting(path.join(root, 'node_modules', '@types', 'node'), source);
+    const opts = loadOptions({ ...values, provider: values.provider ?? 'cpu', threads: String(threads) }, io);
+    const log = (line: string): void => void io.stderr.write(`arc-context bench: ${line}\n`);
+
+    const started = new Date();
+    const modelDir = path.resolve(modelDirFrom(values.model));
+    const model: ArcModel = await loadModel(modelDir, opts);
+    try {
+      const dec = model.manifest.decoder;
+      const maxNewTokens = maxNew ?? model.manifest.prompt.maxNewTokens;
+      const tokenizerPath = path.resolve(model.dir, model.manifest.encoder.tokenizer);
+      const sourceFiles: SourceFile[] = await readTree(source, io.signal);
+      const commit = lastCommitOf(modelDir);
+      const noDecoder = !dec || !model.decoder ? 'the package has no decoder (encoder-only)' : null;
+
+      const latency = await section('latency', sections.has('latency'), io, async () => {
+        if (noDecoder) return { skipped: noDecoder };
+        return runLatency(model, source, sourceFiles, { sizes, reps, maxNewTokens, signal: io.signal, log });
+      });
+      const encoder = await section('encoder', sections.has('encoder'), io, () =>
+        runEncoder(model, source, sourceFiles, { chunks: encoderChunks, reps: Math.min(reps, 3), threads, sgemmN: quick ? 1024 : 2048, benchDir, timeoutS: 600, signal: io.signal, log }),
+      );
+      const tokenizers = await section('tokenizers', sections.has('tokenizers'), io, async () => {
+        if (!tree) return { skipped: 'no tree to tokenize (--tree)' };
+        const files = await readTree(tree, io.signal);
+        // Quick runs tokenize the first 256 KB: the pure-JS tokenizer is slow.
+        const corpus = quick ? files.filter((_, i) => bytesOf(files.slice(0, i)) < 256 * 1024) : files;
+        return runTokenizers(tree, corpus, { tokenizerPath, reps: quick ? 1 : Math.min(reps, 3), benchDir, log });
+      });
+      const workspace = await section('workspace', sections.has('workspace'), io, async () => {
+        if (!tree) return { skipped: 'no tree to compress (--tree)' };
+        return runWorkspace(model, tree, { tokenizerPath, signal: io.signal, log });
+      });
+      const qaPath = path.resolve(values.qa ?? path.join(modelDir, 'heldout-qa.jsonl'));
+      const quality = await section('quality', sections.has('quality'), io, async () => {
+        if (quick && values.qa === undefined) return { skipped: 'quick mode (quality runs in full mode, or with --qa)' };
+        if (noDecoder) return { skipped: noDecoder };
+        if (!existsSync(qaPath)) return { skipped: `${qaPath} not found` };
+        return runQuality(model, qaPath, { rows: qaRows, curveRows, distractors: [0, 4, 16, 64], maxNewTokens: maxNew, signal: io.signal, log });
+      });
+
+      const finished = new Date();
+      const result: BenchResult = {
+        schema: BENCH_SCHEMA,
+        startedAt: started.toISOString(),
+        finishedAt: finished.toISOString(),
+        seconds: round((finished.getTime() - started.getTime()) / 1000),
+        command: ['arc-context', 'bench', ...argv].join(' '),
+        quick,
+        git: gitState(root),
+        machine: machine(model.provider, threads),
+        model: {
+          dir: path.relative(root, modelDir).split(path.sep).join('/') || '.',
+          name: model.manifest.name,
+          identity: model.identity,
+          commit: commit.commit,
+          commitSubject: commit.subject,
+          encoder: {
+            poolingFactor: model.manifest.encoder.poolingFactor,
+            maxChunkTokens: model.manifest.encoder.maxChunkTokens,
+            hiddenSize: model.manifest.encoder.hiddenSize,
+            outputSize: model.manifest.encoder.outputSize,
+          },
+          decoder: dec ? { hiddenSize: dec.hiddenSize, numLayers: dec.numLayers, vocabSize: dec.vocabSize, contextLength: dec.contextLength } : null,
+        },
+        latency,
+        encoder,
+        tokenizers,
+        workspace,
+        quality,
+      };
+      await mkdir(outDir, { recursive: true });
+      const suffix = quick ? '-quick' : '';
+      const file = path.join(outDir, `${stamp(started)}${suffix}.json`);
+      const text = JSON.stringify(result, null, 1) + '\n';
+      await writeFile(file, text);
+      await writeFile(path.join(outDir, `latest${suffix}.json`), text);
+      log(`wrote ${file}`);
+      if (!quick && !values['no-report']) {
+        const rel = path.relative(root, file).split(path.sep).join('/');
+        for (const p of writeReport(result, root, rel)) log(`wrote ${p}`);
+      }
+      io.stdout.write(values.json ? text : summary(result));
+      return 0;
+    } finally {
+      await model.dispose();
+    }
+  },
+};
