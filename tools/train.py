@@ -98,8 +98,9 @@ class Data:
                 qa.append(C.QA("file", name, C.Q_FILE.format(name=name), path))
         return C.Chunk(path, "\n".join(lines) + "\n", 1), qa
 
-    def synth_example(self, small: bool) -> Tuple[List[C.Chunk], C.QA]:
-        """1-4 synthetic chunks and one question whose name is defined exactly once."""
+    def synth_example(self, small: bool, n_questions: int = 1):
+        """1-4 synthetic chunks and one question whose name is defined exactly once
+        (or a list of up to n_questions such questions when n_questions > 1)."""
         namer = self.small_namer if small else self.namer
         chunks, allqa = [], []
         for _ in range(self.rng.randint(1, 4)):
@@ -110,8 +111,20 @@ class Data:
             x.kind == "params" and x.name == q.name for x in allqa)]
         unique = [q for q in allqa if defined.count(q.name) == 1]
         if not unique:
-            return self.synth_example(small)
+            return self.synth_example(small, n_questions)
+        if n_questions > 1:
+            return chunks, self.rng.sample(unique, min(n_questions, len(unique)))
         return chunks, self.rng.choice(unique)
+
+    def repeat_example(self, n: int) -> Tuple[List[int], List[int]]:
+        """Induction drill: a random token run, a newline, the same run again (loss on the copy)."""
+        if not hasattr(self, "_drill_pool"):
+            self._drill_pool = sorted({t for w in self.small_namer.words for t in self.enc(w)} |
+                                      {t for s in ("_", ", ", " = ", "(", ")", ".", "/") for t in self.enc(s)})
+        run = [self.rng.choice(self._drill_pool) for _ in range(n)]
+        nl = self.enc("\n")
+        ids = [bpe.BOS] + run + nl + run
+        return ids, [0] * (1 + n + len(nl) + 1) + [1] * (n - 1)
 
     # ---- real QA
 
@@ -149,14 +162,18 @@ class Data:
         return self.enc(C.QUESTION_TEMPLATE.format(question=question))
 
 
-def qa_sequence(data: Data, chunks: Sequence[C.Chunk], q: C.QA, T: int) -> Optional[Tuple[List[int], List[int]]]:
-    """Full-text QA: (ids, loss mask). None if it does not fit in T."""
-    ctx = [t for c in chunks for t in data.enc(c.render())]
-    ans = data.enc(q.answer + C.ANSWER_END)
-    ids = [bpe.BOS] + ctx + data.prompt_ids(q.question) + ans
+def qa_sequence(data: Data, chunks: Sequence[C.Chunk], q, T: int) -> Optional[Tuple[List[int], List[int]]]:
+    """Full-text QA: (ids, loss mask on answers). `q` is one QA or a list of them, asked one
+    after the other (each answer line is supervised). None if it does not fit in T."""
+    ids = [bpe.BOS] + [t for c in chunks for t in data.enc(c.render())]
+    mask = [0] * len(ids)
+    for one in (q if isinstance(q, list) else [q]):
+        prompt, ans = data.prompt_ids(one.question), data.enc(one.answer + C.ANSWER_END)
+        ids += prompt + ans
+        mask += [0] * len(prompt) + [1] * len(ans)
     if len(ids) > T:
         return None
-    return ids, [0] * (len(ids) - len(ans)) + [1] * len(ans)
+    return ids, mask
 
 
 def pad_batch(seqs: List[Tuple[List[int], List[int]]]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -385,10 +402,13 @@ def main() -> None:
                 seqs = []
                 for _ in range(B):
                     u = data.rng.random()
-                    if u < st["mix"].get("synth_small", 0):
-                        ex = qa_sequence(data, *data.synth_example(True), T)
+                    nq = st.get("questions_per_context", 1)
+                    if u < st["mix"].get("repeat", 0):
+                        ex = data.repeat_example(data.rng.randint(8, 48))
+                    elif (u := u - st["mix"].get("repeat", 0)) < st["mix"].get("synth_small", 0):
+                        ex = qa_sequence(data, *data.synth_example(True, nq), T)
                     elif u < st["mix"].get("synth_small", 0) + st["mix"].get("synth", 0):
-                        ex = qa_sequence(data, *data.synth_example(False), T)
+                        ex = qa_sequence(data, *data.synth_example(False, nq), T)
                     elif u < st["mix"].get("synth_small", 0) + st["mix"].get("synth", 0) + st["mix"].get("qa", 0):
                         ex = qa_sequence(data, *data.real_example(), T)
                     else:
