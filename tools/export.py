@@ -167,6 +167,24 @@ def _trace(wrapper: nn.Module, args: Tuple[torch.Tensor, ...], input_names: List
     return onnx.load_from_string(buf.getvalue())
 
 
+def _release_freed_memory() -> None:
+    """Give freed heap pages back to the OS (glibc keeps tensors up to 32 MB in its heap after
+    the first large free, so without this RSS creeps up by a few of them)."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+_libc = None
+
+
 def _weights_to_initializers(model: onnx.ModelProto, prefix: str, get: WeightGetter, path: str,
                              dtype: str, external: Optional[bool], param_shapes: Dict[str, Sequence[int]]) -> None:
     """Turn parameter graph inputs into initializers filled from `get`, then write `path`."""
@@ -228,6 +246,7 @@ def _weights_to_initializers(model: onnx.ModelProto, prefix: str, get: WeightGet
                 tp.raw_data = arr.tobytes()
             g.initializer.append(tp)
             del t, arr
+            _release_freed_memory()
     finally:
         if data_file is not None:
             data_file.close()

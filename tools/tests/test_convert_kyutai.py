@@ -202,3 +202,32 @@ class RandomKyutaiLayoutTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class StreamingMemoryTest(unittest.TestCase):
+    @unittest.skipUnless(os.path.exists("/proc/self/status"), "needs Linux /proc to read peak RSS")
+    def test_conversion_needs_far_less_ram_than_the_weights(self):
+        import subprocess, sys
+        cfg = EncoderConfig(vocab_size=8000, dim=1024, n_layers=4, n_heads=8, n_kv_heads=8, head_dim=128,
+                            hidden_dim=2816, pooling_factor=8, proj_hidden=512, out_dim=1024)
+        with tempfile.TemporaryDirectory() as tmp:
+            enc = ArcEncoder(cfg)  # default init is fine: only memory is measured here
+            write_kyutai(tmp, enc, 0, single=True)
+            weights = os.path.getsize(os.path.join(tmp, "model.safetensors"))
+            del enc
+            # VmHWM (peak RSS of this process image); ru_maxrss would include the parent's
+            # RSS at fork time
+            code = ("import sys, json; sys.path.insert(0, sys.argv[1]); import torch; "
+                    "torch.set_num_threads(1); import convert_kyutai; "
+                    "hwm = lambda: int([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]); "
+                    "base = hwm(); "
+                    "convert_kyutai.convert(sys.argv[2], 0, sys.argv[3], dtype='fp32', external=True); "
+                    "print(json.dumps([base, hwm()]))")
+            p = subprocess.run([sys.executable, "-c", code, helpers.TOOLS, tmp, os.path.join(tmp, "pkg")],
+                               capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+            base, peak = json.loads(p.stdout.strip().splitlines()[-1])
+            grew = (peak - base) * 1024
+            self.assertGreater(weights, 200e6)
+            self.assertLess(grew, 0.5 * weights, f"conversion grew RSS by {grew / 1e6:.0f} MB for {weights / 1e6:.0f} MB of weights")
+            self.assertGreater(os.path.getsize(os.path.join(tmp, "pkg", "encoder.onnx.data")), weights * 0.95)
