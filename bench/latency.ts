@@ -69,9 +69,12 @@ export function buildContext(model: ArcModel, files: readonly SourceFile[], targ
 
 const DEFINITION = /^(?:export\s+)?(?:default\s+)?(?:async\s+)?(?:function\*?|class|const|let|interface|type|enum|def)\s+([A-Za-z_$][\w$]*)/m;
 
-/** "Which file defines `NAME`?" for the first definition in the context (one question for every size). */
-export function questionFor(files: readonly SourceFile[]): string {
-  for (const f of files) {
+/**
+ * "Which file defines `NAME`?" for the first definition in the smallest context (so the answer is
+ * in every context: they all start with the same files), else the first one in the tree.
+ */
+export function questionFor(smallest: readonly SourceFile[], tree: readonly SourceFile[]): string {
+  for (const f of [...smallest, ...tree]) {
     const m = DEFINITION.exec(f.text);
     if (m) return `Which file defines \`${m[1]}\`?`;
   }
@@ -106,7 +109,7 @@ function fullTokens(model: ArcModel, chunks: readonly Chunk[]): number {
 export async function runLatency(model: ArcModel, sourceRoot: string, tree: readonly SourceFile[], opts: LatencyOptions): Promise<LatencySection> {
   const { reps, maxNewTokens, signal } = opts;
   const tokenizerPath = path.resolve(model.dir, model.manifest.encoder.tokenizer);
-  const question = questionFor(buildContext(model, tree, Math.min(...opts.sizes)));
+  const question = questionFor(buildContext(model, tree, Math.min(...opts.sizes)), tree);
   const budget = contextBudget(model, question, maxNewTokens);
   const sizes: LatencySize[] = [];
   for (const target of opts.sizes) {

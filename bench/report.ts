@@ -22,7 +22,13 @@ export interface Series {
 }
 
 /** A line chart with log-scaled axes (sizes double from point to point; times span decades). */
-export function lineChartSvg(series: Series[], title: string, xlabel: string, ylabel: string, width = 760, height = 400): string {
+/** A vertical line at x with a label, e.g. where a mode's context stops fitting the window. */
+export interface Marker {
+  x: number;
+  label: string;
+}
+
+export function lineChartSvg(series: Series[], title: string, xlabel: string, ylabel: string, markers: Marker[] = [], width = 760, height = 400): string {
   const pts = series.flatMap((s) => s.points).filter(([x, y]) => x > 0 && y > 0);
   if (pts.length === 0) return '';
   const lx = (v: number): number => Math.log10(v);
@@ -56,6 +62,12 @@ export function lineChartSvg(series: Series[], title: string, xlabel: string, yl
     out.push(`<line x1="${px}" x2="${px}" y1="${T}" y2="${T + H}" stroke="#f0f0f0"/>`);
     out.push(`<text x="${px}" y="${T + H + 16}" text-anchor="middle">${x}</text>`);
   }
+  markers.forEach((mk, i) => {
+    if (mk.x <= 0 || lx(mk.x) < x0 || lx(mk.x) > x1) return;
+    const px = sx(mk.x).toFixed(1);
+    out.push(`<line x1="${px}" x2="${px}" y1="${T}" y2="${T + H}" stroke="#888" stroke-dasharray="2 3"/>`);
+    out.push(`<text x="${(Number(px) + 4).toFixed(1)}" y="${T + 12 + 13 * i}" fill="#555">${esc(mk.label)}</text>`);
+  });
   out.push(`<text x="${L + W / 2}" y="${height - 10}" text-anchor="middle">${esc(xlabel)}</text>`);
   out.push(`<text x="16" y="${T + H / 2}" transform="rotate(-90 16 ${T + H / 2})" text-anchor="middle">${esc(ylabel)}</text>`);
   series.forEach((s, k) => {
@@ -82,7 +94,10 @@ export function ttftSvg(lat: LatencySection, modelName: string): string {
     { name: 'full text (fits only)', points: lat.sizes.flatMap((s) => (fits(s.full) ? [[s.sourceTokens, s.full.ttftMs.median] as [number, number]] : [])) },
     { name: 'tokenize, first time', points: lat.sizes.map((s) => [s.sourceTokens, s.tokenizeMs.median]), dashed: true },
   ];
-  return lineChartSvg(series, `Time to first token vs context size (${modelName}, median of ${lat.reps})`, 'source tokens in the context (log scale)', 'milliseconds (log scale)');
+  const markers: Marker[] = [{ x: lat.budget, label: `full text fills the window (${lat.budget})` }];
+  const firstCut = lat.sizes.find((s) => s.arcWarm.chunksLeftOut > 0);
+  if (firstCut) markers.push({ x: firstCut.sourceTokens, label: 'arc: selection leaves chunks out' });
+  return lineChartSvg(series, `Time to first token vs context size (${modelName}, median of ${lat.reps})`, 'source tokens in the context (log scale)', 'milliseconds (log scale)', markers);
 }
 
 // ------------------------------------------------------------------ Markdown
@@ -296,7 +311,9 @@ export function writeReport(r: BenchResult, repoRoot: string, resultFile: string
   return written;
 }
 
-if (require.main === module) {
+// Run as a script only: this module is also bundled into dist/cli.js, where require.main === module
+// would hold for the bundle.
+if (process.argv[1] !== undefined && path.basename(process.argv[1]).startsWith('report.')) {
   const root = path.resolve(__dirname, '..');
   const file = process.argv[2] ?? path.join(root, 'bench', 'results', 'latest.json');
   const result = JSON.parse(readFileSync(file, 'utf8')) as BenchResult;

@@ -3,7 +3,7 @@
 // Rust library through N-API (`tokenizers`, `@anush008/tokenizers`) and a WebAssembly build
 // (`@mlc-ai/web-tokenizers`). The alternatives are optional: `npm install --prefix bench`
 // installs them into bench/node_modules (bench/package.json); missing ones are reported as such.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -66,7 +66,7 @@ async function runWasm(req: NodeJS.Require, tokenizerPath: string, texts: string
     // An ES module package: import() by file URL.
     mod = await import(pathToFileURL(req.resolve(WASM.name)).href);
   } catch (e) {
-    return { ...base, status: 'failed', note: `does not load in Node ${process.version}: ${errorMessage(e).split(/(?<=\.)\s/)[0]}` };
+    return { ...base, status: 'failed', note: `does not load in Node ${process.version}: ${errorMessage(e).slice(0, 120)}` };
   }
   try {
     const m = (mod as { default?: unknown }).default ?? mod;
@@ -84,19 +84,33 @@ async function runWasm(req: NodeJS.Require, tokenizerPath: string, texts: string
   }
 }
 
+/** The installed version; packages whose "exports" hide package.json are found from their entry point. */
 function versionOf(req: NodeJS.Require, name: string): string | null {
+  const read = (file: string): { name?: string; version?: string } => JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
   try {
-    return (JSON.parse(readFileSync(req.resolve(`${name}/package.json`), 'utf8')) as { version?: string }).version ?? null;
+    return read(req.resolve(`${name}/package.json`)).version ?? null;
   } catch {
-    return null;
+    // Hidden by "exports": walk up from the entry point.
   }
+  try {
+    let dir = path.dirname(req.resolve(name));
+    for (let i = 0; i < 6; i++, dir = path.dirname(dir)) {
+      const pj = path.join(dir, 'package.json');
+      if (existsSync(pj) && read(pj).name === name) return read(pj).version ?? null;
+    }
+  } catch {
+    // Not installed.
+  }
+  return null;
 }
 
 function sameIds(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
+/** Median seconds of `reps` timed calls after one untimed warm-up call (JIT, caches, thread pools). */
 async function timed(fn: () => Promise<void> | void, reps: number): Promise<number> {
+  await fn();
   const samples: number[] = [];
   for (let r = 0; r < reps; r++) {
     const t = performance.now();

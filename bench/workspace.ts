@@ -93,7 +93,10 @@ export async function runWorkspace(model: ArcModel, tree: string, opts: Workspac
     const warmSame = await compressPass(model, root, cacheDir, longLived, opts.signal);
     opts.log(`workspace: warm, same process ${warmSame.run.totalMs} ms`);
     const { files } = await collectSources({ roots: [root], signal: opts.signal });
-    const target = files[files.length >> 1];
+    // The middle source file (by path) gets the edit; package.json and the like only if there is no code.
+    const code = files.filter((f) => /\.(ts|tsx|js|mjs|cjs|py|go|rs|java|c|h|cpp|cs|rb)$/i.test(f.path));
+    const pickFrom = code.length > 0 ? code : files;
+    const target = pickFrom[pickFrom.length >> 1];
     if (!target?.absPath) throw new Error(`No file to edit under ${root}`);
     await editOneFile(target.absPath);
     const edited = await compressPass(model, root, cacheDir, await fresh(), opts.signal);

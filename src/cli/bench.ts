@@ -174,6 +174,12 @@ export const command: Command = {
       const commit = lastCommitOf(modelDir);
       const noDecoder = !dec || !model.decoder ? 'the package has no decoder (encoder-only)' : null;
 
+      // Workspace first: its memory peak is then the model plus this section, not what earlier
+      // sections left behind (ONNX Runtime arenas, the optional native tokenizers).
+      const workspace = await section('workspace', sections.has('workspace'), io, async () => {
+        if (!tree) return { skipped: 'no tree to compress (--tree)' };
+        return runWorkspace(model, tree, { tokenizerPath, signal: io.signal, log });
+      });
       const latency = await section('latency', sections.has('latency'), io, async () => {
         if (noDecoder) return { skipped: noDecoder };
         return runLatency(model, source, sourceFiles, { sizes, reps, maxNewTokens, signal: io.signal, log });
@@ -186,11 +192,7 @@ export const command: Command = {
         const files = await readTree(tree, io.signal);
         // Quick runs tokenize the first 256 KB: the pure-JS tokenizer is slow.
         const corpus = quick ? files.filter((_, i) => bytesOf(files.slice(0, i)) < 256 * 1024) : files;
-        return runTokenizers(tree, corpus, { tokenizerPath, reps: quick ? 1 : Math.min(reps, 3), benchDir, log });
-      });
-      const workspace = await section('workspace', sections.has('workspace'), io, async () => {
-        if (!tree) return { skipped: 'no tree to compress (--tree)' };
-        return runWorkspace(model, tree, { tokenizerPath, signal: io.signal, log });
+        return runTokenizers(tree, corpus, { tokenizerPath, reps: quick ? 1 : Math.min(reps, 2), benchDir, log });
       });
       const qaPath = path.resolve(values.qa ?? path.join(modelDir, 'heldout-qa.jsonl'));
       const quality = await section('quality', sections.has('quality'), io, async () => {
@@ -211,7 +213,7 @@ export const command: Command = {
         git: gitState(root),
         machine: machine(model.provider, threads),
         model: {
-          dir: path.relative(root, modelDir).split(path.sep).join('/') || '.',
+          dir: modelDir.startsWith(root + path.sep) ? path.relative(root, modelDir).split(path.sep).join('/') : modelDir,
           name: model.manifest.name,
           identity: model.identity,
           commit: commit.commit,
