@@ -48,7 +48,7 @@ OPSET = 17
 FORMAT = "arc-model/1"
 # Above this many weight bytes per ONNX file the weights go to external data: protobuf caps a
 # file at 2 GiB, and inline weights cost two extra copies in RAM while the file is written.
-EXTERNAL_THRESHOLD = 256 << 20
+EXTERNAL_THRESHOLD = 64 << 20
 
 WeightGetter = Callable[[str], torch.Tensor]
 
