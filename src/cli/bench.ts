@@ -37,8 +37,8 @@ throughput, workspace compression and (full runs) answer quality. Writes a JSON 
   --sizes LIST       context sizes in source tokens (default 125,250,500,1000,2000,4000,8000)
   --reps N           repetitions per measurement (default 5; quick 2)
   --source DIR       source tree for the contexts and encoder chunks (default: this package's src/)
-  --tree DIR         tree to compress and tokenize (default node_modules/@types/node; quick: @vscode/test-electron)
-  --encoder-chunks N chunks for the encoder throughput (default 256; quick 24)
+  --tree DIR         tree to compress and tokenize (default node_modules/@types/node; quick: node_modules/picomatch)
+  --encoder-chunks N chunks for the encoder throughput (default 256; quick 16)
   --qa FILE          held-out questions (default: <model>/heldout-qa.jsonl)
   --qa-rows N        rows for the per-mode exact match (default 150; 0 = all)
   --curve-rows N     rows for the accuracy-versus-size curve (default 30)
@@ -146,7 +146,7 @@ export const command: Command = {
     const sizes = parseList(values.sizes, '--sizes') ?? (quick ? [250, 500, 1000, 2000, 4000, 8000] : [125, 250, 500, 1000, 2000, 4000, 8000]);
     const reps = parseIntOption(values.reps, '--reps', 1) ?? (quick ? 2 : 5);
     const threads = parseIntOption(values.threads, '--threads', 1) ?? 1;
-    const encoderChunks = parseIntOption(values['encoder-chunks'], '--encoder-chunks', 1) ?? (quick ? 24 : 256);
+    const encoderChunks = parseIntOption(values['encoder-chunks'], '--encoder-chunks', 1) ?? (quick ? 16 : 256);
     const qaRows = parseIntOption(values['qa-rows'], '--qa-rows', 0) ?? 150;
     const curveRows = parseIntOption(values['curve-rows'], '--curve-rows', 1) ?? 30;
     const maxNew = parseIntOption(values['max-new-tokens'], '--max-new-tokens', 1);
@@ -158,7 +158,7 @@ export const command: Command = {
       values.tree !== undefined
         ? path.resolve(values.tree)
         : quick
-          ? firstExisting(path.join(root, 'node_modules', '@vscode', 'test-electron'), source)
+          ? firstExisting(path.join(root, 'node_modules', 'picomatch'), source)
           : firstExisting(path.join(root, 'node_modules', '@types', 'node'), source);
     const opts = loadOptions({ ...values, provider: values.provider ?? 'cpu', threads: String(threads) }, io);
     const log = (line: string): void => void io.stderr.write(`arc-context bench: ${line}\n`);
