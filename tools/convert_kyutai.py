@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import sys
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import unittest
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import torch

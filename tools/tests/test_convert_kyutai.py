@@ -1,7 +1,6 @@
 """Kyutai checkpoint conversion: the shared kyutai-tiny fixture, the single layout, random configs."""
 import json
 import os
-import shutil
 import tempfile
 import unittest
 

@@ -239,3 +239,20 @@ class ImportDecoderTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class EmbedOnlyTest(unittest.TestCase):
+    @helpers.needs_ort
+    def test_embed_only_leaves_decoder_onnx_to_another_tool(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            hf = os.path.join(tmp, "hf")
+            os.makedirs(hf)
+            W = write_hf(hf, llama_config(), 4, sharded=False)
+            shutil.copyfile(TOKENIZER, os.path.join(hf, "tokenizer.json"))
+            pkg = encoder_package(tmp, D)
+            m = import_decoder.import_decoder(hf, pkg, embed_only=True)
+            self.assertFalse(os.path.exists(os.path.join(pkg, "decoder.onnx")))
+            self.assertEqual(m["decoder"]["file"], "decoder.onnx")
+            ids = np.array([[3, 1, 4, 1, 5]], np.int64)
+            emb = helpers.ort_node.run_onnx([(os.path.join(pkg, "embed.onnx"), {"input_ids": ids})])[0]["inputs_embeds"]
+            np.testing.assert_array_equal(emb[0], W["model.embed_tokens.weight"][ids[0]])
