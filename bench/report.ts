@@ -271,7 +271,10 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
   else {
     const q = r.quality;
     const kinds = [...new Set(Object.values(q.modes).flatMap((m) => Object.keys(m.perKind)))].sort();
-    out.push(`Exact match on ${q.rows} rows of \`${q.data}\` (taken in turn from each kind), through \`ask()\` in each mode (the same pipeline as \`arc-context eval\`).\n`);
+    out.push(
+      `Exact match on ${q.rows} rows of \`${q.data}\` (taken in turn from each kind), through \`ask()\` in each mode, as \`arc-context eval\` does, ` +
+        'except that every file of a row is its own source: eval passes files by path, and the pipeline keeps one source per path, so two pieces of one file in a row would collapse into the last one.\n',
+    );
     out.push(
       table(
         ['mode', 'exact match', ...kinds],
@@ -281,7 +284,8 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
     const c = q.curve[0];
     out.push(
       `Accuracy against codebase size: the answer's file plus N distractor files (the row's own, then held-out files of the same package, then any; none defines the asked name), ` +
-        `${c ? c.rows : 0} rows, same decoder budget. *answer chunk chosen*: how often the pipeline's selection put the answer's chunk into the context.\n`,
+        `${c ? c.rows : 0} rows, same decoder budget. *answer chunk chosen*: how often the pipeline's selection put the answer's chunk into the context; ` +
+        '*reads*: source tokens of the chunks that reached the decoder (in full mode a chunk cut at the window counts whole).\n',
     );
     out.push(
       table(

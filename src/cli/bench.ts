@@ -202,6 +202,13 @@ export const command: Command = {
         return runQuality(model, qaPath, { rows: qaRows, curveRows, distractors: [0, 4, 16, 64], maxNewTokens: maxNew, signal: io.signal, log });
       });
 
+      // Paths inside this package are recorded relative to it, so results read the same on any clone.
+      const shown = (p: string): string => (p.startsWith(root + path.sep) ? path.relative(root, p).split(path.sep).join('/') : p);
+      if (!isSkipped(latency)) latency.source = shown(latency.source);
+      if (!isSkipped(encoder)) encoder.source = shown(encoder.source);
+      if (!isSkipped(tokenizers)) tokenizers.corpus.root = shown(tokenizers.corpus.root);
+      if (!isSkipped(workspace)) workspace.tree = shown(workspace.tree);
+      if (!isSkipped(quality)) quality.data = shown(quality.data);
       const finished = new Date();
       const result: BenchResult = {
         schema: BENCH_SCHEMA,
