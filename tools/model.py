@@ -119,7 +119,7 @@ def llama3_scaled(inv_freq: torch.Tensor, sc: dict) -> torch.Tensor:
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float,
                  scaling: Optional[dict] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """cos/sin of shape [b, s, head_dim/2] for integer positions [b, s]."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
     if scaling is not None:
         kind = scaling.get("rope_type", scaling.get("type"))
         if kind != "llama3":
@@ -236,10 +236,10 @@ class Decoder(nn.Module):
         past_len = 0 if past is None else past[0][0].shape[2]
         t = past_len + s
         if position_ids is None:
-            position_ids = torch.arange(past_len, t).unsqueeze(0).expand(b, s)
+            position_ids = torch.arange(past_len, t, device=inputs_embeds.device).unsqueeze(0).expand(b, s)
         # causal: query i (absolute past_len+i) sees keys j <= past_len+i
-        qi = torch.arange(s).unsqueeze(1) + past_len
-        kj = torch.arange(t).unsqueeze(0)
+        qi = torch.arange(s, device=inputs_embeds.device).unsqueeze(1) + past_len
+        kj = torch.arange(t, device=inputs_embeds.device).unsqueeze(0)
         bias = torch.where(kj <= qi, 0.0, NEG).to(inputs_embeds.dtype)[None, None]
         if attention_mask is not None:
             bias = bias + ((1.0 - attention_mask[:, None, None, :].to(inputs_embeds.dtype)) * NEG)
@@ -292,8 +292,8 @@ class ArcEncoder(nn.Module):
         m = pool.shape[1]
         h = self.tok_embeddings(input_ids)
         key_bias = ((1.0 - attention_mask.to(h.dtype)) * NEG)[:, None, None, :]
-        k_pos = torch.arange(L).unsqueeze(0).expand(b, L)
-        q_pos = torch.arange(m).unsqueeze(0).expand(b, m)
+        k_pos = torch.arange(L, device=input_ids.device).unsqueeze(0).expand(b, L)
+        q_pos = torch.arange(m, device=input_ids.device).unsqueeze(0).expand(b, m)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer.attention_norm(h)
@@ -335,5 +335,6 @@ def encode_documents(enc: ArcEncoder, docs: Sequence[Sequence[int]], decoder_ind
     for i, d in enumerate(docs):
         ids[i, : len(d)] = torch.tensor(d, dtype=torch.long)
         mask[i, : len(d)] = 1
-    out = enc(ids, mask, pool_matrix(lengths, enc.cfg.pooling_factor, L), decoder_index)
+    dev = enc.tok_embeddings.weight.device
+    out = enc(ids.to(dev), mask.to(dev), pool_matrix(lengths, enc.cfg.pooling_factor, L).to(dev), decoder_index)
     return [out[i, : len(group_sizes(n, enc.cfg.pooling_factor))] for i, n in enumerate(lengths)]

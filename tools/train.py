@@ -39,6 +39,13 @@ import corpus as C  # noqa: E402
 from model import (ArcEncoder, Decoder, DecoderConfig, EncoderConfig, encode_documents,  # noqa: E402
                    group_sizes)
 
+DEV = torch.device("cpu")  # set by --device; every tensor the trainer makes goes there
+
+
+def tt(x, dtype=torch.long) -> torch.Tensor:
+    return torch.tensor(x, dtype=dtype, device=DEV)
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -183,7 +190,7 @@ def pad_batch(seqs: List[Tuple[List[int], List[int]]]) -> Tuple[torch.Tensor, to
     for i, (s, m) in enumerate(seqs):
         ids[i, : len(s)] = torch.tensor(s)
         mask[i, : len(m)] = torch.tensor(m, dtype=torch.float)
-    return ids, mask
+    return ids.to(DEV), mask.to(DEV)
 
 
 def lm_loss(dec: Decoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -205,21 +212,21 @@ def arc_forward(dec: Decoder, enc: ArcEncoder, items: List[dict]) -> torch.Tenso
     seqs, targets = [], []
     k = 0
     for it in items:
-        parts = [dec.embed(torch.tensor(it["before"]))]
+        parts = [dec.embed(tt(it["before"]))]
         for _ in it["docs"]:
             parts.append(vecs[k])
             parts.append((rec if it["special"] == "rec" else cont).unsqueeze(0))
             k += 1
         prefix_len = sum(p.shape[0] for p in parts)
-        after = torch.tensor(it["after"])
+        after = tt(it["after"])
         parts.append(dec.embed(after[:-1]))
         seqs.append(torch.cat(parts))
-        tgt = torch.full((prefix_len - 1 + len(it["after"]),), -100, dtype=torch.long)
+        tgt = torch.full((prefix_len - 1 + len(it["after"]),), -100, dtype=torch.long, device=DEV)
         tgt[prefix_len - 1 + it["loss_from"]:] = after[it["loss_from"]:]
         targets.append(tgt)
     L = max(s.shape[0] for s in seqs)
-    x = torch.zeros(len(seqs), L, dec.cfg.dim)
-    y = torch.full((len(seqs), L), -100, dtype=torch.long)
+    x = torch.zeros(len(seqs), L, dec.cfg.dim, device=DEV)
+    y = torch.full((len(seqs), L), -100, dtype=torch.long, device=DEV)
     for i, (s, t) in enumerate(zip(seqs, targets)):
         x[i, : s.shape[0]] = s
         y[i, : t.shape[0]] = t
@@ -258,7 +265,7 @@ def greedy(dec: Decoder, prefix: torch.Tensor, max_new: int, stop_id_text, tok: 
         text = tok.decode(out)
         if "\n" in text:
             return text.split("\n")[0]
-        logits, past = dec(dec.embed(torch.tensor([[nxt]])), past=past)
+        logits, past = dec(dec.embed(tt([[nxt]])), past=past)
     return tok.decode(out).split("\n")[0]
 
 
@@ -270,12 +277,12 @@ def evaluate(data: Data, dec: Decoder, enc: Optional[ArcEncoder], rows: List[dic
         hits: Dict[str, List[int]] = {}
         for r in rows:
             chunks = [c for f in r["files"] for c in C.chunk_file(f["path"], f["text"], lambda s: len(data.enc(s)), data.max_chunk)]
-            prompt = torch.tensor(data.prompt_ids(r["question"]))
-            parts = [dec.embed(torch.tensor([bpe.BOS]))]
+            prompt = tt(data.prompt_ids(r["question"]))
+            parts = [dec.embed(tt([bpe.BOS]))]
             if mode == "full":
                 ctx = [t for c in chunks for t in data.enc(c.render())]
                 ctx = ctx[-(T - 1 - len(prompt) - 24):]
-                parts.append(dec.embed(torch.tensor(ctx, dtype=torch.long)))
+                parts.append(dec.embed(tt(ctx)))
             elif mode == "arc":
                 docs = [data.enc(c.render())[: data.max_chunk] for c in chunks]
                 for v in encode_documents(enc, docs):
@@ -329,8 +336,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--stop-after", default=None, help="stop once this stage is finished")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop (with a checkpoint) after this long")
+    ap.add_argument("--init-from", default=None,
+                    help="start a new run from a package's weights.safetensors (decoder.* / encoder.* tensors)")
+    ap.add_argument("--start-stage", default=None, help="with --init-from: the stage to begin with")
     a = ap.parse_args()
+    global DEV
+    DEV = torch.device(a.device)
     torch.set_num_threads(a.threads)
+    if DEV.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     cfg = json.load(open(a.config))
     os.makedirs(a.run, exist_ok=True)
     seed = cfg.get("seed", 0)
@@ -344,13 +359,24 @@ def main() -> None:
                          norm_eps=dcfg.norm_eps, rope_theta=dcfg.rope_theta, rope_layout=dcfg.rope_layout,
                          out_dim=dcfg.dim, **cfg["encoder"])
     enc = ArcEncoder(ecfg)
+    if a.init_from:
+        import safetensors_io
+        ck_in = safetensors_io.open_checkpoint(a.init_from)
+        with torch.no_grad():
+            for prefix, mod in (("decoder.", dec), ("encoder.", enc)):
+                for k, v in mod.state_dict().items():
+                    v.copy_(torch.as_tensor(ck_in.get(prefix + k)))
+    dec.to(DEV)
+    enc.to(DEV)
     T = dcfg.context_length
     stages = cfg["stages"]
     state = {"stage": 0, "step": 0, "tokens": 0, "seconds": 0.0, "stage_seconds": 0.0}
+    if a.init_from and a.start_stage:
+        state["stage"] = [s["name"] for s in cfg["stages"]].index(a.start_stage)
     ck = os.path.join(a.run, "ckpt.pt")
     opt, blob = None, None
     if os.path.exists(ck):
-        blob = torch.load(ck)
+        blob = torch.load(ck, map_location=DEV)
         dec.load_state_dict(blob["dec"])
         enc.load_state_dict(blob["enc"])
         state = blob["state"]
