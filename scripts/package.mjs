@@ -83,6 +83,9 @@ try {
     '--out', out,
     // No public repository yet; vsce would otherwise stop and ask.
     '--allow-missing-repository',
+    // README images stay relative: the VSIX carries them (see .vscodeignore), so the
+    // extension's details page shows them offline; there is no repository URL to point at.
+    '--no-rewrite-relative-links',
   ], { stdio: ['ignore', 'inherit', 'inherit'] });
 } finally {
   rmSync(work, { recursive: true, force: true });

@@ -31,6 +31,23 @@ const FIXTURE_MODEL_DIR = join(h.ROOT, 'test', 'fixtures', 'tiny-arc');
 const HAS_DEFAULT_MODEL = existsSync(join(DEFAULT_MODEL_DIR, 'arc-model.json'));
 const MODEL_DIR = HAS_DEFAULT_MODEL ? DEFAULT_MODEL_DIR : FIXTURE_MODEL_DIR;
 
+/**
+ * Why the bundled model's answers cannot be checked yet, or null when they must be right.
+ * An interim export says which training stage it stopped at; only the last stage is expected
+ * to answer the model card's questions.
+ */
+function defaultModelNotFinal() {
+  if (!HAS_DEFAULT_MODEL) return 'no bundled default model (models/arc-tiny-code) yet';
+  const { training } = JSON.parse(readFileSync(join(DEFAULT_MODEL_DIR, 'arc-model.json'), 'utf8'));
+  if (training && Array.isArray(training.stages) && training.stage < training.stages.length - 1) {
+    return `the bundled model is an interim export (training stage ${training.stage}: ${training.stages[training.stage]})`;
+  }
+  return null;
+}
+
+/** Answers the flows received, checked for content by the model test at the end. */
+const answers = {};
+
 /** Generous: the first question loads the model and compresses the workspace on 2 busy cores. */
 const ANSWER_TIMEOUT = 180_000;
 
@@ -190,7 +207,7 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
       const { page } = w;
       const question = 'Which file defines `applyDiscount`?';
       await h.runCommand(page, 'ARC: Compress and Ask…');
-      await h.pickQuickItem(page, 'Workspace');
+      await h.pickQuickItem(page, '(1/2)', 'Workspace');
       await h.answerInputBox(page, '(2/2)', question);
 
       const panel = await h.frameWith(page, '[data-testid="panel-question"]');
@@ -212,7 +229,7 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
       for (const f of ['pricing.ts', 'inventory.py', 'strings.js']) {
         assert.ok(files.some((r) => r.includes(f)), `no compression row for ${f}: ${JSON.stringify(files)}`);
       }
-      if (HAS_DEFAULT_MODEL) assert.match(answer, /src\/pricing\.ts/, 'the default model named the wrong file');
+      answers.applyDiscount = answer;
       await h.screenshot(page, 'compress-and-ask-panel');
     });
 
@@ -238,7 +255,7 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
       assert.match(stats, /tokens → \d+ vectors/, `stats line "${stats}"`);
       assert.match(stats, /cpu/, `stats line names no provider: "${stats}"`);
       assert.match(stats, /tok\/s/, `stats line has no speed: "${stats}"`);
-      if (HAS_DEFAULT_MODEL) assert.match(answer, /0\.21/, 'the default model gave the wrong value');
+      answers.TAX_RATE = answer;
 
       const citation = card.locator('[data-testid="citation"]').first();
       await citation.waitFor({ timeout: 10_000 });
@@ -286,8 +303,19 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
         assert.ok(m && m[1].endsWith('inventory.py'), `citation outside the selection's file: ${c}`);
         assert.ok(Number(m[3] ?? m[2]) <= 7, `citation ${c} reaches past the selected lines`);
       }
-      if (HAS_DEFAULT_MODEL) assert.match(answer, /\b5\b/, 'the default model gave the wrong value');
+      answers.LOW_STOCK_THRESHOLD = answer;
       await h.screenshot(page, 'ask-about-selection');
+    });
+
+    it('the bundled default model answered (a), (b) and (d) correctly', (t) => {
+      const notFinal = defaultModelNotFinal();
+      if (notFinal) {
+        t.skip(notFinal);
+        return;
+      }
+      assert.match(answers.applyDiscount ?? '', /src\/pricing\.ts/, `(a) which file defines applyDiscount: "${answers.applyDiscount}"`);
+      assert.match(answers.TAX_RATE ?? '', /^0\.21\b/, `(b) value of TAX_RATE: "${answers.TAX_RATE}"`);
+      assert.match(answers.LOW_STOCK_THRESHOLD ?? '', /^5\b/, `(d) value of LOW_STOCK_THRESHOLD: "${answers.LOW_STOCK_THRESHOLD}"`);
     });
   });
 
@@ -356,8 +384,7 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
       await h.screenshot(page, 'broken-model-notification');
       // The way out works: the button opens the model picker with the bundled model.
       await select.click();
-      const row = page.locator('.quick-input-widget .monaco-list-row', { hasText: 'arc-tiny-code' });
-      await row.waitFor({ timeout: 15_000 }).catch((e) => {
+      await h.quickPickRow(page, 'ARC: Select Model…', 'arc-tiny-code', 15_000).catch((e) => {
         throw new Error(`"Select Model…" did not open the model picker: ${e.message}`);
       });
       await page.keyboard.press('Escape');

@@ -292,12 +292,25 @@ export async function paletteRows(page, query, { minRows = 1, timeout = 30_000, 
   return labels;
 }
 
-/** Picks an item of the open quick pick whose label contains `text`. */
-export async function pickQuickItem(page, text) {
-  await quickInput(page).waitFor({ timeout: 15_000 });
-  const row = page.locator('.quick-input-widget .monaco-list-row', { hasText: text }).first();
-  await row.waitFor({ timeout: 15_000 });
-  await row.click();
+const escapeRe = (t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * The row labelled exactly `label` in the quick pick titled `title`. Waiting for the title
+ * matters: right after a palette command the palette's own rows may still be on screen.
+ */
+export async function quickPickRow(page, title, label, timeout = 30_000) {
+  await page.locator('.quick-input-widget .quick-input-title', { hasText: title })
+    .filter({ visible: true }).waitFor({ timeout });
+  const row = page.locator('.quick-input-widget .monaco-list-row')
+    .filter({ has: page.locator('.label-name', { hasText: new RegExp(`^\\s*${escapeRe(label)}\\s*$`) }) })
+    .filter({ visible: true }).first();
+  await row.waitFor({ timeout });
+  return row;
+}
+
+/** Clicks the row labelled `label` in the quick pick titled `title`. */
+export async function pickQuickItem(page, title, label) {
+  await (await quickPickRow(page, title, label)).click();
 }
 
 /** Waits for the input box whose prompt contains `prompt`, types `text` and accepts it. */

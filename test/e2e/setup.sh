@@ -76,6 +76,11 @@ install_code_server() {
   echo '{"name":"arc-e2e-code-server","private":true}' > "$CS_PKG/package.json"
   (
     cd "$CS_PKG"
+    # Under `npm run`/`npm test` the outer npm (system Node) exports npm_* settings and puts its
+    # own Node's folder on PATH; code-server's postinstall would then see that Node and refuse.
+    # shellcheck disable=SC2046
+    unset NODE $(env | sed -n 's/^\(npm_[A-Za-z0-9_]*\)=.*/\1/p')
+    export npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false
     export PATH="$NODE_HOME/bin:$PATH"
     # node-gyp must build against Node 24's headers, not the system Node's.
     export npm_config_nodedir="$NODE_HOME"
