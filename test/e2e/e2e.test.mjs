@@ -9,6 +9,7 @@
 //   broken - arcContext.modelPath points at a folder with a corrupt manifest: (e) the error
 //            notification with "Select Model…"
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -192,6 +193,31 @@ async function waitForCardState(frame, states, timeout = ANSWER_TIMEOUT) {
   }, timeout, 250);
   return cardState(frame);
 }
+
+describe('the VSIX', () => {
+  it('carries the bundle, the default model and only this platform\'s onnxruntime binary', () => {
+    const r = spawnSync('/usr/bin/python3', ['-c',
+      'import json, sys, zipfile; print(json.dumps(zipfile.ZipFile(sys.argv[1]).namelist()))', vsix], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const files = JSON.parse(r.stdout).filter((f) => f.startsWith('extension/')).map((f) => f.slice('extension/'.length));
+    for (const f of ['package.json', 'dist/extension.js', 'dist/webview.js', 'media/arc.css',
+      'node_modules/onnxruntime-node/dist/index.js', 'node_modules/onnxruntime-common/dist/cjs/index.js',
+      'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node']) {
+      assert.ok(files.includes(f), `${f} is missing from the VSIX`);
+    }
+    if (HAS_DEFAULT_MODEL) {
+      const manifest = JSON.parse(readFileSync(join(DEFAULT_MODEL_DIR, 'arc-model.json'), 'utf8'));
+      const needed = ['arc-model.json', manifest.encoder.file, manifest.encoder.tokenizer,
+        ...(manifest.decoder ? [manifest.decoder.file, manifest.decoder.embed, manifest.decoder.tokenizer] : [])];
+      for (const f of needed) assert.ok(files.includes(`models/arc-tiny-code/${f}`), `default model file ${f} is missing`);
+    }
+    const unwanted = files.filter((f) => /^(src|webview|tools|bench|test\/(?!e2e\/screenshots\/))\//.test(f)
+      || /\.(ts|map|py|safetensors)$/.test(f)
+      || (f.includes('/bin/napi-v') && !f.includes('/linux/x64/'))
+      || (f.startsWith('node_modules/') && !/^node_modules\/onnxruntime-(node|common)\//.test(f)));
+    assert.deepEqual(unwanted, [], 'files that do not belong in the VSIX');
+  });
+});
 
 describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
   describe(`main window (${HAS_DEFAULT_MODEL ? 'bundled default model' : 'tiny-arc fixture model'})`, () => {
