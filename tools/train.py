@@ -123,15 +123,19 @@ class Data:
             return chunks, self.rng.sample(unique, min(n_questions, len(unique)))
         return chunks, self.rng.choice(unique)
 
-    def repeat_example(self, n: int) -> Tuple[List[int], List[int]]:
-        """Induction drill: a random token run, a newline, the same run again (loss on the copy)."""
+    def repeat_example(self, n: int, reps: int = 2) -> Tuple[List[int], List[int]]:
+        """Induction drill: a random token run repeated `reps` times on separate lines; the loss
+        is on every copy after the first (the only way to predict them is to look back)."""
         if not hasattr(self, "_drill_pool"):
             self._drill_pool = sorted({t for w in self.small_namer.words for t in self.enc(w)} |
                                       {t for s in ("_", ", ", " = ", "(", ")", ".", "/") for t in self.enc(s)})
         run = [self.rng.choice(self._drill_pool) for _ in range(n)]
         nl = self.enc("\n")
-        ids = [bpe.BOS] + run + nl + run
-        return ids, [0] * (1 + n + len(nl) + 1) + [1] * (n - 1)
+        ids, mask = [bpe.BOS] + run, [0] * (1 + n)
+        for _ in range(reps - 1):
+            ids += nl + run
+            mask += [0] * len(nl) + [0] + [1] * (n - 1)
+        return ids, mask
 
     # ---- real QA
 
@@ -430,7 +434,8 @@ def main() -> None:
                     u = data.rng.random()
                     nq = st.get("questions_per_context", 1)
                     if u < st["mix"].get("repeat", 0):
-                        ex = data.repeat_example(data.rng.randint(8, 48))
+                        n_run = data.rng.randint(6, 40)
+                        ex = data.repeat_example(n_run, max(2, min(6, st.get("lm_len", 256) // (n_run + 1))))
                     elif (u := u - st["mix"].get("repeat", 0)) < st["mix"].get("synth_small", 0):
                         ex = qa_sequence(data, *data.synth_example(True, nq), T)
                     elif u < st["mix"].get("synth_small", 0) + st["mix"].get("synth", 0):
