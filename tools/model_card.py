@@ -71,8 +71,14 @@ def main() -> None:
         with open(os.path.join(a.model, "DATA.md"), "w") as f:
             f.write(data_md(a.data))
     log = [json.loads(l) for l in open(os.path.join(a.model, "train-log.jsonl"))]
-    steps = [r for r in log if "loss" in r]
-    evals = [r["eval"] for r in log if "eval" in r]
+    # a resumed run repeats the steps after its checkpoint: keep the run that continued
+    steps, evals = [], []
+    for r in log:
+        if "loss" in r:
+            steps = [q for q in steps if not (q["stage"] == r["stage"] and q["step"] >= r["step"])] + [r]
+        elif "eval" in r:
+            e = r["eval"]
+            evals = [q for q in evals if not (q["stage"] == e["stage"] and q["step"] >= e["step"])] + [e]
     series = defaultdict(list)
     for r in steps:
         series[r["stage"]].append((r["seconds"] / 60, r["loss"]))
