@@ -48,6 +48,7 @@ export function buildContext(model: ArcModel, files: readonly SourceFile[], targ
       continue;
     }
     // Whole chunks first, then a line-proportional piece of the next one.
+    const before = total;
     let lastLine = 0;
     for (const c of chunks) {
       const room = target - total;
@@ -61,7 +62,14 @@ export function buildContext(model: ArcModel, files: readonly SourceFile[], targ
     }
     // A context never comes out empty: at least the first line of the tree.
     if (out.length === 0) lastLine = Math.max(lastLine, 1);
-    if (lastLine > 0) out.push({ ...f, text: f.text.split('\n').slice(0, lastLine).join('\n') + '\n' });
+    if (lastLine === 0) break;
+    const lines = f.text.split('\n');
+    const cut = (n: number): SourceFile => ({ ...f, text: lines.slice(0, n).join('\n') + '\n' });
+    const tokensOf = (sf: SourceFile): number => chunkFiles([sf], model.tokenizer, opts).reduce((n, c) => n + c.tokenIds.length, 0);
+    // The cut file is chunked afresh (its cut points can move) and lines vary in length: trim
+    // lines until the context is within the target again.
+    while (lastLine > 1 && before + tokensOf(cut(lastLine)) > target) lastLine--;
+    out.push(cut(lastLine));
     break;
   }
   return out;
