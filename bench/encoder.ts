@@ -86,6 +86,57 @@ function runPython(script: string, args: string[], threads: number, timeoutS: nu
   });
 }
 
+/** Runs bench/torch_encoder.py on the same chunks and batches; its FLOP count serves both runtimes. */
+async function runTorch(
+  model: ArcModel,
+  chunks: number[][],
+  batches: number[][],
+  tokens: number,
+  opts: EncoderOptions,
+): Promise<{ torch: TorchEncoder | Skipped; flops: number | null }> {
+  opts.log('encoder: running the PyTorch reference (bench/torch_encoder.py)');
+  // ONNX output of the first chunk: the script compares it with its own when it has the real weights.
+  const [ref] = await model.encoder.encode([chunks[0]!], opts.signal);
+  return withTempDir('arc-bench-torch-', async (dir) => {
+    const req = path.join(dir, 'request.json');
+    const res = path.join(dir, 'response.json');
+    await writeFile(
+      req,
+      JSON.stringify({
+        model_dir: model.dir,
+        threads: opts.threads,
+        reps: opts.reps,
+        chunks,
+        batches,
+        sgemm_n: opts.sgemmN,
+        sgemm_reps: Math.max(3, opts.reps),
+        reference: { chunk: 0, embeddings: Array.from(ref!.vectors) },
+      }),
+    );
+    try {
+      await runPython(path.join(opts.benchDir, 'torch_encoder.py'), [req, res], opts.threads, opts.timeoutS, opts.signal);
+    } catch (e) {
+      return { torch: { skipped: `bench/torch_encoder.py failed: ${errorMessage(e)}` }, flops: null };
+    }
+    const r = JSON.parse(await readFile(res, 'utf8')) as TorchResponse;
+    if (!r.ok || !r.batched || !r.single || !r.sgemm) return { torch: { skipped: r.skipped ?? 'bench/torch_encoder.py gave no figures' }, flops: null };
+    const flops = r.flops ?? null;
+    const fix = (x: NonNullable<TorchResponse['batched']>): EncoderRun => encoderRun(x.calls, x.samples, tokens, flops);
+    const torch: TorchEncoder = {
+      torch: r.torch ?? 'unknown',
+      threads: r.threads ?? opts.threads,
+      blas: r.blas ?? 'unknown',
+      weights: r.weights ?? 'unknown',
+      config: r.config ?? {},
+      batched: fix(r.batched),
+      single: fix(r.single),
+      parity: r.parity ?? null,
+      sgemm: { ...r.sgemm, gflops_best: round(r.sgemm.gflops_best, 2), gflops_median: round(r.sgemm.gflops_median, 2) },
+    };
+    return { torch, flops };
+  });
+}
+
 export async function runEncoder(model: ArcModel, sourceRoot: string, tree: readonly SourceFile[], opts: EncoderOptions): Promise<EncoderSection> {
   const all = chunkFiles([...tree], model.tokenizer, chunkOptions(model));
   const chunks = all.slice(0, opts.chunks).map((c) => c.tokenIds);
@@ -96,56 +147,14 @@ export async function runEncoder(model: ArcModel, sourceRoot: string, tree: read
   const singleSamples = await timeRuns(async () => {
     for (const c of chunks) await enc.encode([c], opts.signal);
   }, opts.reps);
+  // The batches OnnxEncoder.encode forms; PyTorch runs the same ones, padded the same way.
   const batches = planBatches(
     chunks.map((c) => c.length),
     DEFAULT_BATCH_POLICY,
   );
 
-  let torch: TorchEncoder | Skipped;
-  let flops: number | null = null;
   const why = torchPrecheck(opts.benchDir);
-  if (why) torch = { skipped: why };
-  else {
-    opts.log('encoder: running the PyTorch reference (bench/torch_encoder.py)');
-    const [ref] = await enc.encode([chunks[0]!], opts.signal);
-    torch = await withTempDir('arc-bench-torch-', async (dir) => {
-      const req = path.join(dir, 'request.json');
-      const res = path.join(dir, 'response.json');
-      await writeFile(
-        req,
-        JSON.stringify({
-          model_dir: model.dir,
-          threads: opts.threads,
-          reps: opts.reps,
-          chunks,
-          batches,
-          sgemm_n: opts.sgemmN,
-          sgemm_reps: Math.max(3, opts.reps),
-          reference: { chunk: 0, embeddings: Array.from(ref!.vectors) },
-        }),
-      );
-      try {
-        await runPython(path.join(opts.benchDir, 'torch_encoder.py'), [req, res], opts.threads, opts.timeoutS, opts.signal);
-      } catch (e) {
-        return { skipped: `bench/torch_encoder.py failed: ${errorMessage(e)}` };
-      }
-      const r = JSON.parse(await readFile(res, 'utf8')) as TorchResponse;
-      if (!r.ok || !r.batched || !r.single || !r.sgemm) return { skipped: r.skipped ?? 'bench/torch_encoder.py gave no figures' };
-      flops = r.flops ?? null;
-      const fix = (x: NonNullable<TorchResponse['batched']>): EncoderRun => encoderRun(x.calls, x.samples, tokens, flops);
-      return {
-        torch: r.torch ?? 'unknown',
-        threads: r.threads ?? opts.threads,
-        blas: r.blas ?? 'unknown',
-        weights: r.weights ?? 'unknown',
-        config: r.config ?? {},
-        batched: fix(r.batched),
-        single: fix(r.single),
-        parity: r.parity ?? null,
-        sgemm: { ...r.sgemm, gflops_best: round(r.sgemm.gflops_best, 2), gflops_median: round(r.sgemm.gflops_median, 2) },
-      };
-    });
-  }
+  const { torch, flops } = why ? { torch: { skipped: why }, flops: null } : await runTorch(model, chunks, batches, tokens, opts);
   const onnx = { batched: encoderRun(batches.length, batchedSamples, tokens, flops), single: encoderRun(chunks.length, singleSamples, tokens, flops) };
   const peak = 'sgemm' in torch ? torch.sgemm.gflops_best : null;
   const torchBatched = 'batched' in torch ? torch.batched.gflops : null;
