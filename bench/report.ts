@@ -251,7 +251,7 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
     const e = r.encoder;
     const t = e.torch;
     out.push(
-      `${e.chunks} chunks (${e.tokens} source tokens, ${f(e.meanChunkTokens)} per chunk on average) from \`${e.source}\`, ${e.threads} thread(s) in both runtimes, median of the repetitions. ` +
+      `${e.chunks} chunks (${e.tokens} source tokens, ${f(e.meanChunkTokens)} per chunk on average) from \`${e.source}\`, ${e.threads} thread(s) in both runtimes, median of the repetitions (ONNX Runtime is measured before and after the PyTorch process, so both see the same machine load). ` +
         '*batched*: the batches the pipeline\'s encoder forms (similar lengths, padded); *one chunk per call*: no batching. ' +
         `FLOPs are the encoder's matrix multiplications counted from its config: ${e.flopsPerToken === null ? 'not available (needs bench/torch_encoder.py)' : `${f(e.flopsPerToken / 1e6, 3)} MFLOP per source token`} (real tokens only; padding is not credited).\n`,
     );
