@@ -58,32 +58,6 @@ function isWasmModule(m: unknown): m is WasmModule {
   return typeof t?.fromJSON === 'function';
 }
 
-async function runWasm(req: NodeJS.Require, tokenizerPath: string, texts: string[], reference: number[][], mb: number, opts: TokenizerOptions): Promise<TokenizerRun> {
-  const base = { name: WASM.name, version: versionOf(req, WASM.name), kind: WASM.kind, inUse: false };
-  if (base.version === null) return { ...base, status: 'not installed', note: 'npm install --prefix bench' };
-  let mod: unknown;
-  try {
-    // An ES module package: import() by file URL.
-    mod = await import(pathToFileURL(req.resolve(WASM.name)).href);
-  } catch (e) {
-    return { ...base, status: 'failed', note: `does not load in Node ${process.version}: ${errorMessage(e).slice(0, 120)}` };
-  }
-  try {
-    const m = (mod as { default?: unknown }).default ?? mod;
-    if (!isWasmModule(m)) throw new Error('no Tokenizer.fromJSON export');
-    const bytes = readFileSync(tokenizerPath);
-    const tok = await m.Tokenizer.fromJSON(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-    let ids: number[][] = [];
-    const seconds = await timed(() => {
-      ids = texts.map((t) => Array.from(tok.encode(t)));
-    }, opts.reps);
-    opts.log(`tokenizers: ${WASM.name} ${round(mb / seconds, 3)} MB/s`);
-    return { ...base, status: 'measured', mbPerSec: round(mb / seconds, 3), agreeingFiles: ids.filter((x, i) => sameIds(x, reference[i]!)).length };
-  } catch (e) {
-    return { ...base, status: 'failed', note: errorMessage(e) };
-  }
-}
-
 /** The installed version; packages whose "exports" hide package.json are found from their entry point. */
 function versionOf(req: NodeJS.Require, name: string): string | null {
   const read = (file: string): { name?: string; version?: string } => JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
@@ -108,83 +82,115 @@ function sameIds(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
-/** Median seconds of `reps` timed calls after one untimed warm-up call (JIT, caches, thread pools). */
-async function timed(fn: () => Promise<void> | void, reps: number): Promise<number> {
-  await fn();
-  const samples: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t = performance.now();
-    await fn();
-    samples.push((performance.now() - t) / 1000);
+type Base = Pick<TokenizerRun, 'name' | 'version' | 'kind' | 'inUse'>;
+
+/** A library that loaded: one file per call (returns the ids), and its batch call if it has one. */
+interface Driver {
+  base: Base;
+  encodeEach: () => Promise<number[][]>;
+  encodeBatch?: () => Promise<void>;
+}
+
+function napiDriver(req: NodeJS.Require, c: Candidate, tokenizerPath: string, texts: string[]): Driver | TokenizerRun {
+  const base: Base = { name: c.name, version: versionOf(req, c.name), kind: c.kind, inUse: false };
+  let mod: unknown;
+  try {
+    mod = req(c.name);
+  } catch (e) {
+    const missing = (e as { code?: unknown }).code === 'MODULE_NOT_FOUND';
+    return { ...base, status: missing ? 'not installed' : 'failed', note: missing ? 'npm install --prefix bench' : errorMessage(e) };
   }
-  return median(samples);
+  try {
+    if (!isNapiModule(mod)) throw new Error('no Tokenizer.fromFile export');
+    const tok = mod.Tokenizer.fromFile(tokenizerPath);
+    const opt = { addSpecialTokens: false };
+    return {
+      base,
+      encodeEach: async () => {
+        const ids: number[][] = [];
+        for (const t of texts) ids.push((await tok.encode(t, null, opt)).getIds());
+        return ids;
+      },
+      encodeBatch: async () => {
+        await tok.encodeBatch(texts, opt);
+      },
+    };
+  } catch (e) {
+    return { ...base, status: 'failed', note: errorMessage(e) };
+  }
+}
+
+async function wasmDriver(req: NodeJS.Require, tokenizerPath: string, texts: string[]): Promise<Driver | TokenizerRun> {
+  const base: Base = { name: WASM.name, version: versionOf(req, WASM.name), kind: WASM.kind, inUse: false };
+  if (base.version === null) return { ...base, status: 'not installed', note: 'npm install --prefix bench' };
+  let mod: unknown;
+  try {
+    // An ES module package: import() by file URL.
+    mod = await import(pathToFileURL(req.resolve(WASM.name)).href);
+  } catch (e) {
+    return { ...base, status: 'failed', note: `does not load in Node ${process.version}: ${errorMessage(e).slice(0, 120)}` };
+  }
+  try {
+    const m = (mod as { default?: unknown }).default ?? mod;
+    if (!isWasmModule(m)) throw new Error('no Tokenizer.fromJSON export');
+    const bytes = readFileSync(tokenizerPath);
+    const tok = await m.Tokenizer.fromJSON(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    return { base, encodeEach: async () => texts.map((t) => Array.from(tok.encode(t))) };
+  } catch (e) {
+    return { ...base, status: 'failed', note: errorMessage(e) };
+  }
+}
+
+async function seconds(fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return (performance.now() - t) / 1000;
 }
 
 export async function runTokenizers(root: string, corpus: readonly SourceFile[], opts: TokenizerOptions): Promise<TokenizerSection> {
   const texts = corpus.map((f) => f.text);
   const mb = bytesOf(corpus) / 1e6;
-  const libraries: TokenizerRun[] = [];
   // Resolved from bench/ first (optional installs), then the project's own node_modules.
   const req = createRequire(path.join(opts.benchDir, 'package.json'));
-
   const hf = await loadTokenizer(opts.tokenizerPath);
-  let reference: number[][] = [];
-  const hfSeconds = await timed(() => {
-    reference = texts.map((t) => hf.encode(t));
-  }, opts.reps);
-  libraries.push({
-    name: '@huggingface/tokenizers',
-    version: versionOf(req, '@huggingface/tokenizers'),
-    kind: 'pure JavaScript',
-    inUse: true,
-    status: 'measured',
-    mbPerSec: round(mb / hfSeconds, 3),
-    agreeingFiles: texts.length,
-  });
-  opts.log(`tokenizers: @huggingface/tokenizers ${round(mb / hfSeconds, 3)} MB/s on ${round(mb, 2)} MB`);
+  const inUse: Driver = {
+    base: { name: '@huggingface/tokenizers', version: versionOf(req, '@huggingface/tokenizers'), kind: 'pure JavaScript', inUse: true },
+    encodeEach: () => Promise.resolve(texts.map((t) => hf.encode(t))),
+  };
+  const loaded = [inUse, ...NAPI.map((c) => napiDriver(req, c, opts.tokenizerPath, texts)), await wasmDriver(req, opts.tokenizerPath, texts)];
+  const drivers = loaded.filter((d): d is Driver => 'encodeEach' in d);
 
-  for (const c of NAPI) {
-    const base = { name: c.name, version: versionOf(req, c.name), kind: c.kind, inUse: false };
-    let mod: unknown;
-    try {
-      mod = req(c.name);
-    } catch (e) {
-      const missing = (e as { code?: unknown }).code === 'MODULE_NOT_FOUND';
-      libraries.push({ ...base, status: missing ? 'not installed' : 'failed', note: missing ? 'npm install --prefix bench' : errorMessage(e) });
-      continue;
-    }
-    try {
-      if (!isNapiModule(mod)) throw new Error('no Tokenizer.fromFile export');
-      const tok = mod.Tokenizer.fromFile(opts.tokenizerPath);
-      const opt = { addSpecialTokens: false };
-      let ids: number[][] = [];
-      const seq = await timed(async () => {
-        ids = [];
-        for (const t of texts) ids.push((await tok.encode(t, null, opt)).getIds());
-      }, opts.reps);
-      const batch = await timed(async () => {
-        await tok.encodeBatch(texts, opt);
-      }, opts.reps);
-      libraries.push({
-        ...base,
-        status: 'measured',
-        mbPerSec: round(mb / seq, 3),
-        batchMbPerSec: round(mb / batch, 3),
-        agreeingFiles: ids.filter((x, i) => sameIds(x, reference[i]!)).length,
-      });
-      opts.log(`tokenizers: ${c.name} ${round(mb / seq, 3)} MB/s (batch ${round(mb / batch, 3)} MB/s)`);
-    } catch (e) {
-      libraries.push({ ...base, status: 'failed', note: errorMessage(e) });
+  // Warm-up (JIT, caches, thread pools), which also gives the ids to compare.
+  const reference = await inUse.encodeEach();
+  const agreeing = new Map<Driver, number>();
+  for (const d of drivers) {
+    const ids = d === inUse ? reference : await d.encodeEach();
+    agreeing.set(d, ids.filter((x, i) => sameIds(x, reference[i]!)).length);
+    await d.encodeBatch?.();
+  }
+  // Repetitions interleaved across the libraries, so a change in the machine's load hits all.
+  const each = new Map<Driver, number[]>(drivers.map((d) => [d, []]));
+  const batch = new Map<Driver, number[]>(drivers.map((d) => [d, []]));
+  for (let r = 0; r < opts.reps; r++) {
+    for (const d of drivers) {
+      each.get(d)!.push(await seconds(d.encodeEach));
+      if (d.encodeBatch) batch.get(d)!.push(await seconds(d.encodeBatch));
     }
   }
-
-  libraries.push(await runWasm(req, opts.tokenizerPath, texts, reference, mb, opts));
+  const libraries: TokenizerRun[] = loaded.map((d) => {
+    if (!('encodeEach' in d)) return d;
+    const run: TokenizerRun = { ...d.base, status: 'measured', mbPerSec: round(mb / median(each.get(d)!), 3), agreeingFiles: agreeing.get(d) ?? 0 };
+    if (d.encodeBatch) run.batchMbPerSec = round(mb / median(batch.get(d)!), 3);
+    opts.log(`tokenizers: ${run.name} ${run.mbPerSec} MB/s${run.batchMbPerSec !== undefined ? ` (batch ${run.batchMbPerSec} MB/s)` : ''} on ${round(mb, 2)} MB`);
+    return run;
+  });
   return {
     corpus: { root, files: corpus.length, bytes: bytesOf(corpus) },
     reps: opts.reps,
     libraries,
     notes: [
       'One file per call, in order; "batch" is the library\'s own batch call, which spreads files over its thread pool (RAYON_NUM_THREADS, default: all cores).',
+      'Each library is warmed up once; the repetitions are interleaved across libraries.',
       'tiktoken / js-tiktoken / gpt-tokenizer (WASM, pure JS) are faster BPE engines but read tiktoken rank files with their own split rules, not a Hugging Face tokenizer.json; they cannot run this tokenizer without a conversion, so they are not measured.',
     ],
   };
