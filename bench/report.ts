@@ -193,9 +193,12 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
       ],
     ),
   );
+  const busy = (m.loadAverage[0] ?? 0) > m.cores / 2;
   out.push(
-    'The machine is shared: a model-training process and other work ran beside the bench (see the load average), so absolute times are noisy; ' +
-      'the modes of one size were measured interleaved, which keeps their ratios fairer than their absolute values.\n',
+    (busy
+      ? `The machine was busy when the run started (load average ${m.loadAverage[0]} on ${m.cores} cores): other processes shared the cores, so absolute times are noisy. `
+      : `The machine was quiet when the run started (load average ${m.loadAverage[0]} on ${m.cores} cores). `) +
+      'Modes, runtimes and libraries compared with each other were measured interleaved, which keeps their ratios fairer than their absolute values.\n',
   );
   out.push('To reproduce: `npm run build && npm install --prefix bench && npm run bench` (full, writes this file) or `npm run bench:quick` (under a minute, JSON only).\n');
 
@@ -204,7 +207,7 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
   else {
     const lat = r.latency;
     out.push(
-      `One question (\`${lat.question}\`) over the first files of \`${lat.source}\`, cut to about each size. ` +
+      `One question (\`\` ${lat.question} \`\`) over the first files of \`${lat.source}\`, cut to about each size. ` +
         `Times are from the start of \`ask()\` (the pipeline the editor runs) to the first answer token, and to the end of the answer, median of ${lat.reps}. ` +
         `The decoder window leaves ${lat.budget} positions for context (answer room ${lat.maxNewTokens} tokens). ` +
         '*arc warm*: compressed vectors from the cache; *arc cold*: empty cache, every chunk through the encoder; *full*: plain-text prefill, only where the whole context fits. ' +
