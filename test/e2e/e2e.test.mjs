@@ -142,16 +142,21 @@ async function openChat(page) {
   return frame;
 }
 
+/**
+ * Picks the chat's context source in its dropdown. The first click into a webview can land
+ * while the frame takes focus and the list closes again, so open-and-pick is retried until
+ * the dropdown holds the value.
+ */
 async function chooseSource(frame, label) {
+  const value = { 'Open files': 'open', Selection: 'selection', Workspace: 'workspace' }[label];
   const picker = frame.locator('[data-testid="source-picker"]');
-  await picker.click();
-  await frame.locator('[data-testid="source-picker"] vscode-option', { hasText: label }).click();
+  const option = picker.locator('vscode-option', { hasText: label });
   await h.expectEventually(async () => {
-    const text = (await picker.locator('.selected-value').textContent().catch(() => null))
-      ?? (await picker.getAttribute('current-value'));
-    return text?.includes(label) || (await picker.evaluate((d) => d.value)) === label.toLowerCase()
-      ? true : `source picker shows ${text}`;
-  }, 5_000);
+    if ((await picker.evaluate((d) => d.value)) === value) return true;
+    if (!(await option.isVisible())) await picker.click({ timeout: 2_000 });
+    await option.click({ timeout: 2_000 });
+    return `source picker holds "${await picker.evaluate((d) => d.value)}"`;
+  }, 30_000, 300);
 }
 
 async function askInChat(frame, question) {
