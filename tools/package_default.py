@@ -28,7 +28,12 @@ DESCRIPTION = ("A tiny code decoder and its ARC x4 encoder, trained on this proj
 
 
 def build(run: str, data_dir: str):
-    blob = torch.load(os.path.join(run, "ckpt.pt"))
+    if os.path.exists(os.path.join(run, "ckpt.pt")):
+        blob = torch.load(os.path.join(run, "ckpt.pt"), map_location="cpu")
+    else:  # a GPU run's carried-back result (train.py save_final)
+        meta = json.load(open(os.path.join(run, "final-state.json")))
+        blob = {"config": meta["config"], "state": meta["state"],
+                "dec": torch.load(os.path.join(run, "final-dec.pt")), "enc": torch.load(os.path.join(run, "final-enc.pt"))}
     cfg = blob["config"]
     vocab = len(json.load(open(os.path.join(data_dir, "tokenizer.json")))["model"]["vocab"])
     dcfg = DecoderConfig(vocab_size=vocab, **cfg["decoder"])

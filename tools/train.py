@@ -39,6 +39,26 @@ import corpus as C  # noqa: E402
 from model import (ArcEncoder, Decoder, DecoderConfig, EncoderConfig, encode_documents,  # noqa: E402
                    group_sizes)
 
+def load_corpus(data_dir: str) -> dict:
+    """corpus.pt, or corpus.pt.xz as packed for the GPU run (tools/pack_gpu_run.py)."""
+    path = os.path.join(data_dir, "corpus.pt")
+    if os.path.exists(path):
+        return torch.load(path)
+    import io
+    import lzma
+    with lzma.open(path + ".xz", "rb") as f:
+        return torch.load(io.BytesIO(f.read()))
+
+
+def save_final(run: str, dec, enc, state: dict, cfg: dict) -> None:
+    """Weights in separate files (each well under 16 MB for the configs we ship), for carrying
+    a GPU run's result back; tools/package_default.py reads them when there is no ckpt.pt."""
+    torch.save({k: v.detach().cpu() for k, v in dec.state_dict().items()}, os.path.join(run, "final-dec.pt"))
+    torch.save({k: v.detach().cpu() for k, v in enc.state_dict().items()}, os.path.join(run, "final-enc.pt"))
+    with open(os.path.join(run, "final-state.json"), "w") as f:
+        json.dump({"state": state, "config": cfg}, f)
+
+
 DEV = torch.device("cpu")  # set by --device; every tensor the trainer makes goes there
 
 
@@ -52,7 +72,7 @@ def tt(x, dtype=torch.long) -> torch.Tensor:
 class Data:
     def __init__(self, data_dir: str, seed: int):
         self.tok = bpe.Tokenizer.load(os.path.join(data_dir, "tokenizer.json"))
-        blob = torch.load(os.path.join(data_dir, "corpus.pt"))
+        blob = load_corpus(data_dir)
         self.train, self.test = blob["train"], blob["test"]
         self.max_chunk = blob["max_chunk_tokens"]
         self.rng = random.Random(seed)
@@ -506,6 +526,7 @@ def main() -> None:
                 os.replace(tmp, ck)
                 torch.save(dec.state_dict(), os.path.join(a.run, f"dec-{name}.pt")) if done_stage else None
             if timeout:
+                save_final(a.run, dec, enc, state, cfg)
                 print("time limit reached; checkpoint written", flush=True)
                 return
             if done_stage:
@@ -513,6 +534,7 @@ def main() -> None:
         if a.stop_after and name == a.stop_after:
             print(f"stopped after stage {name}", flush=True)
             return
+    save_final(a.run, dec, enc, state, cfg)
     print("training complete", flush=True)
 
 
