@@ -412,6 +412,12 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
       assert.match(text, /arc-model\.json|manifest|model/i, `notification "${text}"`);
       const select = toast.locator('.monaco-button', { hasText: 'Select Model…' });
       await select.waitFor({ timeout: 5_000 });
+      // The chat's model status line shows the error as well.
+      const chat = await h.frameWith(page, '[data-testid="model-status"]');
+      const status = chat.locator('[data-testid="model-status"]');
+      await h.expectEventually(async () =>
+        (await status.getAttribute('data-state')) === 'error' || `model status "${await status.textContent()}"`, 30_000);
+      assert.match((await status.textContent()) ?? '', /arc-model\.json/);
       await h.screenshot(page, 'broken-model-notification');
       // The way out works: the button opens the model picker with the bundled model.
       await select.click();

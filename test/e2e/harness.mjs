@@ -403,8 +403,7 @@ export async function screenshot(page, name) {
   return file;
 }
 
-/** Visible notification toasts' text. */
+/** Messages of the visible notification toasts. */
 export async function notifications(page) {
-  return page.locator('.notifications-toasts .notification-toast').evaluateAll(
-    (els) => els.map((e) => e.textContent ?? ''));
+  return page.locator('.notifications-toasts .notification-toast .notification-list-item-message').allInnerTexts();
 }
