@@ -32,7 +32,7 @@ function extension(): vscode.Extension<unknown> {
 }
 
 describe('ARC Context in the VS Code extension host', () => {
-  it('is not active before one of its commands or views is used', () => {
+  it('declares activation on its own commands and chat view only', () => {
     // activationEvents lists only our commands and the chat view: nothing else may wake it.
     const events: string[] = (extension().packageJSON as { activationEvents: string[] }).activationEvents;
     assert.ok(events.length > 0, 'no activation events');
