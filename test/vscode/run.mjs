@@ -16,23 +16,6 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
 const outDir = join(root, 'out', 'test-vscode');
 
-// Electron needs a display on Linux; re-run under xvfb-run when there is none and it exists.
-if (process.platform === 'linux' && !process.env.DISPLAY && !process.env.ARC_UNDER_XVFB) {
-  const xvfb = spawnSync('bash', ['-c', 'command -v xvfb-run'], { encoding: 'utf8' }).stdout.trim();
-  if (xvfb) {
-    const r = spawnSync(xvfb, ['-a', process.execPath, fileURLToPath(import.meta.url)], {
-      stdio: 'inherit', env: { ...process.env, ARC_UNDER_XVFB: '1' },
-    });
-    process.exit(r.status ?? 1);
-  }
-  console.log([
-    'test:vscode SKIPPED: VS Code (Electron) needs a display and there is none (no DISPLAY, no xvfb-run).',
-    '  Install xvfb (apt-get install -y xvfb) or run under a desktop session; the code-server suite',
-    '  (npm run test:e2e) covers the same flows headless.',
-  ].join('\n'));
-  process.exit(0);
-}
-
 async function vscodeExecutable() {
   if (process.env.ARC_VSCODE_EXECUTABLE) return process.env.ARC_VSCODE_EXECUTABLE;
   try {
@@ -67,6 +50,23 @@ if (!existsSync(join(root, 'dist', 'extension.js'))) {
 
 const exe = await vscodeExecutable();
 if (!exe) process.exit(0);
+
+// Electron needs a display on Linux; re-run under xvfb-run when there is none and it exists.
+if (process.platform === 'linux' && !process.env.DISPLAY && !process.env.ARC_UNDER_XVFB) {
+  const xvfb = spawnSync('bash', ['-c', 'command -v xvfb-run'], { encoding: 'utf8' }).stdout.trim();
+  if (!xvfb) {
+    console.log([
+      'test:vscode SKIPPED: VS Code (Electron) needs a display and there is none (no DISPLAY, no xvfb-run).',
+      '  Install xvfb (apt-get install -y xvfb) or run under a desktop session; the code-server suite',
+      '  (npm run test:e2e) covers the same flows headless.',
+    ].join('\n'));
+    process.exit(0);
+  }
+  const r = spawnSync(xvfb, ['-a', process.execPath, fileURLToPath(import.meta.url)], {
+    stdio: 'inherit', env: { ...process.env, ARC_UNDER_XVFB: '1' },
+  });
+  process.exit(r.status ?? 1);
+}
 
 const userData = mkdtempSync(join(tmpdir(), 'arc-vscode-test-'));
 try {
