@@ -288,8 +288,10 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
       assert.match(stats, /tok\/s/, `stats line has no speed: "${stats}"`);
       answers.TAX_RATE = answer;
 
-      const citation = card.locator('[data-testid="citation"]').first();
-      await citation.waitFor({ timeout: 10_000 });
+      await card.locator('[data-testid="citation"]').first().waitFor({ timeout: 10_000 });
+      // Prefer the file that holds TAX_RATE when it is cited; any citation must open its file.
+      const preferred = card.locator('[data-testid="citation"]', { hasText: 'pricing.ts' });
+      const citation = (await preferred.count()) > 0 ? preferred.first() : card.locator('[data-testid="citation"]').first();
       const label = (await citation.textContent())?.trim() ?? '';
       const m = /^(.+?):(\d+)(?:-(\d+))?$/.exec(label);
       assert.ok(m, `citation label "${label}"`);
