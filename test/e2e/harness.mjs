@@ -323,25 +323,9 @@ export async function answerInputBox(page, prompt, text) {
 }
 
 /**
- * Webview content sits in nested iframes (workbench -> webview host -> content). Returns a
- * locator for `selector` in whichever frame has it, waiting up to `timeout` ms.
+ * Webview content sits in nested iframes (workbench -> webview host -> content). Returns the
+ * frame that contains `selector`, waiting up to `timeout` ms.
  */
-export async function inFrames(page, selector, { timeout = 30_000, visible = true } = {}) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    for (const frame of page.frames()) {
-      if (frame === page.mainFrame()) continue;
-      const loc = frame.locator(selector).first();
-      try {
-        if ((await loc.count()) > 0 && (!visible || (await loc.isVisible()))) return loc;
-      } catch { /* frame navigated away */ }
-    }
-    if (Date.now() > deadline) throw new Error(`no webview frame shows ${selector} within ${timeout} ms`);
-    await sleep(200);
-  }
-}
-
-/** The (webview) frame that contains `selector`, waiting up to `timeout` ms. */
 export async function frameWith(page, selector, { timeout = 30_000 } = {}) {
   const deadline = Date.now() + timeout;
   for (;;) {
@@ -401,9 +385,4 @@ export async function screenshot(page, name) {
   await page.screenshot({ path: file });
   log(`screenshot ${file}`);
   return file;
-}
-
-/** Messages of the visible notification toasts. */
-export async function notifications(page) {
-  return page.locator('.notifications-toasts .notification-toast .notification-list-item-message').allInnerTexts();
 }
