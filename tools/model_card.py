@@ -110,6 +110,15 @@ def main() -> None:
            f"{man.get('training', {}).get('seconds', 0) / 60:.0f} minutes of training on one CPU thread (2-core shared machine).", "",
            "![loss](loss.svg)", "", "![exact match](em.svg)", ""]
     if evals:
+        nll = [ev for ev in evals if "continuation_nll" in ev]
+        if nll:
+            out += ["Held-out code continuation (64 tokens after a 192-token prefix; mean NLL per token, lower is better)",
+                    "with no context, with the prefix as text (full), and with the prefix compressed x4 (arc):", "",
+                    "| stage | step | none | full | arc |", "|---|---|---|---|---|"]
+            for ev in nll:
+                c = ev["continuation_nll"]
+                out.append(f"| {ev['stage']} | {ev['step']} | {c['none']:.3f} | {c['full']:.3f} | {c.get('arc', float('nan')):.3f} |")
+            out.append("")
         out += ["Quick evaluations logged during training (subsets: 45 held-out rows, 30 synthetic rows):", "",
                 "| stage | step | minutes | mode | file | params | value | all | synthetic |", "|---|---|---|---|---|---|---|---|---|"]
         for ev in evals:

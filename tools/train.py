@@ -320,6 +320,29 @@ def evaluate(data: Data, dec: Decoder, enc: Optional[ArcEncoder], rows: List[dic
     return res
 
 
+@torch.no_grad()
+def continuation_nll(data: Data, dec: Decoder, enc: Optional[ArcEncoder], n: int = 24, prefix: int = 192,
+                     cont: int = 64) -> Dict[str, float]:
+    """Mean NLL of held-out code continuations given no context, the prefix as text, and the
+    prefix compressed by the encoder (+ <Cont>): shows whether compressed context is read."""
+    rng = random.Random(11)
+    docs = [d for d in data.test if sum(len(c["ids"]) for c in d["chunks"]) > prefix + cont]
+    sums = {"none": 0.0, "full": 0.0, "arc": 0.0}
+    for _ in range(n):
+        ids = [t for c in rng.choice(docs)["chunks"] for t in c["ids"]]
+        s = rng.randint(0, len(ids) - prefix - cont)
+        pre, tgt = ids[s:s + prefix], ids[s + prefix:s + prefix + cont]
+        variants = {"none": [dec.embed(tt([bpe.BOS]))], "full": [dec.embed(tt([bpe.BOS] + pre))]}
+        if enc is not None:
+            variants["arc"] = [dec.embed(tt([bpe.BOS])), encode_documents(enc, [pre])[0], enc.cont().unsqueeze(0)]
+        for k, parts in variants.items():
+            x = torch.cat(parts + [dec.embed(tt(tgt[:-1]))])
+            logits, _ = dec(x.unsqueeze(0))
+            lp = torch.log_softmax(logits[0, -len(tgt):].float(), -1)
+            sums[k] += float(-lp.gather(-1, tt(tgt).unsqueeze(-1)).mean())
+    return {k: round(v / n, 4) for k, v in sums.items() if k != "arc" or enc is not None}
+
+
 def synth_rows(data: Data, n: int, small: bool, seed: int) -> List[dict]:
     saved = data.rng
     data.rng = random.Random(seed)
@@ -508,7 +531,8 @@ def main() -> None:
                 modes = ["full", "arc"] if arc else ["full"]
                 ev = {"stage": name, "step": state["step"], "seconds": round(state["seconds"]),
                       "heldout": evaluate(data, dec, enc, eval_rows[: cfg.get("eval_rows_quick", 45)], modes, T),
-                      "synth_small": evaluate(data, dec, enc, synth_rows(data, 30, True, 9), modes, T)["full" if not arc else "arc"]}
+                      "synth_small": evaluate(data, dec, enc, synth_rows(data, 30, True, 9), modes, T)["full" if not arc else "arc"],
+                      "continuation_nll": continuation_nll(data, dec, enc if arc else None)}
                 print("EVAL " + json.dumps(ev), flush=True)
                 log.write(json.dumps({"eval": ev}) + "\n")
                 log.flush()
