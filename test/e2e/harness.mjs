@@ -220,9 +220,13 @@ export function extensionLogs(server) {
 // --- browser and workbench ---------------------------------------------------------------
 
 export async function launchBrowser(tc) {
+  // Chromium's crash-report and config folders go to the run's temporary folder, not to ~.
+  const xdg = join(TMP, 'chromium-xdg');
+  mkdirSync(xdg, { recursive: true });
   const browser = await chromium.launch({
     executablePath: tc.chromium,
     headless: true,
+    env: { ...process.env, XDG_CONFIG_HOME: join(xdg, 'config'), XDG_CACHE_HOME: join(xdg, 'cache') },
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--disable-dev-shm-usage'],
