@@ -1,8 +1,10 @@
 // The sidebar chat: one webview view. History lives in the webview's own state (getState /
-// setState), so the host only keeps the messages of runs still in progress, to replay them
-// when a hidden view is shown again (its webview is recreated, not retained).
+// setState); the host queues what a page has not received yet and keeps the messages of runs
+// still in progress, to replay them when a hidden view is shown again (its webview is
+// recreated, not retained). The queueing rules live in ChatOutbox.
 import * as vscode from 'vscode';
 import type { HostMessage, ModelStatus, SourceKind, WebviewCommand, WebviewMessage } from '../protocol';
+import { ChatOutbox } from './chatOutbox';
 import type { ArcController } from './controller';
 import { onValidMessage, post, webviewHtml, webviewOptions } from './webviewHost';
 import { readSettings } from './settings';
@@ -10,9 +12,7 @@ import { readSettings } from './settings';
 export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disposable {
   static readonly viewId = 'arcContext.chat';
   private view: vscode.WebviewView | undefined;
-  private readonly replay = new Map<string, HostMessage[]>();
-  private pending: HostMessage[] = [];
-  private ready = false;
+  private readonly outbox = new ChatOutbox((m) => post(this.view?.webview, m));
   private readonly disposables: vscode.Disposable[] = [];
 
   constructor(
@@ -25,13 +25,23 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
 
   resolveWebviewView(view: vscode.WebviewView): void {
     this.view = view;
-    this.ready = false;
+    this.outbox.detach();
     view.webview.options = webviewOptions(this.extensionUri);
     view.webview.html = webviewHtml(view.webview, this.extensionUri, 'chat');
     const subs = [
-      onValidMessage(view.webview, this.log, (m) => this.onMessage(m)),
+      onValidMessage(view.webview, this.log, (m) => {
+        // A 'ready' from a view that has since been replaced must not open the new one.
+        if (this.view === view) return this.onMessage(m);
+      }),
+      // Hiding the view throws its page away; showing it loads a new page, which says 'ready'.
+      view.onDidChangeVisibility(() => {
+        if (this.view === view && !view.visible) this.outbox.detach();
+      }),
       view.onDidDispose(() => {
-        if (this.view === view) this.view = undefined;
+        if (this.view === view) {
+          this.view = undefined;
+          this.outbox.detach();
+        }
         for (const s of subs) s.dispose();
       }),
     ];
@@ -39,9 +49,6 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
 
   /** Sink for runs shown in the chat. */
   readonly sink = (m: HostMessage): void => {
-    if (m.type === 'runStarted') this.replay.set(m.run.runId, [m]);
-    else if (m.type === 'runEvent') this.replay.get(m.runId)?.push(m);
-    if (m.type === 'runEnded') this.replay.delete(m.runId);
     this.send(m);
   };
 
@@ -64,17 +71,14 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
 
   /** Messages wait until the webview says it is ready, so none is lost while it loads. */
   private send(m: HostMessage): void {
-    if (this.view && this.ready) post(this.view.webview, m);
-    else if (m.type === 'focusQuestion' || m.type === 'notice') this.pending.push(m);
+    this.outbox.send(m);
   }
 
   private async onMessage(m: WebviewMessage): Promise<void> {
     switch (m.type) {
       case 'ready': {
-        this.ready = true;
         post(this.view?.webview, { type: 'init', view: 'chat', defaultMode: readSettings().answerMode, status: this.status() });
-        for (const msgs of this.replay.values()) for (const r of msgs) post(this.view?.webview, r);
-        for (const p of this.pending.splice(0)) post(this.view?.webview, p);
+        this.outbox.attach();
         return;
       }
       case 'ask':
