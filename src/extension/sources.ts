@@ -1,7 +1,9 @@
 // Turns what the user pointed at (open editors, a selection, the workspace, explorer items)
 // into SourceInput objects for ask(). Unsaved editor contents are passed as text so the model
 // sees what the user sees; saved files are passed by path and read (and checked) by the core.
+import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { filterGitignored } from '../core/context/sources';
 import { ArcError } from '../core/errors';
 import type { SourceInput } from '../core/types';
 import type { SourceKind } from '../protocol';
@@ -91,8 +93,25 @@ export function selectionSources(): CollectedSources {
 }
 
 /**
+ * Drops the files that .gitignore files exclude, with the core's rules (those of the CLI's folder
+ * scan): every .gitignore from `root` down to the file counts. Only local folders have
+ * .gitignore files the extension host can read; other schemes pass through unchanged.
+ */
+async function withoutGitignored(root: vscode.Uri, uris: vscode.Uri[], log: vscode.LogOutputChannel): Promise<vscode.Uri[]> {
+  if (root.scheme !== 'file' || uris.length === 0) return uris;
+  const byRel = new Map<string, vscode.Uri>();
+  for (const uri of uris) if (uri.scheme === 'file') byRel.set(path.relative(root.fsPath, uri.fsPath), uri);
+  const { ignored } = await filterGitignored(root.fsPath, [...byRel.keys()]);
+  if (ignored.length === 0) return uris;
+  const drop = new Set(ignored.map((rel) => byRel.get(rel)!.toString()));
+  log.info(`${root.fsPath}: ${plural(ignored.length, 'file')} left out by .gitignore (e.g. ${ignored.slice(0, 3).map((p) => p.replace(/\\/g, '/')).join(', ')})`);
+  return uris.filter((u) => !drop.has(u.toString()));
+}
+
+/**
  * findFiles with files.exclude + search.exclude + arcContext.exclude merged per folder (giving
- * findFiles an exclude turns off its own files.exclude handling, so all three go in together).
+ * findFiles an exclude turns off its own files.exclude handling, so all three go in together),
+ * then without what .gitignore files exclude. `truncated`: findFiles stopped at `limit`.
  */
 async function findWorkspaceFiles(
   folder: vscode.WorkspaceFolder,
@@ -100,7 +119,7 @@ async function findWorkspaceFiles(
   limit: number,
   log: vscode.LogOutputChannel,
   token?: vscode.CancellationToken,
-): Promise<vscode.Uri[]> {
+): Promise<{ uris: vscode.Uri[]; truncated: boolean }> {
   const cfg = vscode.workspace.getConfiguration(undefined, folder.uri);
   const ex = excludeGlobs(cfg.get('files.exclude'), cfg.get('search.exclude'));
   if (ex.conditional.length > 0) {
@@ -108,12 +127,14 @@ async function findWorkspaceFiles(
   }
   const exclude = combineGlobs([...ex.globs, ...settings.exclude]);
   const include = combineGlobs(settings.include) ?? '**/*';
-  return vscode.workspace.findFiles(
+  const found = await vscode.workspace.findFiles(
     new vscode.RelativePattern(folder, include),
     exclude ? new vscode.RelativePattern(folder, exclude) : null,
     limit,
     token,
   );
+  // findFiles knows files.exclude and search.exclude but not .gitignore; the CLI scan does.
+  return { uris: await withoutGitignored(folder.uri, found, log), truncated: found.length >= limit };
 }
 
 export async function workspaceSources(
@@ -128,15 +149,15 @@ export async function workspaceSources(
   const sources: SourceInput[] = [];
   const seen = new Set<string>();
   for (const folder of folders) {
-    const uris = await findWorkspaceFiles(folder, settings, MAX_WORKSPACE_FILES - sources.length, log, token);
+    const { uris, truncated } = await findWorkspaceFiles(folder, settings, MAX_WORKSPACE_FILES - sources.length, log, token);
     for (const uri of uris) {
       if (seen.has(uri.toString())) continue; // nested workspace folders list a file twice
       seen.add(uri.toString());
       const s = fileSource(uri, 'workspace');
       if (s) sources.push(s);
     }
-    if (sources.length >= MAX_WORKSPACE_FILES) {
-      log.warn(`workspace has more than ${MAX_WORKSPACE_FILES} files; using the first ${MAX_WORKSPACE_FILES}. Narrow it with arcContext.include/exclude.`);
+    if (truncated || sources.length >= MAX_WORKSPACE_FILES) {
+      log.warn(`workspace has more than ${MAX_WORKSPACE_FILES} files; using the ${sources.length} usable ones among the first ${MAX_WORKSPACE_FILES} found. Narrow it with arcContext.include/exclude.`);
       break;
     }
   }
@@ -150,13 +171,17 @@ export async function workspaceSources(
   const open = new Set(vscode.window.visibleTextEditors.map((e) => e.document.uri.fsPath));
   for (const s of sources) if (s.absPath && open.has(s.absPath)) s.origin = 'open';
   if (sources.length === 0) {
-    throw new ArcError('no-sources', 'The workspace has no files to use (after files.exclude, search.exclude and arcContext.include/exclude).');
+    throw new ArcError('no-sources', 'The workspace has no files to use (after .gitignore, files.exclude, search.exclude and arcContext.include/exclude).');
   }
   const where = folders.length > 1 ? `workspace (${plural(folders.length, 'folder')}, ` : 'workspace (';
   return { sources, label: `${where}${plural(sources.length, 'file')})` };
 }
 
-/** Explorer items or picked files; folders are expanded with the workspace exclude rules. */
+/**
+ * Explorer items or picked files; folders are expanded with the workspace exclude rules and the
+ * .gitignore files from their workspace folder (or the folder itself) down. A file chosen on its
+ * own is used even when ignored: the user asked for it.
+ */
 export async function uriSources(
   uris: vscode.Uri[],
   settings: ArcSettings,
@@ -184,7 +209,8 @@ export async function uriSources(
       exclude ? new vscode.RelativePattern(uri, exclude) : null,
       MAX_WORKSPACE_FILES,
     );
-    for (const f of found) {
+    const root = vscode.workspace.getWorkspaceFolder(uri)?.uri ?? uri;
+    for (const f of await withoutGitignored(root, found, log)) {
       const s = fileSource(f, 'explicit');
       if (s) sources.push(s);
     }
@@ -211,7 +237,8 @@ export async function sourcesFor(
 
 /**
  * Changed files that belong in the workspace's context: findFiles with the changed paths as the
- * include and the usual excludes, so a rebuilt `dist/` or an excluded folder is not recompressed.
+ * include and the usual excludes (and .gitignore), so a rebuilt `dist/` or an excluded folder is
+ * not recompressed.
  */
 export async function changedFileSources(
   uris: vscode.Uri[],
@@ -230,7 +257,7 @@ export async function changedFileSources(
     byFolder.set(folder, [...(byFolder.get(folder) ?? []), rel]);
   }
   for (const [folder, rels] of byFolder) {
-    const found = await findWorkspaceFiles(folder, { ...settings, include: rels }, rels.length, log);
+    const { uris: found } = await findWorkspaceFiles(folder, { ...settings, include: rels }, rels.length, log);
     for (const uri of found) {
       const s = fileSource(uri, 'workspace');
       if (s) out.push(s);

@@ -130,6 +130,60 @@ async function loadGitignore(absDir: string, relDir: string): Promise<IgnoreLaye
   return { dir: relDir, ig: ignore().add(content) };
 }
 
+export interface GitignoreFilterResult {
+  /** The paths no .gitignore excludes, as given and in the given order. */
+  kept: string[];
+  /** The paths a .gitignore (or a .git folder) excludes, as given and in the given order. */
+  ignored: string[];
+}
+
+/**
+ * Applies the folder scan's .gitignore rules to a list of root-relative file paths found some
+ * other way (the editor's file search): the .gitignore of `root` and of every folder between it
+ * and the file, outermost first, with a file inside an ignored folder ignored as git does, and
+ * anything inside a `.git` folder ignored. Paths use '/' or the platform separator; paths
+ * outside `root` are kept (no .gitignore under root speaks for them).
+ */
+export async function filterGitignored(root: string, relPaths: readonly string[], signal?: AbortSignal): Promise<GitignoreFilterResult> {
+  const rootAbs = path.resolve(root);
+  // Active layers for a folder, or null when the folder itself is ignored.
+  const folders = new Map<string, Promise<IgnoreLayer[] | null>>();
+  const layersFor = (relDir: string): Promise<IgnoreLayer[] | null> => {
+    let p = folders.get(relDir);
+    if (!p) {
+      p = (async () => {
+        let outer: IgnoreLayer[] = [];
+        if (relDir !== '') {
+          const cut = relDir.lastIndexOf('/');
+          const parent = await layersFor(cut < 0 ? '' : relDir.slice(0, cut));
+          if (parent === null) return null;
+          if (relDir.slice(cut + 1) === '.git' || gitIgnored(parent, relDir, true)) return null;
+          outer = parent;
+        }
+        const own = await loadGitignore(path.join(rootAbs, ...relDir.split('/')), relDir);
+        return own ? [...outer, own] : outer;
+      })();
+      folders.set(relDir, p);
+    }
+    return p;
+  };
+  const kept: string[] = [];
+  const ignored: string[] = [];
+  for (const given of relPaths) {
+    checkAborted(signal);
+    const rel = path.posix.normalize(toPosix(given)).replace(/\/+$/, '');
+    if (rel === '' || rel === '.' || rel === '..' || rel.startsWith('../') || path.posix.isAbsolute(rel) || path.isAbsolute(given)) {
+      kept.push(given);
+      continue;
+    }
+    const cut = rel.lastIndexOf('/');
+    const layers = await layersFor(cut < 0 ? '' : rel.slice(0, cut));
+    if (layers === null || gitIgnored(layers, rel, false)) ignored.push(given);
+    else kept.push(given);
+  }
+  return { kept, ignored };
+}
+
 interface WalkState {
   rootReal: string;
   prefix: string; // display prefix for multi-root requests ('' for one root)
