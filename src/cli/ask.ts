@@ -79,7 +79,7 @@ export async function askFiles(
   if (!decoder) throw new ArcError('model-missing', `${model.dir} is an encoder-only package; ask needs one with a decoder.`);
   const m = model.manifest;
   const sources = mode === 'none' ? [] : await readSources(files);
-  const chunks = sources.flatMap((s) => splitDocument(model.tokenizer, m.documentFormat, s.path, s.text, m.encoder.maxChunkTokens));
+  const chunks = sources.flatMap((s) => splitDocument(model.tokenizer, m.documentFormat, s.path, s.text, model.encoder.maxChunkTokens));
   const sourceTokens = chunks.reduce((n, c) => n + c.ids.length, 0);
   const budget = contextBudget(model, question, gen.maxNewTokens);
 

@@ -15,6 +15,7 @@ export interface Manifest {
     hiddenSize: number;
     outputSize: number;
     decoderIndex: number;
+    /** Prepend decoder.bosTokenId to every chunk before encoding (needs a decoder). */
     addBos: boolean;
     source?: string;
   };
@@ -56,12 +57,17 @@ export interface CompressedChunk {
   vectors: Float32Array; // length = count * dim
   count: number;
   dim: number;
-  /** Source token range [start, end) in the chunk's token ids that each vector covers. */
+  /**
+   * Token range [start, end) of the encoder input that each vector covers. The input is the
+   * chunk's token ids, preceded by the BOS token when encoder.addBos is set (then the ranges
+   * span ids.length + 1 tokens and the first group includes the BOS).
+   */
   groups: [number, number][];
 }
 
 export interface ArcEncoder {
   readonly poolingFactor: number;
+  /** Longest chunk encode() accepts (manifest maxChunkTokens, less 1 when addBos adds a BOS). */
   readonly maxChunkTokens: number;
   readonly dim: number;
   /** The projected <Cont> vector (dim floats). */
@@ -118,11 +124,21 @@ export interface ArcModel {
   dispose(): Promise<void>;
 }
 
+/** Options of the pipeline entry point; every field is optional. */
+export interface AskOptions {
+  /** Aborting ends the stream with an `error` event of code 'cancelled'. */
+  signal?: AbortSignal;
+  /** Cache directory for compressed vectors; null or undefined runs without a cache. */
+  cacheDir?: string | null;
+  /** Cache size cap in bytes (default 2 GiB); only used with a cacheDir. */
+  cacheMaxBytes?: number;
+  /** Per-file size cap in bytes (default 1 MiB); larger files are skipped as 'too-large'. */
+  maxFileBytes?: number;
+  /** Extra diagnostics (cache repairs); they are also sent as progress events. */
+  log?: (line: string) => void;
+}
+
 /** Signature of the pipeline entry point (src/core/ask.ts). */
-export type AskFn = (
-  model: ArcModel,
-  request: AskRequest,
-  options?: { signal?: AbortSignal; cacheDir?: string | null },
-) => AsyncGenerator<AskEvent, void>;
+export type AskFn = (model: ArcModel, request: AskRequest, options?: AskOptions) => AsyncGenerator<AskEvent, void>;
 
 export type { AnswerMode };

@@ -1,7 +1,7 @@
 // The ask() pipeline: sources -> chunks -> (cache) -> compressed vectors -> selection ->
 // decoder prefix -> streamed answer. It reports every stage as typed events and never throws:
 // failures end the stream with an `error` event carrying an ArcErrorCode.
-import type { AskFn, ArcModel, CompressedChunk, GenerationTimings } from './api';
+import type { AskFn, AskOptions, ArcModel, CompressedChunk, GenerationTimings } from './api';
 import type { ArcErrorCode, AskEvent, AskRequest, AskStats, Citation, FileCompression } from './types';
 import { VectorCache } from './context/cache';
 import { chunkFiles, type Chunk } from './context/chunker';
@@ -11,17 +11,7 @@ import { collectSources, type SkipReport } from './context/sources';
 import { ArcError, errorMessage, throwIfAborted } from './errors';
 import { buildPrefix, contextBudget, decoderTokenizer, type BuiltPrefix } from './prompt';
 
-export interface AskOptions {
-  signal?: AbortSignal;
-  /** Cache directory for compressed vectors; null or undefined runs without a cache. */
-  cacheDir?: string | null;
-  /** Cache size cap in bytes (default 2 GiB). */
-  cacheMaxBytes?: number;
-  /** Per-file size cap in bytes (default 1 MiB). */
-  maxFileBytes?: number;
-  /** Extra diagnostics (cache repairs); they are also sent as progress events. */
-  log?: (line: string) => void;
-}
+export type { AskOptions };
 
 const ERROR_CODES: ReadonlySet<string> = new Set<ArcErrorCode>([
   'model-missing',

@@ -117,8 +117,17 @@ function fixedBatch(session: Session): number | null {
   return null;
 }
 
+/**
+ * What the encoder graph reads for a chunk: its token ids, preceded by the BOS id when the
+ * manifest sets encoder.addBos (bos is then the decoder's bosTokenId, else null).
+ */
+export function encoderInput(ids: readonly number[], bos: number | null): number[] {
+  return bos === null ? [...ids] : [bos, ...ids];
+}
+
 export class OnnxEncoder implements ArcEncoder {
   readonly poolingFactor: number;
+  /** Longest chunk encode() takes: the manifest's limit less the BOS slot when addBos is set. */
   readonly maxChunkTokens: number;
   readonly dim: number;
   private contVector: Float32Array = new Float32Array(0);
@@ -129,10 +138,11 @@ export class OnnxEncoder implements ArcEncoder {
     private readonly session: Session,
     private readonly file: string,
     config: Manifest['encoder'],
+    private readonly bos: number | null,
     policy: BatchPolicy,
   ) {
     this.poolingFactor = config.poolingFactor;
-    this.maxChunkTokens = config.maxChunkTokens;
+    this.maxChunkTokens = config.maxChunkTokens - (bos === null ? 0 : 1);
     this.dim = config.outputSize;
     const fixed = fixedBatch(session);
     this.policy = fixed === null ? policy : { ...policy, maxBatchSize: Math.min(policy.maxBatchSize, fixed) };
@@ -140,11 +150,25 @@ export class OnnxEncoder implements ArcEncoder {
 
   /**
    * Wraps an open session. Runs it once on a one-token input, which reads the <Cont> vector and
-   * proves that the provider can execute the graph.
+   * proves that the provider can execute the graph. `bosTokenId` is the decoder's BOS id; it is
+   * required when config.addBos is set (every chunk is then encoded with it in front).
    */
-  static async create(ort: Ort, session: Session, file: string, config: Manifest['encoder'], policy: BatchPolicy = DEFAULT_BATCH_POLICY): Promise<OnnxEncoder> {
-    const enc = new OnnxEncoder(ort, session, file, config, policy);
-    const { cont } = await enc.run([[0]]);
+  static async create(
+    ort: Ort,
+    session: Session,
+    file: string,
+    config: Manifest['encoder'],
+    bosTokenId: number | null = null,
+    policy: BatchPolicy = DEFAULT_BATCH_POLICY,
+  ): Promise<OnnxEncoder> {
+    if (config.addBos && bosTokenId === null) {
+      throw new ArcError('model-corrupt', `${file}: encoder.addBos is true but the package has no decoder.bosTokenId to prepend. Set encoder.addBos to false or add the decoder to the package.`);
+    }
+    if (config.addBos && config.maxChunkTokens < 2) {
+      throw new ArcError('model-corrupt', `${file}: encoder.addBos needs encoder.maxChunkTokens of at least 2 (one slot is the BOS token).`);
+    }
+    const enc = new OnnxEncoder(ort, session, file, config, config.addBos ? bosTokenId : null, policy);
+    const { cont } = await enc.run([encoderInput([0], enc.bos)]);
     enc.contVector = cont;
     return enc;
   }
@@ -157,13 +181,15 @@ export class OnnxEncoder implements ArcEncoder {
     chunks.forEach((c, i) => {
       if (c.length === 0) throw new ArcError('internal', `Chunk ${i} is empty; the encoder needs at least one token.`);
       if (c.length > this.maxChunkTokens) {
-        throw new ArcError('context-too-large', `Chunk ${i} has ${c.length} tokens but this encoder takes at most ${this.maxChunkTokens} (encoder.maxChunkTokens); split it first.`);
+        const why = this.bos === null ? 'encoder.maxChunkTokens' : 'encoder.maxChunkTokens less one for the BOS token of encoder.addBos';
+        throw new ArcError('context-too-large', `Chunk ${i} has ${c.length} tokens but this encoder takes at most ${this.maxChunkTokens} (${why}); split it first.`);
       }
     });
+    const inputs = chunks.map((c) => encoderInput(c, this.bos));
     const out = new Array<CompressedChunk>(chunks.length);
-    for (const batch of planBatches(chunks.map((c) => c.length), this.policy)) {
+    for (const batch of planBatches(inputs.map((c) => c.length), this.policy)) {
       throwIfAborted(signal, 'Encoding');
-      const { chunks: encoded } = await this.run(batch.map((i) => chunks[i]!));
+      const { chunks: encoded } = await this.run(batch.map((i) => inputs[i]!));
       batch.forEach((i, k) => (out[i] = encoded[k]!));
     }
     return out;

@@ -121,6 +121,14 @@ export function validateManifest(raw: unknown, file: string): Manifest {
     if (decoder.eosTokenId >= decoder.vocabSize) c.fail('decoder.eosTokenId', `must be below decoder.vocabSize (${decoder.vocabSize})`);
   }
 
+  // addBos prepends the decoder's BOS id; it must exist and leave room for one real token.
+  if (encoder.addBos && decoder === null) {
+    c.fail('encoder.addBos', 'is true but the package has no decoder, so there is no decoder.bosTokenId to prepend; set it to false');
+  }
+  if (encoder.addBos && encoder.maxChunkTokens < 2) {
+    c.fail('encoder.maxChunkTokens', 'must be at least 2 when encoder.addBos is true (one slot is the BOS token)');
+  }
+
   const p = c.object(root, 'prompt', '');
   const questionTemplate = c.requiredString(p, 'questionTemplate', 'prompt.');
   if (!questionTemplate.includes('{question}')) c.fail('prompt.questionTemplate', 'must contain "{question}"');

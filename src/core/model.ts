@@ -104,7 +104,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Ar
   const opened = await openSessions(specs, opts, async (sessions, ort) => {
     const es = sessions.get('encoder')!;
     checkIo(encoderPath, es, ENCODER_IO);
-    encoder = await OnnxEncoder.create(ort, es, encoderPath, enc);
+    encoder = await OnnxEncoder.create(ort, es, encoderPath, enc, dec ? dec.bosTokenId : null);
     if (dec && decoderPaths && decoderTokenizer) {
       const embed = sessions.get('embed')!;
       const ds = sessions.get('decoder')!;

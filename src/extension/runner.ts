@@ -1,7 +1,7 @@
 // Runs ask() for the views: one run at a time (the model's ONNX sessions are shared), each with
 // its own AbortController, every event forwarded to the view that asked. No `vscode` import: the
 // adapter hands in the model getter and the pipeline, so this is unit tested with a fake ask().
-import type { ArcModel, AskFn } from '../core/api';
+import type { ArcModel, AskFn, AskOptions } from '../core/api';
 import type { ArcErrorCode, AskEvent, AskRequest, AskStats, Citation, FileCompression } from '../core/types';
 import type { CompressionSnapshot, HostMessage, RunInfo } from '../protocol';
 
@@ -42,12 +42,8 @@ export function errorText(e: unknown): string {
   return text.replace(/\s*\n\s*/g, ' ').trim() || 'Unknown error.';
 }
 
-/** ask() as the core implements it: AskFn plus the cache size cap and a log hook. */
-export type RunnerAskFn = (
-  model: ArcModel,
-  request: AskRequest,
-  options: { signal?: AbortSignal; cacheDir?: string | null; cacheMaxBytes?: number; log?: (line: string) => void },
-) => ReturnType<AskFn>;
+/** The core's AskFn as the runner calls it: always with options (signal, cache, log). */
+export type RunnerAskFn = (model: ArcModel, request: AskRequest, options: AskOptions) => ReturnType<AskFn>;
 
 export interface RunnerDeps {
   ask: RunnerAskFn;
