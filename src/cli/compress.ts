@@ -3,10 +3,10 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ArcModel } from '../core/api';
-import { ArcError } from '../core/errors';
+import { ArcError, throwIfAborted } from '../core/errors';
 import { loadModel } from '../core/model';
 import { VectorCache } from '../core/context/cache';
-import { chunkFiles } from '../core/context/chunker';
+import { ChunkIndex, chunkFilesIndexed, chunkIndexIdentity } from '../core/context/chunkIndex';
 import { compressChunks } from '../core/context/compress';
 import { defaultCacheDir, defaultModelDir } from '../core/context/locations';
 import { collectSources, type SkipReport } from '../core/context/sources';
@@ -21,8 +21,8 @@ export const PIPELINE_OPTIONS = {
 export const PIPELINE_MODEL_USAGE = `  --model DIR        arc-model/1 package folder (default: the bundled models/arc-tiny-code)
   --provider P       auto (default), cuda, webgpu, dml, coreml or cpu; unavailable ones fall back down the ladder
   --threads N        CPU threads for ONNX Runtime
-  --cache DIR        compressed-vector cache folder (default: ${defaultCacheDir()})
-  --no-cache         neither read nor write the cache
+  --cache DIR        compressed-vector cache folder, also holding the chunk index (default: ${defaultCacheDir()})
+  --no-cache         neither read nor write the cache or the chunk index
   -v, --verbose      log provider choice, cache repairs and timings to stderr`;
 
 /** --model, or the package shipped next to the CLI (dist/cli.js -> ../models/arc-tiny-code). */
@@ -85,6 +85,8 @@ export interface CompressFigures {
   files: number;
   skipped: SkipReport;
   chunks: number;
+  /** Files whose chunks came from the chunk index (unchanged since an earlier run), untokenized. */
+  filesFromIndex: number;
   sourceTokens: number;
   vectors: number;
   ratio: number;
@@ -136,11 +138,15 @@ export const command: Command = {
       if (collected.files.length === 0) {
         throw new ArcError('no-sources', `No readable text files in ${roots.join(', ')} (skipped: ${describeSkipped(collected.skipped)}).`);
       }
-      const chunks = chunkFiles(collected.files, model.tokenizer, { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header }, io.signal);
       const log = (line: string): void => {
         bar.end();
         io.stderr.write(`arc-context: ${line}\n`);
       };
+      const identity = cacheDir ? await chunkIndexIdentity(model) : null;
+      const index = cacheDir && identity ? new ChunkIndex(cacheDir, identity, { log }) : null;
+      const chunked = await chunkFilesIndexed(collected.files, model.tokenizer, { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header }, index, io.signal);
+      throwIfAborted(io.signal, 'Splitting files into chunks');
+      const chunks = chunked.chunks;
       const cache = cacheDir ? new VectorCache(cacheDir, { log }) : null;
       const it = compressChunks(chunks, { encoder: model.encoder, modelIdentity: model.identity, cache, signal: io.signal });
       let r = await it.next();
@@ -159,6 +165,7 @@ export const command: Command = {
         files: collected.files.length,
         skipped: collected.skipped,
         chunks: chunks.length,
+        filesFromIndex: chunked.fromIndex,
         sourceTokens,
         vectors,
         ratio: vectors > 0 ? sourceTokens / vectors : 0,
@@ -172,7 +179,7 @@ export const command: Command = {
         io.stdout.write(
           [
             `model      ${fig.model} (${fig.provider})`,
-            `files      ${fig.files} read; skipped: ${describeSkipped(fig.skipped)}`,
+            `files      ${fig.files} read (${fig.filesFromIndex} unchanged, from the chunk index); skipped: ${describeSkipped(fig.skipped)}`,
             `chunks     ${fig.chunks}: ${fig.cacheHits} from cache, ${fig.encoded} encoded in ${fig.encodeMs} ms`,
             `tokens     ${fig.sourceTokens} -> ${fig.vectors} vectors (x${fig.ratio.toFixed(2)})`,
             `cache      ${fig.cacheDir ?? 'off'}`,

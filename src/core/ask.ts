@@ -4,7 +4,8 @@
 import type { AskFn, AskOptions, ArcModel, CompressedChunk, GenerationTimings } from './api';
 import type { ArcErrorCode, AskEvent, AskRequest, AskStats, Citation, FileCompression } from './types';
 import { VectorCache } from './context/cache';
-import { chunkFiles, type Chunk } from './context/chunker';
+import type { Chunk } from './context/chunker';
+import { ChunkIndex, chunkFilesIndexed, chunkIndexCap, chunkIndexIdentity } from './context/chunkIndex';
 import { compressChunks } from './context/compress';
 import { selectChunks, type SelectItem } from './context/select';
 import { collectSources, type SkipReport } from './context/sources';
@@ -120,9 +121,25 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
         throw new ArcError('no-sources', `No readable text files to answer from${where}${describeSkips(collected.skipped)}. Open a folder with source code or add files to the question.`);
       }
       // 2. Chunks, sized for the encoder (full mode uses the same chunks so citations agree).
-      const chunks = chunkFiles(collected.files, model.tokenizer, { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header }, signal);
+      // Unchanged files come from the chunk index beside the vector cache, untokenized.
+      const indexLog: string[] = [];
+      const identity = options.cacheDir ? await chunkIndexIdentity(model) : null;
+      const index =
+        options.cacheDir && identity
+          ? new ChunkIndex(options.cacheDir, identity, {
+              maxBytes: options.cacheMaxBytes !== undefined ? chunkIndexCap(options.cacheMaxBytes) : undefined,
+              log: (line) => {
+                indexLog.push(line);
+                options.log?.(line);
+              },
+            })
+          : null;
+      const chunked = await chunkFilesIndexed(collected.files, model.tokenizer, { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header }, index, signal);
+      const chunks = chunked.chunks;
       cancelled('Splitting files into chunks');
-      yield { type: 'progress', stage: 'tokenize', message: `${chunks.length} chunks from ${collected.files.length} files`, done: collected.files.length, total: collected.files.length };
+      for (const line of indexLog) yield { type: 'progress', stage: 'tokenize', message: line };
+      const unchanged = chunked.fromIndex + chunked.fromMemo;
+      yield { type: 'progress', stage: 'tokenize', message: `${chunks.length} chunks from ${collected.files.length} files${unchanged > 0 ? ` (${unchanged} unchanged, not tokenized again)` : ''}`, done: collected.files.length, total: collected.files.length };
       if (chunks.length === 0) {
         throw new ArcError('no-sources', `The files found${where} contain only whitespace${describeSkips(collected.skipped)}. Open a folder with source code or add files to the question.`);
       }

@@ -200,16 +200,34 @@ function memoKey(file: SourceFile, opts: ChunkOptions): string {
   return hashText(`${opts.maxTokens}\0${opts.header}\0${file.path}\0${file.startLine}\0${file.text}`);
 }
 
-/** chunkFile with the per-process memo; origin and absPath always come from `file`. */
-export function chunkFileMemo(file: SourceFile, tokenizer: TextTokenizer, opts: ChunkOptions): Chunk[] {
+/** The memoized chunks of `file`, with origin and absPath taken from `file`; undefined on a miss. */
+export function memoLookup(file: SourceFile, tokenizer: TextTokenizer, opts: ChunkOptions): Chunk[] | undefined {
+  const map = memo.get(tokenizer);
+  if (!map) return undefined;
+  const key = memoKey(file, opts);
+  const chunks = map.get(key);
+  if (!chunks) return undefined;
+  map.delete(key); // re-inserted: Map order doubles as recency order
+  map.set(key, chunks);
+  return chunks.map((c) => ({ ...c, origin: file.origin, absPath: file.absPath }));
+}
+
+/** Remembers the chunks of `file` for the rest of the process. */
+export function memoStore(file: SourceFile, tokenizer: TextTokenizer, opts: ChunkOptions, chunks: Chunk[]): void {
   let map = memo.get(tokenizer);
   if (!map) memo.set(tokenizer, (map = new Map()));
   const key = memoKey(file, opts);
-  let chunks = map.get(key);
-  if (chunks) map.delete(key); // re-inserted below: Map order doubles as recency order
-  else chunks = chunkFile(file, tokenizer, opts);
+  map.delete(key);
   map.set(key, chunks);
   if (map.size > MEMO_MAX_FILES) map.delete(map.keys().next().value as string);
+}
+
+/** chunkFile with the per-process memo; origin and absPath always come from `file`. */
+export function chunkFileMemo(file: SourceFile, tokenizer: TextTokenizer, opts: ChunkOptions): Chunk[] {
+  const hit = memoLookup(file, tokenizer, opts);
+  if (hit) return hit;
+  const chunks = chunkFile(file, tokenizer, opts);
+  memoStore(file, tokenizer, opts, chunks);
   return chunks.map((c) => ({ ...c, origin: file.origin, absPath: file.absPath }));
 }
 
