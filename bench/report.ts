@@ -183,7 +183,7 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
         ['duration', `${f(r.seconds)} s`],
         ['code', `${r.git.commit ?? 'unknown'}${r.git.dirty ? ' (with uncommitted changes)' : ''}`],
         ['model', `${r.model.name} (\`${r.model.dir}\`), identity ${r.model.identity}`],
-        ['model commit', r.model.commit ? `${r.model.commit} — ${r.model.commitSubject ?? ''}` : 'not committed'],
+        ['model commit', r.model.commit ? `${r.model.commit} — ${r.model.commitSubject ?? ''}${r.model.commitDirty ? ' (package files changed since that commit)' : ''}` : 'not committed'],
         ['CPU', `${m.cpu}, ${m.cores} cores`],
         ['RAM', `${m.ramGiB} GiB`],
         ['OS', m.os],

@@ -28,6 +28,8 @@ export interface ModelInfo {
   /** Last commit that touched the package folder, when it is in a git repository. */
   commit: string | null;
   commitSubject: string | null;
+  /** Tracked files of the package differ from that commit. */
+  commitDirty: boolean;
   encoder: { poolingFactor: number; maxChunkTokens: number; hiddenSize: number; outputSize: number };
   decoder: { hiddenSize: number; numLayers: number; vocabSize: number; contextLength: number } | null;
 }

@@ -88,12 +88,13 @@ export function gitState(dir: string): { commit: string | null; dirty: boolean |
   return { commit, dirty: status === null ? null : status !== '' };
 }
 
-/** The last commit that touched `dir` (a model package), if it is tracked. */
-export function lastCommitOf(dir: string): { commit: string | null; subject: string | null } {
+/** The last commit that touched `dir` (a model package), if it is tracked, and whether its tracked files changed since. */
+export function lastCommitOf(dir: string): { commit: string | null; subject: string | null; dirty: boolean } {
   const line = git(dir, ['log', '-1', '--format=%H %s', '--', '.']);
-  if (!line) return { commit: null, subject: null };
+  if (!line) return { commit: null, subject: null, dirty: false };
   const i = line.indexOf(' ');
-  return { commit: line.slice(0, i), subject: line.slice(i + 1) };
+  const status = git(dir, ['status', '--porcelain', '--untracked-files=no', '--', '.']);
+  return { commit: line.slice(0, i), subject: line.slice(i + 1), dirty: status !== null && status !== '' };
 }
 
 export async function withTempDir<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {

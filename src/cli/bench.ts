@@ -225,6 +225,7 @@ export const command: Command = {
           identity: model.identity,
           commit: commit.commit,
           commitSubject: commit.subject,
+          commitDirty: commit.dirty,
           encoder: {
             poolingFactor: model.manifest.encoder.poolingFactor,
             maxChunkTokens: model.manifest.encoder.maxChunkTokens,
