@@ -12,7 +12,7 @@ import type { SourceInput } from '../src/core/types';
 import { isExactMatch, parseEvalData, type EvalRowInput } from '../src/cli/eval';
 import { askOnce } from './ask';
 import { chunkOptions } from './latency';
-import type { CurvePoint, QualityModeFigures, QualitySection } from './types';
+import type { CurvePoint, QualityExample, QualityModeFigures, QualitySection } from './types';
 import { round, shuffled } from './util';
 
 export interface QaRow extends EvalRowInput {
@@ -121,6 +121,7 @@ function sourcesOf(files: readonly QaFile[]): SourceInput[] {
 }
 
 interface RowOutcome {
+  prediction: string;
   correct: boolean;
   answerIncluded: boolean;
   includedTokens: number;
@@ -132,17 +133,21 @@ async function askRow(model: ArcModel, question: string, answers: string[], file
     const out = await askOnce(model, { question, mode, sources: mode === 'none' ? [] : sourcesOf(files), ...(opts.maxNewTokens ? { maxNewTokens: opts.maxNewTokens } : {}) }, mode === 'arc' ? cacheDir : null, opts.signal);
     const lo = answer * LINE_STRIDE + 1;
     return {
+      prediction: out.answer.trim(),
       correct: isExactMatch(out.answer, answers),
       answerIncluded: out.included.some((c) => c.startLine >= lo && c.startLine < lo + LINE_STRIDE),
       includedTokens: out.stats.sourceTokens,
     };
   } catch (e) {
     if (isArcError(e) && e.code === 'cancelled') throw e;
-    return { correct: false, answerIncluded: false, includedTokens: 0, error: String(e) };
+    return { prediction: '', correct: false, answerIncluded: false, includedTokens: 0, error: String(e) };
   }
 }
 
-function modeFigures(kinds: string[], correct: boolean[]): QualityModeFigures {
+/** Rows whose predictions are kept in the result, to show what the model answers. */
+const EXAMPLES = 6;
+
+function modeFigures(kinds: string[], correct: boolean[], examples: QualityExample[]): QualityModeFigures {
   const perKind: Record<string, { n: number; exactMatch: number }> = {};
   kinds.forEach((k, i) => {
     const e = (perKind[k] ??= { n: 0, exactMatch: 0 });
@@ -150,7 +155,8 @@ function modeFigures(kinds: string[], correct: boolean[]): QualityModeFigures {
     if (correct[i]) e.exactMatch++;
   });
   for (const e of Object.values(perKind)) e.exactMatch = round(e.exactMatch / e.n, 4);
-  return { n: correct.length, exactMatch: round(correct.filter(Boolean).length / Math.max(1, correct.length), 4), perKind };
+  const errors = examples.filter((e) => e.error !== undefined).length;
+  return { n: correct.length, exactMatch: round(correct.filter(Boolean).length / Math.max(1, correct.length), 4), perKind, errors, examples: examples.slice(0, EXAMPLES) };
 }
 
 export async function runQuality(model: ArcModel, dataPath: string, opts: QualityOptions): Promise<QualitySection> {
@@ -162,13 +168,16 @@ export async function runQuality(model: ArcModel, dataPath: string, opts: Qualit
     const modes = {} as QualitySection['modes'];
     for (const mode of ['arc', 'full', 'none'] as const) {
       const correct: boolean[] = [];
+      const examples: QualityExample[] = [];
       for (const row of rows) {
         const r = await askRow(model, row.question, row.answers, row.files, answerFileIndex(row), mode, cacheDir, opts);
         correct.push(r.correct);
+        examples.push({ id: row.id, kind: row.kind, question: row.question, expected: row.answers[0] ?? '', prediction: r.prediction, correct: r.correct, ...(r.error !== undefined ? { error: r.error } : {}) });
       }
       modes[mode] = modeFigures(
         rows.map((r) => r.kind),
         correct,
+        examples,
       );
       opts.log(`quality: ${mode} exact match ${modes[mode].exactMatch} on ${rows.length} rows`);
     }

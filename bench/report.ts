@@ -338,6 +338,27 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
         (['arc', 'full', 'none'] as const).map((mode) => [mode, pct(q.modes[mode].exactMatch), ...kinds.map((k) => (q.modes[mode].perKind[k] ? `${pct(q.modes[mode].perKind[k]!.exactMatch)} (n=${q.modes[mode].perKind[k]!.n})` : '–'))]),
       ),
     );
+    const cell = (t: string): string => (t === '' ? '(empty)' : `\`\` ${t.replace(/\|/g, '\\|').replace(/\n/g, ' ')} \`\``);
+    const ex = q.modes.arc.examples;
+    if (ex.length > 0) {
+      out.push(`The first ${ex.length} rows as answered in each mode:\n`);
+      out.push(
+        table(
+          ['row', 'question', 'expected', 'arc', 'full', 'none'],
+          ex.map((e, i) => [
+            e.id,
+            cell(e.question),
+            cell(e.expected),
+            ...(['arc', 'full', 'none'] as const).map((mode) => {
+              const x = q.modes[mode].examples[i];
+              return x ? `${cell(x.prediction)}${x.correct ? ' ✓' : ''}` : '–';
+            }),
+          ]),
+        ),
+      );
+    }
+    const errs = (['arc', 'full', 'none'] as const).filter((m) => q.modes[m].errors > 0).map((m) => `${m} ${q.modes[m].errors}`);
+    if (errs.length > 0) out.push(`Rows that ended in a pipeline error (scored as wrong): ${errs.join(', ')}.\n`);
     const c = q.curve[0];
     out.push(
       `Accuracy against codebase size: the answer's file plus N distractor files (the row's own, then held-out files of the same package, then any; none defines the asked name), ` +

@@ -173,10 +173,24 @@ export interface WorkspaceSection {
   processMaxRssMiB: number;
 }
 
+export interface QualityExample {
+  id: string;
+  kind: string;
+  question: string;
+  expected: string;
+  prediction: string;
+  correct: boolean;
+  error?: string;
+}
+
 export interface QualityModeFigures {
   n: number;
   exactMatch: number;
   perKind: Record<string, { n: number; exactMatch: number }>;
+  /** Rows whose question ended in a pipeline error (scored as wrong). */
+  errors: number;
+  /** The first rows' predictions. */
+  examples: QualityExample[];
 }
 
 export interface CurvePoint {

@@ -40,8 +40,8 @@ throughput, workspace compression and (full runs) answer quality. Writes a JSON 
   --tree DIR         tree to compress and tokenize (default node_modules/@types/node; quick: node_modules/picomatch)
   --encoder-chunks N chunks for the encoder throughput (default 256; quick 16)
   --qa FILE          held-out questions (default: <model>/heldout-qa.jsonl)
-  --qa-rows N        rows for the per-mode exact match (default 150; 0 = all)
-  --curve-rows N     rows for the accuracy-versus-size curve (default 30)
+  --qa-rows N        rows for the per-mode exact match (default 0 = all)
+  --curve-rows N     rows for the accuracy-versus-size curve (default 60)
   --max-new-tokens N answer length limit (default: the manifest's)
   --no-report        do not write BENCHMARKS.md and the SVG after a full run
   -v, --verbose      log provider choice`;
@@ -147,8 +147,8 @@ export const command: Command = {
     const reps = parseIntOption(values.reps, '--reps', 1) ?? (quick ? 2 : 5);
     const threads = parseIntOption(values.threads, '--threads', 1) ?? 1;
     const encoderChunks = parseIntOption(values['encoder-chunks'], '--encoder-chunks', 1) ?? (quick ? 16 : 256);
-    const qaRows = parseIntOption(values['qa-rows'], '--qa-rows', 0) ?? 150;
-    const curveRows = parseIntOption(values['curve-rows'], '--curve-rows', 1) ?? 30;
+    const qaRows = parseIntOption(values['qa-rows'], '--qa-rows', 0) ?? 0;
+    const curveRows = parseIntOption(values['curve-rows'], '--curve-rows', 1) ?? 60;
     const maxNew = parseIntOption(values['max-new-tokens'], '--max-new-tokens', 1);
     const root = packageRoot(__dirname) ?? process.cwd();
     const benchDir = path.join(root, 'bench');

@@ -107,6 +107,8 @@ test('bench --quick runs every section on tiny-arc and writes the result JSON', 
     assert.equal(res.quality.rows, 3);
     assert.deepEqual(Object.keys(res.quality.modes.arc.perKind).sort(), ['file', 'params', 'value']);
     assert.deepEqual(res.quality.curve.map((p) => p.distractors), [0, 4, 16, 64]);
+    assert.deepEqual(res.quality.modes.full.examples.map((e) => e.id), ['f1', 'p1', 'v1']);
+    assert.equal(res.quality.modes.none.errors, 0);
 
     const md = renderMarkdown(res, 'results/x.json', 'ttft.svg');
     assert.match(md, /## 1\. Time to first token/);
