@@ -78,6 +78,21 @@ export function isExactMatch(prediction: string, answers: readonly string[]): bo
 
 const MODES: readonly AnswerMode[] = ['arc', 'full', 'none'];
 
+/**
+ * A row may hold several excerpts of one file. The pipeline keeps one source per path (an
+ * unsaved editor wins over the disk), so excerpts of the same path are joined, in row order,
+ * into one text; otherwise the excerpt holding the answer could be dropped silently.
+ */
+export function mergeByPath(files: { path: string; text: string }[]): { path: string; text: string }[] {
+  const merged = new Map<string, string[]>();
+  for (const f of files) {
+    const parts = merged.get(f.path) ?? [];
+    parts.push(f.text.endsWith('\n') ? f.text : f.text + '\n');
+    merged.set(f.path, parts);
+  }
+  return [...merged].map(([path, parts]) => ({ path, text: parts.join('') }));
+}
+
 export const command: Command = {
   usage,
   async run(argv, io) {
@@ -119,7 +134,7 @@ export const command: Command = {
       const results: EvalRowResult[] = [];
       for (const row of rows) {
         bar.update(results.length, rows.length, `rows (${results.filter((r) => r.correct).length} correct)`);
-        const sources: SourceInput[] = row.files.map((f) => ({ path: f.path, text: f.text, origin: 'workspace' }));
+        const sources: SourceInput[] = mergeByPath(row.files).map((f) => ({ path: f.path, text: f.text, origin: 'workspace' }));
         let prediction = '';
         let ttftMs = 0;
         let error: string | undefined;
