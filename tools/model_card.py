@@ -138,8 +138,17 @@ def main() -> None:
         with open(os.path.join(a.model, "arc-model.json"), "w") as f:
             json.dump(man, f, indent=2)
             f.write("\n")
+        gold = {}
+        qa_path = os.path.join(a.model, "heldout-qa.jsonl")
+        if os.path.exists(qa_path):
+            gold = {r["id"]: r["answers"][0] for r in map(json.loads, open(qa_path))}
+        selfs = [i for i, g in gold.items() if i.startswith("params") and g.strip() == "self"]
+        n_params = sum(1 for i in gold if i.startswith("params"))
         out += ["## Evaluation (held-out, through `arc-context eval`)", "",
-                "| mode | n | exact match | file | params | value | median TTFT ms |", "|---|---|---|---|---|---|---|"]
+                f"Trivial baseline: {len(selfs)} of {n_params} parameter questions have the answer `self`; "
+                "the column 'params w/o self' leaves those rows out.", "",
+                "| mode | n | exact match | file | params | params w/o self | value | median TTFT ms |",
+                "|---|---|---|---|---|---|---|---|"]
         for path in a.eval_json:
             r = json.load(open(path))
             kinds = defaultdict(list)
@@ -148,8 +157,10 @@ def main() -> None:
             tt = sorted(x["ttftMs"] for x in r["rows"])
             med = tt[len(tt) // 2] if tt else 0
             f = lambda k: f"{sum(kinds[k]) / len(kinds[k]):.3f}" if kinds[k] else "-"  # noqa: E731
+            ns = [row["correct"] for row in r["rows"] if row["id"].startswith("params") and row["id"] not in selfs]
+            nself = f"{sum(ns) / len(ns):.3f}" if ns else "-"
             out.append(f"| {r.get('mode', os.path.basename(path))} | {r['n']} | {r['exactMatch']:.3f} | {f('file')} | "
-                       f"{f('params')} | {f('value')} | {med:.0f} |")
+                       f"{f('params')} | {nself} | {f('value')} | {med:.0f} |")
         out += ["", "Command: `node dist/cli.js eval --model models/arc-tiny-code --data models/arc-tiny-code/heldout-qa.jsonl "
                 "--mode MODE --json` (one file per mode).", ""]
     with open(os.path.join(a.model, "MODEL.md"), "w") as f:
