@@ -4,8 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { main } from '../../src/cli';
+import { cli } from './cli-helper';
 import { answerFileIndex, definesName, distractorRow, parseQaData } from '../../bench/quality';
 import { renderMarkdown, ttftSvg } from '../../bench/report';
 import { BENCH_SCHEMA, isSkipped, type BenchResult } from '../../bench/types';
@@ -32,16 +31,6 @@ function qaRows(): string {
     .join('\n');
 }
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await main(argv, { stdout, stderr });
-  return { code, out, err };
-}
 
 test('bench --quick runs every section on tiny-arc and writes the result JSON', { skip, timeout: 60_000 }, async () => {
   const t = tempDir('bench');

@@ -3,24 +3,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { main } from '../../src/cli';
+import { cli } from './cli-helper';
 import { isExactMatch, parseEvalData } from '../../src/cli/eval';
 import { TINY_ARC, hasTinyArc, tempDir } from './pipeline-helpers';
 
 const WORKSPACE = path.resolve(__dirname, '../fixtures/workspace-py');
 const skip = hasTinyArc() ? false : 'test/fixtures/tiny-arc is missing';
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await main(argv, { stdout, stderr });
-  return { code, out, err };
-}
 
 test('compress fills the cache once; a second run encodes nothing', { skip }, async () => {
   const t = tempDir('cli-compress');

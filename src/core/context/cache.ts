@@ -94,7 +94,7 @@ export function decodeEntry(key: string, buf: Buffer, expectDim?: number): Compr
   return { vectors, count, dim, groups };
 }
 
-function isErrno(e: unknown, ...codes: string[]): boolean {
+export function isErrno(e: unknown, ...codes: string[]): boolean {
   return typeof e === 'object' && e !== null && codes.includes(String((e as { code?: unknown }).code));
 }
 
@@ -233,7 +233,7 @@ export class VectorCache {
 }
 
 /** Windows refuses to rename over a file another process has open; that clears quickly. */
-async function renameWithRetry(from: string, to: string): Promise<void> {
+export async function renameWithRetry(from: string, to: string): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
       await rename(from, to);

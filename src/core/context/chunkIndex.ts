@@ -11,11 +11,11 @@
 // rebuilt, several processes may share the folder, least recently used entries are evicted
 // beyond a size cap under a lock.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { lock } from 'proper-lockfile';
 import type { ArcModel, TextTokenizer } from '../api';
-import { DEFAULT_CACHE_MAX_BYTES } from './cache';
+import { DEFAULT_CACHE_MAX_BYTES, isErrno, renameWithRetry } from './cache';
 import { HfTokenizer } from '../tokenizer';
 import { chunkFile, hashText, memoLookup, memoStore, renderHeader, type Chunk, type ChunkOptions } from './chunker';
 import type { SourceFile } from './sources';
@@ -40,10 +40,6 @@ const STALE_TEMP_MS = 10 * 60 * 1000;
 export interface ChunkIndexOptions {
   maxBytes?: number;
   log?: (line: string) => void;
-}
-
-function isErrno(e: unknown, ...codes: string[]): boolean {
-  return typeof e === 'object' && e !== null && codes.includes(String((e as { code?: unknown }).code));
 }
 
 const tokenizerIds = new WeakMap<TextTokenizer, Promise<string | null>>();
@@ -310,16 +306,4 @@ export async function chunkFilesIndexed(
   }
   if (index) await index.evictIfGrown();
   return res;
-}
-
-async function renameWithRetry(from: string, to: string): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await rename(from, to);
-      return;
-    } catch (e) {
-      if (attempt >= 5 || !isErrno(e, 'EPERM', 'EBUSY', 'EACCES')) throw e;
-      await new Promise((r) => setTimeout(r, 20 * (attempt + 1)));
-    }
-  }
 }
