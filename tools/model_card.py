@@ -74,14 +74,20 @@ def main() -> None:
     # a resumed run repeats the steps after its checkpoint: keep the run that continued
     steps, evals = [], []
     for r in log:
+        # (a continued run, train.py --init-from, has its own run number and restarts step counts)
         if "loss" in r:
-            steps = [q for q in steps if not (q["stage"] == r["stage"] and q["step"] >= r["step"])] + [r]
+            steps = [q for q in steps if not (q.get("run", 1) == r.get("run", 1) and q["stage"] == r["stage"]
+                                              and q["step"] >= r["step"])] + [r]
         elif "eval" in r:
             e = r["eval"]
-            evals = [q for q in evals if not (q["stage"] == e["stage"] and q["step"] >= e["step"])] + [e]
+            evals = [q for q in evals if not (q.get("run", 1) == e.get("run", 1) and q["stage"] == e["stage"]
+                                              and q["step"] >= e["step"])] + [e]
+    def label(r: dict) -> str:
+        return r["stage"] if r.get("run", 1) == 1 else f"{r['stage']} (run {r['run']})"
+
     series = defaultdict(list)
     for r in steps:
-        series[r["stage"]].append((r["seconds"] / 60, r["loss"]))
+        series[label(r)].append((r["seconds"] / 60, r["loss"]))
     with open(os.path.join(a.model, "loss.svg"), "w") as f:
         f.write(line_chart(series, "arc-tiny-code training loss by stage", "training minutes (1 CPU thread)", "loss"))
     em = defaultdict(list)
@@ -105,9 +111,13 @@ def main() -> None:
            "- Tokenizer: byte-level BPE trained here (tools/bpe.py); identifiers, numbers, punctuation runs and",
            "  whitespace runs are pre-split so a name is tokenized the same wherever it stands.", "",
            "## Training", "",
-           f"Stages (tools/configs/arc-tiny-code.json): {', '.join(man.get('training', {}).get('stages', []))}; "
-           f"finished stages: {man.get('training', {}).get('stage', '?')}; tokens seen {man.get('training', {}).get('tokens', 0):,}; "
-           f"{man.get('training', {}).get('seconds', 0) / 60:.0f} minutes of training on one CPU thread (2-core shared machine).", "",
+           f"{man.get('training', {}).get('seconds', 0) / 60:.0f} minutes of training on one CPU thread (2-core shared machine), "
+           f"{man.get('training', {}).get('tokens', 0):,} tokens seen, in these runs:", ""]
+    for i, run in enumerate(man.get("training", {}).get("runs", []), 1):
+        start = f" from the previous package (`--init-from ... --start-stage {run['stages'][0]}`)" if run.get("initFrom") else ""
+        out.append(f"{i}. `{run['config']}`{start}: stages {', '.join(run['stages'])}; "
+                   f"{run['seconds'] / 60:.0f} minutes, {run['tokens']:,} tokens.")
+    out += ["",
            "![loss](loss.svg)", "", "![exact match](em.svg)", ""]
     if evals:
         nll = [ev for ev in evals if "continuation_nll" in ev]
@@ -117,13 +127,13 @@ def main() -> None:
                     "| stage | step | none | full | arc |", "|---|---|---|---|---|"]
             for ev in nll:
                 c = ev["continuation_nll"]
-                out.append(f"| {ev['stage']} | {ev['step']} | {c['none']:.3f} | {c['full']:.3f} | {c.get('arc', float('nan')):.3f} |")
+                out.append(f"| {label(ev)} | {ev['step']} | {c['none']:.3f} | {c['full']:.3f} | {c.get('arc', float('nan')):.3f} |")
             out.append("")
         out += ["Quick evaluations logged during training (subsets: 45 held-out rows, 30 synthetic rows):", "",
                 "| stage | step | minutes | mode | file | params | value | all | synthetic |", "|---|---|---|---|---|---|---|---|---|"]
         for ev in evals:
             for mode, r in ev["heldout"].items():
-                out.append(f"| {ev['stage']} | {ev['step']} | {ev['seconds'] / 60:.0f} | {mode} | {r.get('file', 0):.2f} | "
+                out.append(f"| {label(ev)} | {ev['step']} | {ev['seconds'] / 60:.0f} | {mode} | {r.get('file', 0):.2f} | "
                            f"{r.get('params', 0):.2f} | {r.get('value', 0):.2f} | {r['all']:.2f} | {ev['synth_small']['all']:.2f} |")
         out.append("")
     if a.eval_json:

@@ -52,6 +52,10 @@ def main() -> None:
     ap.add_argument("--run", default="runs/arc-tiny-code")
     ap.add_argument("--data", default="tools/.data")
     ap.add_argument("--out", default="models/arc-tiny-code")
+    ap.add_argument("--config", default="tools/configs/arc-tiny-code.json", help="the config the run used (recorded)")
+    ap.add_argument("--continues", default=None,
+                    help="folder with the previous package's arc-model.json and train-log.jsonl when the run "
+                         "started from its weights (train.py --init-from): training cost and log are cumulative")
     a = ap.parse_args()
     torch.set_num_threads(1)
     dec, enc, state, cfg = build(a.run, a.data)
@@ -66,11 +70,51 @@ def main() -> None:
         "training": {"stage": state["stage"], "stages": [s["name"] for s in cfg["stages"]],
                      "tokens": state["tokens"], "seconds": round(state["seconds"])},
     }
+    trained = []  # the stages this run trained (a continued run skips the first ones)
+    for line in open(os.path.join(a.run, "log.jsonl")):
+        r = json.loads(line)
+        name = r.get("stage") or r.get("eval", {}).get("stage")
+        if name and name not in trained:
+            trained.append(name)
+    this_run = {"config": a.config, "stages": trained, "finishedStages": state["stage"],
+                "tokens": state["tokens"], "seconds": round(state["seconds"])}
+    prev_log: list = []
+    if a.continues:
+        prev = json.load(open(os.path.join(a.continues, "arc-model.json")))["training"]
+        runs = prev.get("runs") or [{"config": "tools/configs/arc-tiny-code.json", "stages": prev["stages"],
+                                     "finishedStages": prev["stage"], "tokens": prev["tokens"], "seconds": prev["seconds"]}]
+        for line in open(os.path.join(a.continues, "train-log.jsonl")):
+            r = json.loads(line)
+            r.setdefault("run", 1) if "eval" not in r else r["eval"].setdefault("run", 1)
+            prev_log.append(r)
+        this_run["initFrom"] = "the previous package's weights.safetensors"
+        runs = runs + [this_run]
+        extra["training"] = {"runs": runs, "stages": [s for r in runs for s in r["stages"]],
+                             "stage": state["stage"], "tokens": sum(r["tokens"] for r in runs),
+                             "seconds": sum(r["seconds"] for r in runs)}
+    else:
+        extra["training"]["runs"] = [this_run]
     with torch.no_grad():
         m = export.export_package(a.out, dec, enc, 0, os.path.join(a.data, "tokenizer.json"), extra)
     export.save_checkpoint(os.path.join(a.out, "weights.safetensors"), os.path.join(a.out, "weights.config.json"),
                            enc, dec, m)
-    shutil.copyfile(os.path.join(a.run, "log.jsonl"), os.path.join(a.out, "train-log.jsonl"))
+    with open(os.path.join(a.out, "train-log.jsonl"), "w") as out:
+        # one cumulative log: this run's minutes and tokens continue from the previous run's
+        base_s, base_t, run_no = 0, 0, 1
+        if prev_log:
+            run_no = max((r.get("run") or r.get("eval", {}).get("run", 1)) for r in prev_log) + 1
+            base_s, base_t = extra["training"]["seconds"] - this_run["seconds"], extra["training"]["tokens"] - this_run["tokens"]
+            for r in prev_log:
+                out.write(json.dumps(r) + "\n")
+        for line in open(os.path.join(a.run, "log.jsonl")):
+            r = json.loads(line)
+            rec = r["eval"] if "eval" in r else r
+            rec["run"] = run_no
+            if "seconds" in rec:
+                rec["seconds"] += base_s
+            if "tokens" in rec:
+                rec["tokens"] += base_t
+            out.write(json.dumps(r) + "\n")
     shutil.copyfile(os.path.join(a.data, "heldout-qa.jsonl"), os.path.join(a.out, "heldout-qa.jsonl"))
     total = sum(os.path.getsize(os.path.join(a.out, f)) for f in os.listdir(a.out))
     print(json.dumps({"out": a.out, "bytes": total, "state": state}))

@@ -118,3 +118,23 @@ test('filterGitignored stops when the signal fires', async () => {
     ws.cleanup();
   }
 });
+
+test('.git/info/exclude applies below every .gitignore, in the scan and in filterGitignored', async () => {
+  const ws = tempDir('gitignore-info-exclude');
+  try {
+    write(ws.dir, '.git/info/exclude', 'notes/\n*.local.ts\nkeep.local.ts\n');
+    write(ws.dir, '.gitignore', '!keep.local.ts\n');
+    const files = ['a.ts', 'notes/todo.md', 'x.local.ts', 'keep.local.ts', 'sub/y.local.ts'];
+    for (const f of files) write(ws.dir, f, 'x\n');
+    const expected = ['.gitignore', 'a.ts', 'keep.local.ts'];
+    const scanned = await collectSources({ roots: [ws.dir] });
+    assert.deepEqual(scanned.files.map((f) => f.path).sort(), expected);
+    const res = await filterGitignored(ws.dir, ['.gitignore', ...files]);
+    assert.deepEqual([...res.kept].sort(), expected);
+    // Only a repository root's exclude file counts: a sub-folder scanned on its own has none.
+    const sub = await collectSources({ roots: [path.join(ws.dir, 'sub')] });
+    assert.deepEqual(sub.files.map((f) => f.path), ['y.local.ts']);
+  } finally {
+    ws.cleanup();
+  }
+});

@@ -130,6 +130,21 @@ async function loadGitignore(absDir: string, relDir: string): Promise<IgnoreLaye
   return { dir: relDir, ig: ignore().add(content) };
 }
 
+/**
+ * The repository's own exclude file (`.git/info/exclude`) when `rootAbs` is a repository root:
+ * git applies it below every .gitignore, with patterns relative to the root, so it is the
+ * outermost layer. (A scan root inside a repository does not look above itself.)
+ */
+async function loadInfoExclude(rootAbs: string): Promise<IgnoreLayer[]> {
+  let content: string;
+  try {
+    content = await readFile(path.join(rootAbs, '.git', 'info', 'exclude'), 'utf8');
+  } catch {
+    return []; // not a repository root, or no exclude file
+  }
+  return [{ dir: '', ig: ignore().add(content) }];
+}
+
 export interface GitignoreFilterResult {
   /** The paths no .gitignore excludes, as given and in the given order. */
   kept: string[];
@@ -152,7 +167,7 @@ export async function filterGitignored(root: string, relPaths: readonly string[]
     let p = folders.get(relDir);
     if (!p) {
       p = (async () => {
-        let outer: IgnoreLayer[] = [];
+        let outer: IgnoreLayer[] = relDir === '' ? await loadInfoExclude(rootAbs) : [];
         if (relDir !== '') {
           const cut = relDir.lastIndexOf('/');
           const parent = await layersFor(cut < 0 ? '' : relDir.slice(0, cut));
@@ -343,7 +358,7 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
       signal: opts.signal,
       onProgress: opts.onProgress ? (n) => opts.onProgress?.(scanned + n) : undefined,
     };
-    await walkDir(st, rootAbs, '', []);
+    await walkDir(st, rootAbs, '', await loadInfoExclude(rootAbs));
     scanned += st.scanned;
   }
 
