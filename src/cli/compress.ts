@@ -6,7 +6,7 @@ import type { ArcModel } from '../core/api';
 import { ArcError, throwIfAborted } from '../core/errors';
 import { loadModel } from '../core/model';
 import { VectorCache } from '../core/context/cache';
-import { ChunkIndex, chunkFilesIndexed, chunkIndexIdentity } from '../core/context/chunkIndex';
+import { chunkFilesIndexed, openChunkIndex } from '../core/context/chunkIndex';
 import { compressChunks } from '../core/context/compress';
 import { defaultCacheDir, defaultModelDir } from '../core/context/locations';
 import { collectSources, type SkipReport } from '../core/context/sources';
@@ -142,8 +142,7 @@ export const command: Command = {
         bar.end();
         io.stderr.write(`arc-context: ${line}\n`);
       };
-      const identity = cacheDir ? await chunkIndexIdentity(model) : null;
-      const index = cacheDir && identity ? new ChunkIndex(cacheDir, identity, { log }) : null;
+      const index = await openChunkIndex(model, cacheDir, { log });
       const chunked = await chunkFilesIndexed(collected.files, model.tokenizer, { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header }, index, io.signal);
       throwIfAborted(io.signal, 'Splitting files into chunks');
       const chunks = chunked.chunks;

@@ -5,7 +5,7 @@ import type { AskFn, AskOptions, ArcModel, CompressedChunk, GenerationTimings } 
 import type { ArcErrorCode, AskEvent, AskRequest, AskStats, Citation, FileCompression } from './types';
 import { VectorCache } from './context/cache';
 import type { Chunk } from './context/chunker';
-import { ChunkIndex, chunkFilesIndexed, chunkIndexCap, chunkIndexIdentity } from './context/chunkIndex';
+import { chunkFilesIndexed, openChunkIndex } from './context/chunkIndex';
 import { compressChunks } from './context/compress';
 import { selectChunks, type SelectItem } from './context/select';
 import { collectSources, type SkipReport } from './context/sources';
@@ -123,17 +123,13 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
       // 2. Chunks, sized for the encoder (full mode uses the same chunks so citations agree).
       // Unchanged files come from the chunk index beside the vector cache, untokenized.
       const indexLog: string[] = [];
-      const identity = options.cacheDir ? await chunkIndexIdentity(model) : null;
-      const index =
-        options.cacheDir && identity
-          ? new ChunkIndex(options.cacheDir, identity, {
-              maxBytes: options.cacheMaxBytes !== undefined ? chunkIndexCap(options.cacheMaxBytes) : undefined,
-              log: (line) => {
-                indexLog.push(line);
-                options.log?.(line);
-              },
-            })
-          : null;
+      const index = await openChunkIndex(model, options.cacheDir, {
+        cacheMaxBytes: options.cacheMaxBytes,
+        log: (line) => {
+          indexLog.push(line);
+          options.log?.(line);
+        },
+      });
       const chunked = await chunkFilesIndexed(collected.files, model.tokenizer, { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header }, index, signal);
       const chunks = chunked.chunks;
       cancelled('Splitting files into chunks');

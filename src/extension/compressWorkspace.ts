@@ -4,8 +4,9 @@
 // No `vscode` import: progress and cancellation come in as plain callbacks and a signal.
 import type { ArcModel } from '../core/api';
 import { VectorCache } from '../core/context/cache';
-import { chunkFiles } from '../core/context/chunker';
+import { chunkFilesIndexed, openChunkIndex } from '../core/context/chunkIndex';
 import { compressChunks } from '../core/context/compress';
+import { throwIfAborted } from '../core/errors';
 import { collectSources } from '../core/context/sources';
 import type { FileCompression, SourceInput } from '../core/types';
 import type { CompressionSnapshot } from '../protocol';
@@ -31,12 +32,18 @@ export async function compressSources(
   const collected = await collectSources({ sources, include: opts.include, exclude: opts.exclude, signal });
   const skippedFiles = Object.values(collected.skipped.counts).reduce((a, b) => a + (b ?? 0), 0);
   opts.onProgress?.(`Chunking ${collected.files.length} files`);
-  const chunks = chunkFiles(
+  // Unchanged files come from the chunk index beside the cache (as ask() and the CLI do), so a
+  // second Compress Workspace in a new window does not tokenize them again.
+  const index = await openChunkIndex(model, opts.cacheDir, { cacheMaxBytes: opts.cacheMaxBytes, log: opts.log });
+  const chunked = await chunkFilesIndexed(
     collected.files,
     model.tokenizer,
     { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header },
+    index,
     signal,
   );
+  throwIfAborted(signal, 'Splitting files into chunks');
+  const chunks = chunked.chunks;
   const cache = new VectorCache(opts.cacheDir, { maxBytes: opts.cacheMaxBytes, log: opts.log });
   const it = compressChunks(chunks, { encoder: model.encoder, modelIdentity: model.identity, cache, signal });
   let r = await it.next();

@@ -68,6 +68,24 @@ export function chunkIndexIdentity(model: Pick<ArcModel, 'tokenizer'>): Promise<
   return id;
 }
 
+/**
+ * The chunk index beside the vector cache in `cacheDir` for this model's tokenizer, capped
+ * relative to the cache's cap; null without a cache folder or a file-backed tokenizer.
+ */
+export async function openChunkIndex(
+  model: Pick<ArcModel, 'tokenizer'>,
+  cacheDir: string | undefined | null,
+  opts: { cacheMaxBytes?: number; log?: (line: string) => void } = {},
+): Promise<ChunkIndex | null> {
+  if (!cacheDir) return null;
+  const identity = await chunkIndexIdentity(model);
+  if (!identity) return null;
+  return new ChunkIndex(cacheDir, identity, {
+    maxBytes: opts.cacheMaxBytes !== undefined ? chunkIndexCap(opts.cacheMaxBytes) : undefined,
+    log: opts.log,
+  });
+}
+
 export class ChunkIndex {
   readonly root: string;
   readonly maxBytes: number;
