@@ -246,7 +246,11 @@ def arc_forward(dec: Decoder, enc: ArcEncoder, items: List[dict]) -> torch.Tenso
         parts.append(dec.embed(after[:-1]))
         seqs.append(torch.cat(parts))
         tgt = torch.full((prefix_len - 1 + len(it["after"]),), -100, dtype=torch.long, device=DEV)
-        tgt[prefix_len - 1 + it["loss_from"]:] = after[it["loss_from"]:]
+        if "loss_mask" in it:  # several answers, each supervised (the prompts between them are not)
+            on = torch.tensor(it["loss_mask"], dtype=torch.bool, device=DEV)
+            tgt[prefix_len - 1:][on] = after[on]
+        else:
+            tgt[prefix_len - 1 + it["loss_from"]:] = after[it["loss_from"]:]
         targets.append(tgt)
     L = max(s.shape[0] for s in seqs)
     x = torch.zeros(len(seqs), L, dec.cfg.dim, device=DEV)
@@ -267,11 +271,16 @@ def arc_pretrain_item(data: Data, rec_frac: float) -> dict:
     return {"docs": [ids[:cut]], "special": "cont", "before": [bpe.BOS], "after": ids[cut:cut + 96], "loss_from": 0}
 
 
-def arc_qa_item(data: Data, chunks: Sequence[C.Chunk], q: C.QA) -> dict:
-    ans = data.enc(q.answer + C.ANSWER_END)
-    prompt = data.prompt_ids(q.question)
+def arc_qa_item(data: Data, chunks: Sequence[C.Chunk], q) -> dict:
+    """QA over compressed chunks; `q` is one QA or a list asked one after the other (as in
+    qa_sequence), each answer supervised."""
+    after, mask = [], []
+    for one in (q if isinstance(q, list) else [q]):
+        prompt, ans = data.prompt_ids(one.question), data.enc(one.answer + C.ANSWER_END)
+        after += prompt + ans
+        mask += [0] * len(prompt) + [1] * len(ans)
     return {"docs": [data.enc(c.render())[: data.max_chunk] for c in chunks], "special": "cont",
-            "before": [bpe.BOS], "after": prompt + ans, "loss_from": len(prompt)}
+            "before": [bpe.BOS], "after": after, "loss_mask": mask}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -497,7 +506,8 @@ def main() -> None:
                 items = []
                 for _ in range(B):
                     if data.rng.random() < st["mix"].get("qa", 0):
-                        src = data.synth_example(False) if data.rng.random() < st["mix"].get("qa_synth", 0.3) else data.real_example()
+                        src = (data.synth_example(False, st.get("questions_per_context", 1))
+                               if data.rng.random() < st["mix"].get("qa_synth", 0.3) else data.real_example())
                         items.append(arc_qa_item(data, *src))
                     else:
                         items.append(arc_pretrain_item(data, st["mix"].get("rec", 0.2)))

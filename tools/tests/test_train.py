@@ -1,0 +1,76 @@
+"""tools/train.py's ARC batches: which tokens are supervised (real models, tiny random weights)."""
+from __future__ import annotations
+
+import unittest
+
+import torch
+
+from tools.tests import helpers  # noqa: F401  (puts tools/ on sys.path, one thread)
+import corpus as C
+import train
+from model import ArcEncoder, Decoder, DecoderConfig, EncoderConfig
+
+
+class _TextData:
+    """Only what arc_qa_item needs of train.Data: a deterministic text -> ids map (fake tokenizer:
+    one id per character; the real BPE needs the prepared corpus) and the chunk cap."""
+    max_chunk = 64
+
+    def enc(self, s: str):
+        return [3 + ord(ch) % 60 for ch in s]
+
+    def prompt_ids(self, question: str):
+        return self.enc(C.QUESTION_TEMPLATE.format(question=question))
+
+
+def models():
+    torch.manual_seed(0)
+    dcfg = DecoderConfig(vocab_size=70, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, hidden_dim=48)
+    ecfg = EncoderConfig(vocab_size=70, dim=32, n_layers=1, n_heads=4, n_kv_heads=2, head_dim=8, hidden_dim=48,
+                         pooling_factor=4, proj_hidden=16, out_dim=32, n_decoders=1)
+    return Decoder(dcfg).eval(), ArcEncoder(ecfg).eval()
+
+
+class ArcQaItemTest(unittest.TestCase):
+    def setUp(self):
+        self.data = _TextData()
+        self.chunks = [C.Chunk("pkg/a.py", "def area(w, h):\n    return w * h\nRATE = 3\n", 1)]
+        self.qs = [C.QA("params", "area", C.Q_PARAMS.format(name="area"), "w, h"),
+                   C.QA("value", "RATE", C.Q_VALUE.format(name="RATE"), "3")]
+
+    def test_several_questions_supervise_exactly_their_answers(self):
+        it = train.arc_qa_item(self.data, self.chunks, self.qs)
+        supervised = [t for t, m in zip(it["after"], it["loss_mask"]) if m]
+        self.assertEqual(supervised, self.data.enc("w, h" + C.ANSWER_END) + self.data.enc("3" + C.ANSWER_END))
+        first = self.data.prompt_ids(self.qs[0].question)
+        self.assertEqual(it["after"][: len(first)], first)
+        self.assertEqual(it["loss_mask"][: len(first)], [0] * len(first))
+
+    def test_loss_mask_equals_the_suffix_form_for_one_question(self):
+        dec, enc = models()
+        one = train.arc_qa_item(self.data, self.chunks, self.qs[0])
+        start = one["loss_mask"].index(1)
+        self.assertEqual(one["loss_mask"], [0] * start + [1] * (len(one["after"]) - start))
+        suffix = {k: v for k, v in one.items() if k != "loss_mask"} | {"loss_from": start}
+        with torch.no_grad():
+            a = train.arc_forward(dec, enc, [one])
+            b = train.arc_forward(dec, enc, [suffix])
+        self.assertAlmostEqual(float(a), float(b), places=6)
+
+    def test_two_questions_loss_is_the_token_weighted_mean_of_the_answers(self):
+        # Asking the second question after the first changes nothing before it (causal decoder),
+        # so the first answer's summed NLL is the same as when it is asked alone.
+        dec, enc = models()
+        both = train.arc_qa_item(self.data, self.chunks, self.qs)
+        one = train.arc_qa_item(self.data, self.chunks, self.qs[0])
+        n_both, n_one = sum(both["loss_mask"]), sum(one["loss_mask"])
+        only_second = dict(both, loss_mask=[m if i >= len(one["after"]) else 0 for i, m in enumerate(both["loss_mask"])])
+        with torch.no_grad():
+            total = float(train.arc_forward(dec, enc, [both])) * n_both
+            first = float(train.arc_forward(dec, enc, [one])) * n_one
+            second = float(train.arc_forward(dec, enc, [only_second])) * (n_both - n_one)
+        self.assertAlmostEqual(total, first + second, places=4)
+
+
+if __name__ == "__main__":
+    unittest.main()
