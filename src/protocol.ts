@@ -61,7 +61,8 @@ export interface CompressionSnapshot {
 
 /** Messages from the extension host to a webview. */
 export type HostMessage =
-  | { type: 'init'; view: 'chat' | 'panel'; defaultMode: AnswerMode; status: ModelStatus }
+  /** `restore`: the host has nothing to replay (a panel VS Code restored after a restart): show the page's saved state. */
+  | { type: 'init'; view: 'chat' | 'panel'; defaultMode: AnswerMode; status: ModelStatus; restore?: boolean }
   | { type: 'status'; status: ModelStatus }
   | { type: 'runStarted'; run: RunInfo }
   | { type: 'runEvent'; runId: string; event: AskEvent }

@@ -6,11 +6,11 @@ import type { CompressionSnapshot, HostMessage } from '../src/protocol';
 import { answerBody, citationList, type Post } from './answerView';
 import { button, el } from './components';
 import { barWidths, formatInt, formatMs, formatRatio, MODE_LABEL } from './format';
-import { applyEvent, endRun, newEntry, type AnswerEntry } from './state';
+import { applyEvent, endRun, newEntry, restorePanelState, type AnswerEntry, type PanelState } from './state';
 import { vscodeApi } from './vscodeApi';
 
 export function startPanel(root: HTMLElement): void {
-  const api = vscodeApi<never>();
+  const api = vscodeApi<PanelState>();
   const post: Post = (m) => api.postMessage(m);
   let entry: AnswerEntry | undefined;
   let snapshot: CompressionSnapshot | undefined;
@@ -135,12 +135,22 @@ export function startPanel(root: HTMLElement): void {
         if (snapshot.stats) answer.replaceChildren(answerBody({ runId: 'snapshot', question: snapshot.title, mode: snapshot.stats.mode, sourceLabel: '', answer: '', state: 'done', citations: [], stats: snapshot.stats }, post, true));
       }
       renderPicture();
+      // Kept by VS Code for the panel serializer: the panel comes back after a restart.
+      api.setState({ version: 1, entry, snapshot });
     });
   }
 
   window.addEventListener('message', (ev: MessageEvent<HostMessage>) => {
     const m = ev.data;
     switch (m.type) {
+      case 'init': {
+        if (!m.restore) return;
+        const saved = restorePanelState(api.getState());
+        entry = saved.entry;
+        snapshot = saved.snapshot;
+        if (!entry && !snapshot) return;
+        break;
+      }
       case 'runStarted':
         entry = newEntry(m.run);
         snapshot = undefined;

@@ -1,7 +1,7 @@
 // What a webview remembers about answers, and how run events update it. Pure (no DOM): the chat
 // persists this through vscode.setState, and the unit tests drive applyEvent directly.
 import type { AnswerMode, ArcErrorCode, AskEvent, AskStats, Citation, FileCompression } from '../src/core/types';
-import type { RunInfo, SourceKind } from '../src/protocol';
+import type { CompressionSnapshot, RunInfo, SourceKind } from '../src/protocol';
 
 export type EntryState = 'streaming' | 'done' | 'error' | 'cancelled';
 
@@ -49,6 +49,38 @@ export function restoreChatState(saved: unknown): ChatState {
     source: s.source === 'selection' || s.source === 'workspace' ? s.source : 'open',
     draft: typeof s.draft === 'string' ? s.draft : '',
   };
+}
+
+/** What the answer panel remembers so VS Code can restore it after a restart. */
+export interface PanelState {
+  version: 1;
+  entry?: AnswerEntry;
+  snapshot?: CompressionSnapshot;
+}
+
+function isEntry(e: unknown): e is AnswerEntry {
+  const x = e as Partial<AnswerEntry> | undefined;
+  return !!x && typeof x.runId === 'string' && typeof x.question === 'string' && typeof x.answer === 'string' && Array.isArray(x.citations);
+}
+
+/**
+ * Accept a saved panel state only if it has the shape this version writes. The run it showed
+ * did not survive the restart: a streaming answer comes back as stopped.
+ */
+export function restorePanelState(saved: unknown): PanelState {
+  const s = saved as Partial<PanelState> | undefined;
+  if (!s || s.version !== 1) return { version: 1 };
+  const out: PanelState = { version: 1 };
+  if (isEntry(s.entry)) {
+    out.entry = { ...s.entry };
+    if (out.entry.state === 'streaming') {
+      out.entry.state = 'cancelled';
+      out.entry.progress = undefined;
+    }
+  } else if (s.snapshot && typeof s.snapshot.title === 'string' && Array.isArray(s.snapshot.files)) {
+    out.snapshot = s.snapshot;
+  }
+  return out;
 }
 
 export function newEntry(run: RunInfo): AnswerEntry {

@@ -14,6 +14,8 @@ export class AnswerPanel implements vscode.Disposable {
   static readonly viewType = 'arcContext.answer';
   private panel: vscode.WebviewPanel | undefined;
   private ready = false;
+  /** Restored by VS Code after a restart and not reused since: the page shows its saved state. */
+  private restored = false;
   private transcript: HostMessage[] = [];
 
   constructor(
@@ -27,6 +29,7 @@ export class AnswerPanel implements vscode.Disposable {
   /** Start showing new content: the panel is created or revealed and its transcript reset. */
   open(title: string): void {
     this.transcript = [];
+    this.restored = false;
     if (this.panel) {
       this.panel.title = title;
       this.panel.reveal(vscode.ViewColumn.Beside, false);
@@ -41,6 +44,26 @@ export class AnswerPanel implements vscode.Disposable {
       { viewColumn: vscode.ViewColumn.Beside, preserveFocus: false },
       { ...webviewOptions(this.extensionUri), retainContextWhenHidden: false },
     );
+    this.adopt(panel);
+  }
+
+  /**
+   * The panel VS Code brought back after a restart (registered as the serializer of
+   * `viewType`): it has no run behind it, so the page shows what it saved (a streaming answer as
+   * stopped). A second restored panel is closed: this panel is a single reused one.
+   */
+  restore(panel: vscode.WebviewPanel): void {
+    if (this.panel) {
+      panel.dispose();
+      return;
+    }
+    this.transcript = [];
+    this.restored = true;
+    panel.webview.options = webviewOptions(this.extensionUri);
+    this.adopt(panel);
+  }
+
+  private adopt(panel: vscode.WebviewPanel): void {
     panel.iconPath = vscode.Uri.joinPath(this.extensionUri, 'media', 'arc.svg');
     this.panel = panel;
     this.ready = false;
@@ -79,7 +102,13 @@ export class AnswerPanel implements vscode.Disposable {
     switch (m.type) {
       case 'ready':
         this.ready = true;
-        post(this.panel?.webview, { type: 'init', view: 'panel', defaultMode: readSettings().answerMode, status: this.status() });
+        post(this.panel?.webview, {
+          type: 'init',
+          view: 'panel',
+          defaultMode: readSettings().answerMode,
+          status: this.status(),
+          restore: this.restored && this.transcript.length === 0,
+        });
         for (const t of this.transcript) post(this.panel?.webview, t);
         return;
       case 'stop':

@@ -50,6 +50,11 @@ export function activate(context: vscode.ExtensionContext): void {
   };
   const chat = new ChatViewProvider(context.extensionUri, controller, log, () => modelManager.status, runCommand);
   const panel = new AnswerPanel(context.extensionUri, controller, log, () => modelManager.status, runCommand);
+  context.subscriptions.push(
+    vscode.window.registerWebviewPanelSerializer(AnswerPanel.viewType, {
+      deserializeWebviewPanel: async (restoredPanel) => panel.restore(restoredPanel),
+    }),
+  );
 
   let watcher: WorkspaceWatcher | undefined;
   const refreshCache = () => {

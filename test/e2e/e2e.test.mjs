@@ -268,6 +268,24 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
       await h.screenshot(page, 'compress-and-ask-panel');
     });
 
+    it('(a) the answer panel comes back after the window reloads (panel serializer)', async () => {
+      const { page } = w;
+      const panelBefore = await h.frameWith(page, '[data-testid="panel-question"]');
+      const before = (await panelBefore.locator('[data-testid="answer"] [data-testid="answer-text"]').textContent())?.trim() ?? '';
+      await h.runCommand(page, 'Developer: Reload Window');
+      await page.waitForEvent('load', { timeout: 60_000 }).catch(() => undefined);
+      await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+      const panel = await h.frameWith(page, '[data-testid="panel-question"]', { timeout: 60_000 });
+      await h.expectEventually(async () => {
+        const t = await panel.locator('[data-testid="panel-question"]').textContent();
+        return t?.includes('applyDiscount') ? true : `restored panel title is "${t}"`;
+      }, 30_000);
+      const after = (await panel.locator('[data-testid="answer"] [data-testid="answer-text"]').textContent())?.trim() ?? '';
+      assert.equal(after, before, 'the restored panel shows the answer it showed before the reload');
+      const files = await panel.locator('[data-testid="file-row"]').allTextContents();
+      assert.ok(files.some((r) => r.includes('pricing.ts')), `restored compression rows: ${JSON.stringify(files)}`);
+    });
+
     it('(b) sidebar chat streams an answer with stats and a citation that opens the file', async () => {
       const { page } = w;
       // Start from a single editor group so the citation opens where we look for it.

@@ -17,7 +17,11 @@ test('commands have the documented titles and every one activates the extension'
   const events: string[] = pkg.activationEvents;
   for (const c of cmds) assert.ok(events.includes(`onCommand:${c.command}`), c.command);
   assert.ok(events.includes('onView:arcContext.chat'));
-  assert.ok(events.every((e) => e.startsWith('onCommand:arcContext.') || e === 'onView:arcContext.chat'), 'no broad activation');
+  assert.ok(events.includes('onWebviewPanel:arcContext.answer'), 'the answer panel is restored after a restart');
+  assert.ok(
+    events.every((e) => e.startsWith('onCommand:arcContext.') || e === 'onView:arcContext.chat' || e === 'onWebviewPanel:arcContext.answer'),
+    'no broad activation',
+  );
   assert.equal(pkg.main, './dist/extension.js');
 });
 

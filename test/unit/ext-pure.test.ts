@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { chooseModelDir, combineGlobs, excludeGlobs, expandBraces, normalizeSettings } from '../../src/extension/config';
 import { contentSecurityPolicy, renderWebviewHtml } from '../../src/extension/webviewHtml';
 import { barWidths, formatMs, formatRatio, formatStatsLine } from '../../webview/format';
-import { applyEvent, endRun, groupEntries, newEntry, restoreChatState } from '../../webview/state';
+import { applyEvent, endRun, groupEntries, newEntry, restoreChatState, restorePanelState } from '../../webview/state';
 import type { AskStats } from '../../src/core/types';
 
 test('normalizeSettings falls back to defaults for junk and clamps ranges', () => {
@@ -110,6 +110,27 @@ test('answer state: tokens stream, done replaces, cancel keeps the partial answe
   endRun(s, 'error');
   assert.equal(s.state, 'error');
   assert.deepEqual(groupEntries([e, s, newEntry({ runId: 'r3', question: 'z', mode: 'arc', sourceLabel: 'y' })]).map((g) => g.map((x) => x.runId)), [['r1', 'r2'], ['r3']]);
+});
+
+test('restorePanelState (answer panel after a VS Code restart) keeps a finished answer, stops a live one, rejects junk', () => {
+  assert.deepEqual(restorePanelState(undefined), { version: 1 });
+  assert.deepEqual(restorePanelState({ version: 2, entry: newEntry({ runId: 'r', question: 'q', mode: 'arc', sourceLabel: 'x' }) }), { version: 1 });
+  assert.deepEqual(restorePanelState({ version: 1, entry: { runId: 'r', question: 'q' } }), { version: 1 }, 'an entry without answer/citations');
+  const done = newEntry({ runId: 'r1', question: 'Which file?', mode: 'arc', sourceLabel: 'Workspace' });
+  applyEvent(done, { type: 'token', text: 'src/a.py' }, true);
+  endRun(done, 'done');
+  const saved = JSON.parse(JSON.stringify({ version: 1, entry: done })); // what VS Code stores
+  assert.deepEqual(restorePanelState(saved).entry, saved.entry);
+  assert.equal(restorePanelState(saved).entry?.state, 'done');
+  const live = newEntry({ runId: 'r2', question: 'q', mode: 'arc', sourceLabel: 'x' });
+  live.progress = 'Encoding';
+  const back = restorePanelState({ version: 1, entry: live }).entry;
+  assert.equal(back?.state, 'cancelled');
+  assert.equal(back?.progress, undefined);
+  assert.equal(live.state, 'streaming', 'the saved object itself is not modified');
+  const snapshot = { title: 'Workspace', files: [{ path: 'a.py', tokens: 8, vectors: 2, chunks: 1, included: 0 }], included: [], leftOut: [] };
+  assert.deepEqual(restorePanelState({ version: 1, snapshot }), { version: 1, snapshot });
+  assert.deepEqual(restorePanelState({ version: 1, snapshot: { title: 3 } }), { version: 1 });
 });
 
 test('restoreChatState rejects foreign shapes and ends runs that were live at reload', () => {

@@ -32,12 +32,12 @@ function extension(): vscode.Extension<unknown> {
 }
 
 describe('ARC Context in the VS Code extension host', () => {
-  it('declares activation on its own commands and chat view only', () => {
-    // activationEvents lists only our commands and the chat view: nothing else may wake it.
+  it('declares activation on its own commands, chat view and answer panel only', () => {
+    // activationEvents lists only our commands, the chat view and the restorable answer panel.
     const events: string[] = (extension().packageJSON as { activationEvents: string[] }).activationEvents;
     assert.ok(events.length > 0, 'no activation events');
     for (const e of events) {
-      assert.match(e, /^(onCommand:arcContext\.|onView:arcContext\.)/, `unexpected activation event ${e}`);
+      assert.match(e, /^(onCommand:arcContext\.|onView:arcContext\.|onWebviewPanel:arcContext\.answer$)/, `unexpected activation event ${e}`);
     }
   });
 
