@@ -60,6 +60,20 @@ def data_md(data_dir: str) -> str:
     return "\n".join(lines)
 
 
+def context_lengths(model_dir: str) -> dict:
+    """Held-out row id -> tokens of its rendered context files (the package's own tokenizer)."""
+    qa_path, tok_path = os.path.join(model_dir, "heldout-qa.jsonl"), os.path.join(model_dir, "tokenizer.json")
+    if not (os.path.exists(qa_path) and os.path.exists(tok_path)):
+        return {}
+    import bpe
+    import corpus as C
+    tok = bpe.Tokenizer.load(tok_path)
+    out = {}
+    for row in map(json.loads, open(qa_path)):
+        out[row["id"]] = sum(len(tok.encode(C.HEADER.format(path=f["path"]) + f["text"])) for f in row["files"])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/arc-tiny-code")
@@ -171,6 +185,24 @@ def main() -> None:
             nself = f"{sum(ns) / len(ns):.3f}" if ns else "-"
             out.append(f"| {r.get('mode', os.path.basename(path))} | {r['n']} | {r['exactMatch']:.3f} | {f('file')} | "
                        f"{f('params')} | {nself} | {f('value')} | {med:.0f} |")
+        # exact match by the context's length in tokens (the rendered files, as the decoder reads them in full mode)
+        lengths = context_lengths(a.model)
+        if lengths:
+            edges = [0, 256, 384, 448, 10 ** 9]
+            names = ["< 256", "256-383", "384-447", ">= 448"]
+            bucket = {i: next(b for b in range(4) if edges[b] <= n < edges[b + 1]) for i, n in lengths.items()}
+            counts = Counter(bucket.values())
+            out += ["", "Exact match by context length (source tokens of the question's files; arc reads a quarter as many vectors):", "",
+                    "| mode | " + " | ".join(f"{nm} (n={counts.get(b, 0)})" for b, nm in enumerate(names)) + " |",
+                    "|---|" + "---|" * len(names)]
+            for path in a.eval_json:
+                r = json.load(open(path))
+                per = defaultdict(list)
+                for row in r["rows"]:
+                    if row["id"] in bucket:
+                        per[bucket[row["id"]]].append(row["correct"])
+                cells = [f"{sum(per[b]) / len(per[b]):.3f}" if per[b] else "-" for b in range(len(names))]
+                out.append(f"| {r.get('mode', os.path.basename(path))} | " + " | ".join(cells) + " |")
         out += ["", "Command: `node dist/cli.js eval --model models/arc-tiny-code --data models/arc-tiny-code/heldout-qa.jsonl "
                 "--mode MODE --json` (one file per mode).", ""]
     with open(os.path.join(a.model, "MODEL.md"), "w") as f:
