@@ -1,27 +1,19 @@
 // "ARC: Compress Workspace" (src/extension/compressWorkspace.ts has no vscode import, so it runs
 // here on the real tiny-arc package): it fills the vector cache and the chunk index that ask()
 // and a later window read.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import type { ArcModel } from '../../src/core/api';
 import { ChunkIndex, chunkIndexIdentity } from '../../src/core/context/chunkIndex';
 import { collectSources } from '../../src/core/context/sources';
-import { loadModel } from '../../src/core/model';
 import { compressSources } from '../../src/extension/compressWorkspace';
-import { TINY_ARC, hasTinyArc, tempDir } from './pipeline-helpers';
+import { tempDir, useTinyArc } from './pipeline-helpers';
 
-const skip = hasTinyArc() ? false : 'test/fixtures/tiny-arc is missing (made by tools/make_fixtures.py)';
-let model: ArcModel;
-before(async () => {
-  if (!skip) model = await loadModel(TINY_ARC, { provider: 'cpu', threads: 1 });
-});
-after(async () => {
-  await model?.dispose();
-});
+const { skip, model: tinyArc } = useTinyArc();
 
 test('Compress Workspace writes the chunk index and the vectors; a second run encodes nothing', { skip }, async () => {
+  const model = await tinyArc();
   const ws = tempDir('compress-ws');
   try {
     const src = path.join(ws.dir, 'src');
@@ -51,6 +43,7 @@ test('Compress Workspace writes the chunk index and the vectors; a second run en
 });
 
 test('Compress Workspace stops with a cancellation error when the signal has fired', { skip }, async () => {
+  const model = await tinyArc();
   const ws = tempDir('compress-ws-cancel');
   try {
     writeFileSync(path.join(ws.dir, 'a.py'), 'x = 1\n');

@@ -1,6 +1,6 @@
 // ask() end to end on the real tiny-arc package (random weights: answers are noise, but every
 // stage runs the real ONNX encoder and decoder) over real folders.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, readdirSync, readFileSync, writeFileSync, mkdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
@@ -8,19 +8,14 @@ import type { ArcModel } from '../../src/core/api';
 import { ask } from '../../src/core/ask';
 import { chunkFile } from '../../src/core/context/chunker';
 import { VectorCache } from '../../src/core/context/cache';
-import { loadModel } from '../../src/core/model';
 import type { AskEvent, AskRequest } from '../../src/core/types';
-import { TINY_ARC, hasTinyArc, tempDir } from './pipeline-helpers';
+import { tempDir, useTinyArc } from './pipeline-helpers';
 
 const WORKSPACE = path.resolve(__dirname, '../fixtures/workspace-py');
-const skip = hasTinyArc() ? false : 'test/fixtures/tiny-arc is missing (made by tools/make_fixtures.py)';
+const { skip, model: tinyArc } = useTinyArc();
 let model: ArcModel;
-
 before(async () => {
-  if (!skip) model = await loadModel(TINY_ARC, { provider: 'cpu', threads: 1 });
-});
-after(async () => {
-  await model?.dispose();
+  if (!skip) model = await tinyArc();
 });
 
 type Ev<T extends AskEvent['type']> = Extract<AskEvent, { type: T }>;

@@ -3,11 +3,26 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import type { TextTokenizer } from '../../src/core/api';
+import { after } from 'node:test';
+import type { ArcModel, TextTokenizer } from '../../src/core/api';
+import { loadModel } from '../../src/core/model';
 
 export const TINY_ARC = path.resolve(__dirname, '../fixtures/tiny-arc');
 export const hasTinyArc = (): boolean =>
   ['arc-model.json', 'encoder.onnx', 'embed.onnx', 'decoder.onnx', 'tokenizer.json'].every((f) => existsSync(path.join(TINY_ARC, f)));
+
+/**
+ * The real tiny-arc package for a test file: loaded on first use (CPU, one thread) and disposed
+ * after the file's tests. `skip` says why when the fixture is missing.
+ */
+export function useTinyArc(): { skip: string | false; model: () => Promise<ArcModel> } {
+  const skip = hasTinyArc() ? false : 'test/fixtures/tiny-arc is missing (made by tools/make_fixtures.py)';
+  let loading: Promise<ArcModel> | undefined;
+  after(async () => {
+    await (await loading)?.dispose();
+  });
+  return { skip, model: () => (loading ??= loadModel(TINY_ARC, { provider: 'cpu', threads: 1 })) };
+}
 
 export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(path.join(tmpdir(), `arc-${prefix}-`));
