@@ -436,6 +436,8 @@ def main() -> None:
         dec.load_state_dict(blob["dec"])
         enc.load_state_dict(blob["enc"])
         state = blob["state"]
+        # a resumed run must not replay the examples it already trained on
+        data.rng.seed(seed * 1_000_003 + state["tokens"])
         print(f"resumed {state}", flush=True)
     log = open(os.path.join(a.run, "log.jsonl"), "a")
     heldout = [json.loads(l) for l in open(os.path.join(a.data, "heldout-qa.jsonl"))]
