@@ -149,6 +149,8 @@ export interface WorkspaceRun {
   totalMs: number;
   cacheHits: number;
   encoded: number;
+  /** Files whose chunks came from the on-disk chunk index (not tokenized again). */
+  filesFromIndex: number;
   /** Peak resident set size sampled during the run (MiB). */
   peakRssMiB: number;
   peakHeapMiB: number;

@@ -5,7 +5,7 @@ import { cp, readFile, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { ArcModel, TextTokenizer } from '../src/core/api';
 import { VectorCache } from '../src/core/context/cache';
-import { chunkFiles } from '../src/core/context/chunker';
+import { chunkFilesIndexed, openChunkIndex } from '../src/core/context/chunkIndex';
 import { compressChunks } from '../src/core/context/compress';
 import { collectSources } from '../src/core/context/sources';
 import { loadTokenizer } from '../src/core/tokenizer';
@@ -33,7 +33,10 @@ async function compressPass(model: ArcModel, root: string, cacheDir: string, tok
     const t0 = performance.now();
     const { files } = await collectSources({ roots: [root], signal });
     const t1 = performance.now();
-    const chunks = chunkFiles(files, tokenizer, chunkOptions(model), signal);
+    // The chunk index beside the cache, as `arc-context compress`, ask() and the extension use it.
+    const index = await openChunkIndex({ tokenizer }, cacheDir);
+    const chunked = await chunkFilesIndexed(files, tokenizer, chunkOptions(model), index, signal);
+    const chunks = chunked.chunks;
     const t2 = performance.now();
     const it = compressChunks(chunks, { encoder: model.encoder, modelIdentity: model.identity, cache: new VectorCache(cacheDir), signal });
     let r = await it.next();
@@ -42,6 +45,7 @@ async function compressPass(model: ArcModel, root: string, cacheDir: string, tok
     return {
       times: { scanMs: t1 - t0, chunkMs: t2 - t1, compressMs: t3 - t2, totalMs: t3 - t0 },
       result: r.value,
+      filesFromIndex: chunked.fromIndex,
       files: files.length,
       bytes: bytesOf(files),
       chunks: chunks.length,
@@ -57,6 +61,7 @@ async function compressPass(model: ArcModel, root: string, cacheDir: string, tok
       totalMs: round(times.totalMs),
       cacheHits: result.cacheHits,
       encoded: result.encoded,
+      filesFromIndex: value.filesFromIndex,
       peakRssMiB: mib(peakRss),
       peakHeapMiB: mib(peakHeap),
     },
@@ -83,7 +88,8 @@ export async function runWorkspace(model: ArcModel, tree: string, opts: Workspac
     const root = path.join(dir, 'tree');
     const cacheDir = path.join(dir, 'cache');
     await cp(tree, root, { recursive: true });
-    // A new process starts with an empty chunk memo: a fresh tokenizer instance per run shows that.
+    // A new process starts with an empty chunk memo (a fresh tokenizer instance per run shows that)
+    // and reads unchanged files' chunks from the on-disk chunk index.
     const fresh = (): Promise<TextTokenizer> => loadTokenizer(opts.tokenizerPath);
     const cold = await compressPass(model, root, cacheDir, await fresh(), opts.signal);
     opts.log(`workspace: cold ${cold.run.totalMs} ms (${cold.files} files, ${cold.sourceTokens} tokens, ${cold.run.encoded} chunks encoded)`);

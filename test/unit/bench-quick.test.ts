@@ -88,6 +88,8 @@ test('bench --quick runs every section on tiny-arc and writes the result JSON', 
     const w = res.workspace;
     assert.equal(w.cold.encoded, w.chunks);
     assert.deepEqual([w.warm.encoded, w.warm.cacheHits], [0, w.chunks]);
+    assert.deepEqual([w.cold.filesFromIndex, w.warm.filesFromIndex], [0, w.files], 'a new process reads unchanged files from the chunk index');
+    assert.equal(w.afterEdit.filesFromIndex, w.files - 1, 'only the edited file is chunked again');
     assert.equal(w.warmSameProcess.encoded, 0);
     assert.ok(w.afterEdit.encoded >= 1 && w.afterEdit.encoded < w.chunks, 'the edit re-encodes only the changed chunks');
     assert.ok(w.cold.peakRssMiB > 0);
