@@ -7,6 +7,8 @@ import { throwIfAborted } from '../errors';
 
 /** Chunks per encoder call: large enough to batch, small enough to cancel promptly. */
 export const DEFAULT_ENCODE_BATCH = 8;
+/** Cache lookups in flight at once. */
+const CACHE_READ_CONCURRENCY = 16;
 
 export interface CompressProgress {
   done: number;
@@ -45,14 +47,28 @@ export async function* compressChunks(chunks: Chunk[], opts: CompressOptions): A
   });
   let cacheHits = 0;
   const misses: string[] = [];
-  for (const [hash, idx] of byHash) {
-    throwIfAborted(signal, 'Compressing the context');
-    const hit = cache ? await cache.get(cacheKey(opts.modelIdentity, hash), encoder.dim) : null;
+  const unique = [...byHash.keys()];
+  // Cache reads overlap (file reads run on libuv's pool); results are taken in chunk order.
+  const found = new Array<CompressedChunk | null>(unique.length).fill(null);
+  if (cache) {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < unique.length) {
+        throwIfAborted(signal, 'Compressing the context');
+        const k = next++;
+        found[k] = await cache.get(cacheKey(opts.modelIdentity, unique[k]), encoder.dim);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(CACHE_READ_CONCURRENCY, unique.length) }, worker));
+  }
+  unique.forEach((hash, k) => {
+    const hit = found[k];
+    const idx = byHash.get(hash) as number[];
     if (hit) {
       for (const i of idx) out[i] = hit;
       cacheHits += idx.length;
     } else misses.push(hash);
-  }
+  });
   let done = cacheHits;
   yield { done, total: chunks.length, cacheHits, encoded: 0 };
 
