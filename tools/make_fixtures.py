@@ -26,8 +26,13 @@ import sys
 from collections import Counter
 from typing import Dict, List, Sequence, Tuple
 
-import numpy as np
-import torch
+# The golden numbers must not depend on the machine: OpenBLAS splits a matmul differently with
+# another thread count (last-bit differences), so the fixture is always made with one thread.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from model import (ArcEncoder, Decoder, DecoderConfig, EncoderConfig,  # noqa: E402
