@@ -37,7 +37,7 @@ class KvCacheTest(unittest.TestCase):
         for layout, scaling in (("meta", None), ("hf", LLAMA3)):
             _, dec = small_models(layout, tie=False, scaling=scaling)
             with torch.no_grad(), self.subTest(layout=layout):
-                x = torch.randn(2, 9, 32)
+                x = torch.randn(2, 9, 32, generator=torch.Generator().manual_seed(7))
                 mask = torch.ones(2, 9, dtype=torch.long)
                 pos = torch.arange(9).expand(2, 9)
                 full, _ = dec(x, mask, pos)
@@ -46,8 +46,9 @@ class KvCacheTest(unittest.TestCase):
                 for t in range(6, 9):
                     steps.append(dec(x[:, t:t + 1], mask[:, :t + 1], pos[:, t:t + 1], steps[-1][1]))
                 inc = torch.cat([s[0] for s in steps], dim=1)
-                self.assertLess((inc - full[:, 4:]).abs().max().item(), 1e-5)
+                # float32 through 3 layers, relative to the outputs' scale (worst of 200 seeds: 4.3e-6; a cache bug gives ~1e-1)
                 self.assertGreater(full.abs().max().item(), 0.1)
+                self.assertLess((inc - full[:, 4:]).abs().max().item() / full.abs().max().item(), 2e-5)
 
 
 @helpers.needs_ort
