@@ -227,7 +227,7 @@ def lm_loss(dec: Decoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
 # --------------------------------------------------------------------------- ARC batches
 
 
-def arc_forward(dec: Decoder, enc: ArcEncoder, items: List[dict]) -> torch.Tensor:
+def arc_forward(dec: Decoder, enc: ArcEncoder, items: List[dict], per_item: bool = False) -> torch.Tensor:
     """items: {"docs": [token lists to compress], "special": "cont"|"rec", "before": ids,
     "after": ids, "loss_from": index into after where loss starts}. One decoder pass."""
     all_docs = [d for it in items for d in it["docs"]]
@@ -259,7 +259,12 @@ def arc_forward(dec: Decoder, enc: ArcEncoder, items: List[dict]) -> torch.Tenso
         x[i, : s.shape[0]] = s
         y[i, : t.shape[0]] = t
     logits, _ = dec(x)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
+    if not per_item:  # mean over every supervised token of the batch
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
+    # mean per item, then over items: a short answer weighs as much as a 100-token continuation
+    tok = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=-100, reduction="none")
+    on = (y != -100).float()
+    return ((tok * on).sum(1) / on.sum(1).clamp(min=1)).mean()
 
 
 def arc_pretrain_item(data: Data, rec_frac: float) -> dict:
@@ -513,7 +518,7 @@ def main() -> None:
                         items.append(arc_qa_item(data, *src))
                     else:
                         items.append(arc_pretrain_item(data, st["mix"].get("rec", 0.2)))
-                loss = arc_forward(dec, enc, items)
+                loss = arc_forward(dec, enc, items, per_item=st.get("per_item_loss", False))
                 ntok = sum(len(d) for it in items for d in it["docs"]) + sum(len(it["after"]) for it in items)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -71,6 +71,18 @@ class ArcQaItemTest(unittest.TestCase):
             second = float(train.arc_forward(dec, enc, [only_second])) * (n_both - n_one)
         self.assertAlmostEqual(total, first + second, places=4)
 
+    def test_per_item_loss_weighs_each_item_equally(self):
+        dec, enc = models()
+        short = train.arc_qa_item(self.data, self.chunks, self.qs[1])
+        long = train.arc_qa_item(self.data, self.chunks, self.qs)
+        with torch.no_grad():
+            a, b = float(train.arc_forward(dec, enc, [short])), float(train.arc_forward(dec, enc, [long]))
+            both = float(train.arc_forward(dec, enc, [short, long], per_item=True))
+            pooled = float(train.arc_forward(dec, enc, [short, long]))
+        self.assertAlmostEqual(both, (a + b) / 2, places=5)
+        n_s, n_l = sum(short["loss_mask"]), sum(long["loss_mask"])
+        self.assertAlmostEqual(pooled, (a * n_s + b * n_l) / (n_s + n_l), places=5)
+
 
 if __name__ == "__main__":
     unittest.main()
