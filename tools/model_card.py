@@ -204,7 +204,8 @@ def main() -> None:
                 cells = [f"{sum(per[b]) / len(per[b]):.3f}" if per[b] else "-" for b in range(len(names))]
                 out.append(f"| {r.get('mode', os.path.basename(path))} | " + " | ".join(cells) + " |")
         out += ["", "Command: `node dist/cli.js eval --model models/arc-tiny-code --data models/arc-tiny-code/heldout-qa.jsonl "
-                "--mode MODE --json` (one file per mode).", ""]
+                "--mode MODE --json --threads 1 --no-cache` (one file per mode; `tools/finalize_default.sh` runs arc and full "
+                "side by side on the two cores, then none, so TTFT includes encoding every chunk and some contention).", ""]
     with open(os.path.join(a.model, "MODEL.md"), "w") as f:
         f.write("\n".join(out))
     print("wrote", a.model)
