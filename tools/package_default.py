@@ -47,6 +47,15 @@ def build(run: str, data_dir: str):
     return dec.eval(), enc.eval(), blob["state"], cfg
 
 
+def read_log(path: str) -> list:
+    return [json.loads(line) for line in open(path)]
+
+
+def record(line: dict) -> dict:
+    """A training-log line is a step record or {"eval": record}."""
+    return line["eval"] if "eval" in line else line
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="runs/arc-tiny-code")
@@ -70,46 +79,40 @@ def main() -> None:
         "training": {"stage": state["stage"], "stages": [s["name"] for s in cfg["stages"]],
                      "tokens": state["tokens"], "seconds": round(state["seconds"])},
     }
-    trained = []  # the stages this run trained (a continued run skips the first ones)
-    for line in open(os.path.join(a.run, "log.jsonl")):
-        r = json.loads(line)
-        name = r.get("stage") or r.get("eval", {}).get("stage")
-        if name and name not in trained:
-            trained.append(name)
+    run_log = read_log(os.path.join(a.run, "log.jsonl"))
+    # the stages this run trained (a continued run skips the first ones)
+    trained = list(dict.fromkeys(record(r)["stage"] for r in run_log if "stage" in record(r)))
     this_run = {"config": a.config, "stages": trained, "finishedStages": state["stage"],
                 "tokens": state["tokens"], "seconds": round(state["seconds"])}
+    prev_runs: list = []
     prev_log: list = []
     if a.continues:
         prev = json.load(open(os.path.join(a.continues, "arc-model.json")))["training"]
-        runs = prev.get("runs") or [{"config": "tools/configs/arc-tiny-code.json", "stages": prev["stages"],
-                                     "finishedStages": prev["stage"], "tokens": prev["tokens"], "seconds": prev["seconds"]}]
-        for line in open(os.path.join(a.continues, "train-log.jsonl")):
-            r = json.loads(line)
-            r.setdefault("run", 1) if "eval" not in r else r["eval"].setdefault("run", 1)
-            prev_log.append(r)
+        prev_runs = prev.get("runs") or [{"config": "tools/configs/arc-tiny-code.json", "stages": prev["stages"],
+                                          "finishedStages": prev["stage"], "tokens": prev["tokens"], "seconds": prev["seconds"]}]
+        prev_log = read_log(os.path.join(a.continues, "train-log.jsonl"))
+        for r in prev_log:
+            record(r).setdefault("run", 1)
         this_run["initFrom"] = "the previous package's weights.safetensors"
-        runs = runs + [this_run]
+    runs = prev_runs + [this_run]
+    if prev_runs:
         extra["training"] = {"runs": runs, "stages": [s for r in runs for s in r["stages"]],
                              "stage": state["stage"], "tokens": sum(r["tokens"] for r in runs),
                              "seconds": sum(r["seconds"] for r in runs)}
     else:
-        extra["training"]["runs"] = [this_run]
+        extra["training"]["runs"] = runs
     with torch.no_grad():
         m = export.export_package(a.out, dec, enc, 0, os.path.join(a.data, "tokenizer.json"), extra)
     export.save_checkpoint(os.path.join(a.out, "weights.safetensors"), os.path.join(a.out, "weights.config.json"),
                            enc, dec, m)
+    # one cumulative log: this run's minutes and tokens continue from the previous runs'
+    base_s, base_t = sum(r["seconds"] for r in prev_runs), sum(r["tokens"] for r in prev_runs)
     with open(os.path.join(a.out, "train-log.jsonl"), "w") as out:
-        # one cumulative log: this run's minutes and tokens continue from the previous run's
-        base_s, base_t, run_no = 0, 0, 1
-        if prev_log:
-            run_no = max((r.get("run") or r.get("eval", {}).get("run", 1)) for r in prev_log) + 1
-            base_s, base_t = extra["training"]["seconds"] - this_run["seconds"], extra["training"]["tokens"] - this_run["tokens"]
-            for r in prev_log:
-                out.write(json.dumps(r) + "\n")
-        for line in open(os.path.join(a.run, "log.jsonl")):
-            r = json.loads(line)
-            rec = r["eval"] if "eval" in r else r
-            rec["run"] = run_no
+        for r in prev_log:
+            out.write(json.dumps(r) + "\n")
+        for r in run_log:
+            rec = record(r)
+            rec["run"] = len(runs)
             if "seconds" in rec:
                 rec["seconds"] += base_s
             if "tokens" in rec:

@@ -193,15 +193,23 @@ class Data:
         return self.enc(C.QUESTION_TEMPLATE.format(question=question))
 
 
-def qa_sequence(data: Data, chunks: Sequence[C.Chunk], q, T: int) -> Optional[Tuple[List[int], List[int]]]:
-    """Full-text QA: (ids, loss mask on answers). `q` is one QA or a list of them, asked one
-    after the other (each answer line is supervised). None if it does not fit in T."""
-    ids = [bpe.BOS] + [t for c in chunks for t in data.enc(c.render())]
-    mask = [0] * len(ids)
+def qa_turns(data: Data, q) -> Tuple[List[int], List[int]]:
+    """Question/answer lines after a context: (ids, loss mask on the answers). `q` is one QA or a
+    list of them, asked one after the other."""
+    ids: List[int] = []
+    mask: List[int] = []
     for one in (q if isinstance(q, list) else [q]):
         prompt, ans = data.prompt_ids(one.question), data.enc(one.answer + C.ANSWER_END)
         ids += prompt + ans
         mask += [0] * len(prompt) + [1] * len(ans)
+    return ids, mask
+
+
+def qa_sequence(data: Data, chunks: Sequence[C.Chunk], q, T: int) -> Optional[Tuple[List[int], List[int]]]:
+    """Full-text QA: (ids, loss mask on answers), see qa_turns. None if it does not fit in T."""
+    ctx = [bpe.BOS] + [t for c in chunks for t in data.enc(c.render())]
+    turns, answers = qa_turns(data, q)
+    ids, mask = ctx + turns, [0] * len(ctx) + answers
     if len(ids) > T:
         return None
     return ids, mask
@@ -229,7 +237,8 @@ def lm_loss(dec: Decoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
 
 def arc_forward(dec: Decoder, enc: ArcEncoder, items: List[dict], per_item: bool = False) -> torch.Tensor:
     """items: {"docs": [token lists to compress], "special": "cont"|"rec", "before": ids,
-    "after": ids, "loss_from": index into after where loss starts}. One decoder pass."""
+    "after": ids, and either "loss_from": index into after where loss starts, or "loss_mask": one
+    0/1 per after token}. One decoder pass."""
     all_docs = [d for it in items for d in it["docs"]]
     vecs = encode_documents(enc, all_docs) if all_docs else []
     cont, rec = enc.cont(), enc.rec()
@@ -277,13 +286,9 @@ def arc_pretrain_item(data: Data, rec_frac: float) -> dict:
 
 
 def arc_qa_item(data: Data, chunks: Sequence[C.Chunk], q) -> dict:
-    """QA over compressed chunks; `q` is one QA or a list asked one after the other (as in
-    qa_sequence), each answer supervised."""
-    after, mask = [], []
-    for one in (q if isinstance(q, list) else [q]):
-        prompt, ans = data.prompt_ids(one.question), data.enc(one.answer + C.ANSWER_END)
-        after += prompt + ans
-        mask += [0] * len(prompt) + [1] * len(ans)
+    """QA over compressed chunks; `q` is one QA or a list asked one after the other (qa_turns),
+    each answer supervised."""
+    after, mask = qa_turns(data, q)
     return {"docs": [data.enc(c.render())[: data.max_chunk] for c in chunks], "special": "cont",
             "before": [bpe.BOS], "after": after, "loss_mask": mask}
 

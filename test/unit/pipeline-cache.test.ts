@@ -2,12 +2,11 @@
 // several processes sharing one directory.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { VectorCache, cacheKey, encodeEntry } from '../../src/core/context/cache';
 import { childKey, valueFor } from './pipeline-cache-child';
-import { tempDir } from './pipeline-helpers';
+import { runTsChild, tempDir } from './pipeline-helpers';
 
 test('round trip keeps vectors, groups and dims exactly', async () => {
   const t = tempDir('cache');
@@ -106,17 +105,7 @@ test('eviction removes least recently used entries first; reads count as use', a
 });
 
 function runChild(dir: string, seed: number, rounds: number, maxBytes: number): Promise<{ hits: number; wrong: number; logs: string[] }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'pipeline-cache-child.ts'), dir, String(seed), String(rounds), String(maxBytes)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`child exited ${code}: ${err}`))));
-  });
+  return runTsChild('pipeline-cache-child.ts', [dir, seed, rounds, maxBytes]);
 }
 
 test('four processes writing, reading and evicting one directory never see a bad entry', { timeout: 120_000 }, async () => {

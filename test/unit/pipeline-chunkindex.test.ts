@@ -4,7 +4,6 @@
 // processes share one folder, and the chunks always equal those of a fresh chunking.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { TextTokenizer } from '../../src/core/api';
@@ -13,7 +12,7 @@ import { ChunkIndex, chunkFilesIndexed, chunkIndexIdentity, decodeChunkEntry, en
 import { collectSources, type SourceFile } from '../../src/core/context/sources';
 import { loadTokenizer } from '../../src/core/tokenizer';
 import { CHILD_IDENTITY } from './pipeline-chunkindex-child';
-import { TINY_ARC, fixtureTokenizer, hasTinyArc, tempDir } from './pipeline-helpers';
+import { TINY_ARC, fixtureTokenizer, hasTinyArc, runTs, runTsChild, tempDir } from './pipeline-helpers';
 
 const REPO = path.resolve(__dirname, '../..');
 const skip = hasTinyArc() ? false : 'test/fixtures/tiny-arc is missing (made by tools/make_fixtures.py)';
@@ -232,17 +231,7 @@ test('the identity is that of the tokenizer files; a tokenizer without a file ge
 });
 
 function runChild(dir: string, root: string, rounds: number, maxBytes: number): Promise<{ wrong: number; fromIndex: number; chunked: number; logs: string[] }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'pipeline-chunkindex-child.ts'), dir, root, String(rounds), String(maxBytes), String(MAX_TOKENS)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`child exited ${code}: ${err}`))));
-  });
+  return runTsChild('pipeline-chunkindex-child.ts', [dir, root, rounds, maxBytes, MAX_TOKENS]);
 }
 
 test('three processes chunking, reading and evicting one index never see a bad entry', { skip, timeout: 180_000 }, async () => {
@@ -274,16 +263,9 @@ test('three processes chunking, reading and evicting one index never see a bad e
   }
 });
 
+/** The CLI in a new process: nothing of this process's chunk memo is shared. */
 function cliProcess(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli.ts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, out, err }));
-  });
+  return runTs(path.join(REPO, 'src/cli.ts'), args);
 }
 
 test('CLI: a second compress process takes every file from the index; --no-cache bypasses it', { skip, timeout: 180_000 }, async () => {

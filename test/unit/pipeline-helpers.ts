@@ -1,4 +1,5 @@
 // Shared helpers for the pipeline tests: temp folders and a real Hugging Face tokenizer.
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -22,6 +23,26 @@ export function useTinyArc(): { skip: string | false; model: () => Promise<ArcMo
     await (await loading)?.dispose();
   });
   return { skip, model: () => (loading ??= loadModel(TINY_ARC, { provider: 'cpu', threads: 1 })) };
+}
+
+/** Runs a TypeScript file in a new Node process under tsx and collects its exit code and output. */
+export function runTs(file: string, args: (string | number)[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', file, ...args.map(String)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, out, err }));
+  });
+}
+
+/** Runs a child script of this folder (runTs); resolves with the JSON it prints, rejects unless it exits 0. */
+export async function runTsChild<T>(script: string, args: (string | number)[]): Promise<T> {
+  const r = await runTs(path.join(__dirname, script), args);
+  if (r.code !== 0) throw new Error(`child exited ${r.code}: ${r.err}`);
+  return JSON.parse(r.out) as T;
 }
 
 export function tempDir(prefix: string): { dir: string; cleanup: () => void } {

@@ -144,16 +144,12 @@ export class VectorCache {
   async put(key: string, value: CompressedChunk): Promise<void> {
     const file = this.entryPath(key);
     const buf = encodeEntry(key, value);
-    const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
     try {
-      await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(tmp, buf, { flag: 'wx' });
-      await renameWithRetry(tmp, file);
+      await writeStoreEntry(file, buf);
       this.written += buf.length;
     } catch (e) {
       // The cache only saves time: a failed write must not fail the question.
       this.log(`cache: could not store ${file}: ${(e as Error).message}`);
-      await unlink(tmp).catch(() => {});
     }
   }
 
@@ -168,67 +164,106 @@ export class VectorCache {
    * Deletes least recently used entries until the store is under LOW_WATER * maxBytes.
    * Holds a lock file so that concurrent processes do not trim the same directory at once.
    */
-  async evict(): Promise<EvictResult> {
-    await mkdir(this.root, { recursive: true });
-    let release: (() => Promise<void>) | null = null;
-    try {
-      release = await lock(this.root, { lockfilePath: path.join(this.root, '.evict.lock'), stale: 30_000, retries: 0 });
-    } catch (e) {
-      if (isErrno(e, 'ELOCKED')) return { entries: 0, bytes: 0, removed: 0, ran: false };
-      throw e;
-    }
-    try {
-      const entries = await this.listEntries();
-      let bytes = entries.reduce((s, e) => s + e.size, 0);
-      let removed = 0;
-      if (bytes > this.maxBytes) {
-        entries.sort((a, b) => a.mtimeMs - b.mtimeMs || (a.file < b.file ? -1 : 1));
-        const target = this.maxBytes * LOW_WATER;
-        for (const e of entries) {
-          if (bytes <= target) break;
-          try {
-            await unlink(e.file);
-          } catch (err) {
-            if (!isErrno(err, 'ENOENT')) throw err;
-          }
-          bytes -= e.size;
-          removed++;
-        }
-        this.log(`cache: evicted ${removed} least recently used entries; ${Math.round(bytes / 1024)} KiB kept`);
-      }
-      return { entries: entries.length - removed, bytes, removed, ran: true };
-    } finally {
-      await release().catch(() => {});
-    }
+  evict(): Promise<EvictResult> {
+    return evictStore(this.root, ENTRY_EXT, this.maxBytes, (line) => this.log(`cache: ${line}`));
   }
 
   /** Lists entries (and removes temp files left by crashed writers). */
-  async listEntries(): Promise<{ file: string; size: number; mtimeMs: number }[]> {
-    const out: { file: string; size: number; mtimeMs: number }[] = [];
-    let subdirs: string[];
-    try {
-      subdirs = await readdir(this.root);
-    } catch (e) {
-      if (isErrno(e, 'ENOENT')) return out;
-      throw e;
-    }
-    const now = Date.now();
-    for (const sub of subdirs.sort()) {
-      if (!/^[0-9a-f]{2}$/.test(sub)) continue;
-      const dir = path.join(this.root, sub);
-      const names = await readdir(dir).catch(() => [] as string[]);
-      for (const name of names.sort()) {
-        const file = path.join(dir, name);
-        const s = await stat(file).catch(() => null);
-        if (s === null) continue; // removed meanwhile by another process
-        if (name.endsWith('.tmp')) {
-          if (now - s.mtimeMs > STALE_TEMP_MS) await unlink(file).catch(() => {});
-          continue;
-        }
-        if (name.endsWith(ENTRY_EXT)) out.push({ file, size: s.size, mtimeMs: s.mtimeMs });
+  listEntries(): Promise<StoreEntry[]> {
+    return listStoreEntries(this.root, ENTRY_EXT);
+  }
+}
+
+/**
+ * Writes a store entry so that readers never see a partial file: a uniquely named temp file
+ * beside it, then a rename over it (the temp file is removed when that fails).
+ */
+export async function writeStoreEntry(file: string, buf: Buffer): Promise<void> {
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(tmp, buf, { flag: 'wx' });
+    await renameWithRetry(tmp, file);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+export interface StoreEntry {
+  file: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/**
+ * The `ext` entries of a store laid out as `root/<2 hex digits>/<name>` (the vector cache, the
+ * chunk index), in path order; temp files left by crashed writers are removed on the way.
+ */
+export async function listStoreEntries(root: string, ext: string): Promise<StoreEntry[]> {
+  const out: StoreEntry[] = [];
+  let subdirs: string[];
+  try {
+    subdirs = await readdir(root);
+  } catch (e) {
+    if (isErrno(e, 'ENOENT')) return out;
+    throw e;
+  }
+  const now = Date.now();
+  for (const sub of subdirs.sort()) {
+    if (!/^[0-9a-f]{2}$/.test(sub)) continue;
+    const dir = path.join(root, sub);
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const name of names.sort()) {
+      const file = path.join(dir, name);
+      const s = await stat(file).catch(() => null);
+      if (s === null) continue; // removed meanwhile by another process
+      if (name.endsWith('.tmp')) {
+        if (now - s.mtimeMs > STALE_TEMP_MS) await unlink(file).catch(() => {});
+        continue;
       }
+      if (name.endsWith(ext)) out.push({ file, size: s.size, mtimeMs: s.mtimeMs });
     }
-    return out;
+  }
+  return out;
+}
+
+/**
+ * Deletes a store's least recently used (oldest mtime) `ext` entries until it is under
+ * LOW_WATER * maxBytes, holding a lock file so that concurrent processes do not trim the same
+ * directory at once; `ran` is false when another process held the lock.
+ */
+export async function evictStore(root: string, ext: string, maxBytes: number, log: (line: string) => void): Promise<EvictResult> {
+  await mkdir(root, { recursive: true });
+  let release: (() => Promise<void>) | null = null;
+  try {
+    release = await lock(root, { lockfilePath: path.join(root, '.evict.lock'), stale: 30_000, retries: 0 });
+  } catch (e) {
+    if (isErrno(e, 'ELOCKED')) return { entries: 0, bytes: 0, removed: 0, ran: false };
+    throw e;
+  }
+  try {
+    const entries = await listStoreEntries(root, ext);
+    let bytes = entries.reduce((s, e) => s + e.size, 0);
+    let removed = 0;
+    if (bytes > maxBytes) {
+      entries.sort((a, b) => a.mtimeMs - b.mtimeMs || (a.file < b.file ? -1 : 1));
+      const target = maxBytes * LOW_WATER;
+      for (const e of entries) {
+        if (bytes <= target) break;
+        try {
+          await unlink(e.file);
+        } catch (err) {
+          if (!isErrno(err, 'ENOENT')) throw err;
+        }
+        bytes -= e.size;
+        removed++;
+      }
+      log(`evicted ${removed} least recently used entries; ${Math.round(bytes / 1024)} KiB kept`);
+    }
+    return { entries: entries.length - removed, bytes, removed, ran: true };
+  } finally {
+    await release().catch(() => {});
   }
 }
 

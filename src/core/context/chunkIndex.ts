@@ -10,12 +10,11 @@
 // versioned folder and header, checksum, temp file + rename, bad entries logged, deleted and
 // rebuilt, several processes may share the folder, least recently used entries are evicted
 // beyond a size cap under a lock.
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile, unlink, utimes } from 'node:fs/promises';
 import * as path from 'node:path';
-import { lock } from 'proper-lockfile';
 import type { ArcModel, TextTokenizer } from '../api';
-import { DEFAULT_CACHE_MAX_BYTES, isErrno, renameWithRetry } from './cache';
+import { DEFAULT_CACHE_MAX_BYTES, evictStore, isErrno, listStoreEntries, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
 import { HfTokenizer } from '../tokenizer';
 import { chunkFile, hashText, memoLookup, memoStore, renderHeader, type Chunk, type ChunkOptions } from './chunker';
 import type { SourceFile } from './sources';
@@ -34,8 +33,6 @@ export function chunkIndexCap(cacheMaxBytes: number): number {
   return Math.max(1024 ** 2, Math.floor(cacheMaxBytes / 8));
 }
 export const DEFAULT_CHUNK_INDEX_MAX_BYTES = chunkIndexCap(DEFAULT_CACHE_MAX_BYTES);
-const LOW_WATER = 0.9;
-const STALE_TEMP_MS = 10 * 60 * 1000;
 
 export interface ChunkIndexOptions {
   maxBytes?: number;
@@ -133,17 +130,13 @@ export class ChunkIndex {
   async put(file: SourceFile, opts: ChunkOptions, chunks: Chunk[]): Promise<void> {
     const key = this.key(file, opts);
     const entry = this.entryPath(key);
-    const tmp = `${entry}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
     try {
       const buf = encodeChunkEntry(key, file, chunks);
-      await mkdir(path.dirname(entry), { recursive: true });
-      await writeFile(tmp, buf, { flag: 'wx' });
-      await renameWithRetry(tmp, entry);
+      await writeStoreEntry(entry, buf);
       this.written += buf.length;
     } catch (e) {
       // The index only saves time: a failed write must not fail the question.
       this.log(`chunk index: could not store ${entry} for ${file.path}: ${(e as Error).message}`);
-      await unlink(tmp).catch(() => {});
     }
   }
 
@@ -153,59 +146,14 @@ export class ChunkIndex {
     await this.evict();
   }
 
-  /** Trims least recently used entries to LOW_WATER * maxBytes; false when another process held the lock. */
-  async evict(): Promise<{ ran: boolean; removed: number; bytes: number }> {
-    await mkdir(this.root, { recursive: true });
-    let release: () => Promise<void>;
-    try {
-      release = await lock(this.root, { lockfilePath: path.join(this.root, '.evict.lock'), stale: 30_000, retries: 0 });
-    } catch (e) {
-      if (isErrno(e, 'ELOCKED')) return { ran: false, removed: 0, bytes: 0 };
-      throw e;
-    }
-    try {
-      const entries = await this.listEntries();
-      let bytes = entries.reduce((s, e) => s + e.size, 0);
-      let removed = 0;
-      if (bytes > this.maxBytes) {
-        entries.sort((a, b) => a.mtimeMs - b.mtimeMs || (a.file < b.file ? -1 : 1));
-        for (const e of entries) {
-          if (bytes <= this.maxBytes * LOW_WATER) break;
-          await unlink(e.file).catch((err: unknown) => {
-            if (!isErrno(err, 'ENOENT')) throw err;
-          });
-          bytes -= e.size;
-          removed++;
-        }
-        this.log(`chunk index: evicted ${removed} least recently used entries; ${Math.round(bytes / 1024)} KiB kept`);
-      }
-      return { ran: true, removed, bytes };
-    } finally {
-      await release().catch(() => {});
-    }
+  /** Trims least recently used entries to the store's low-water mark (see evictStore). */
+  evict(): Promise<EvictResult> {
+    return evictStore(this.root, ENTRY_EXT, this.maxBytes, (line) => this.log(`chunk index: ${line}`));
   }
 
   /** Lists entries (and removes temp files left by crashed writers). */
-  async listEntries(): Promise<{ file: string; size: number; mtimeMs: number }[]> {
-    const out: { file: string; size: number; mtimeMs: number }[] = [];
-    const subdirs = await readdir(this.root).catch((e: unknown) => {
-      if (isErrno(e, 'ENOENT')) return [] as string[];
-      throw e;
-    });
-    const now = Date.now();
-    for (const sub of subdirs.sort()) {
-      if (!/^[0-9a-f]{2}$/.test(sub)) continue;
-      const dir = path.join(this.root, sub);
-      for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) {
-        const file = path.join(dir, name);
-        const s = await stat(file).catch(() => null);
-        if (s === null) continue; // removed meanwhile by another process
-        if (name.endsWith('.tmp')) {
-          if (now - s.mtimeMs > STALE_TEMP_MS) await unlink(file).catch(() => {});
-        } else if (name.endsWith(ENTRY_EXT)) out.push({ file, size: s.size, mtimeMs: s.mtimeMs });
-      }
-    }
-    return out;
+  listEntries(): Promise<StoreEntry[]> {
+    return listStoreEntries(this.root, ENTRY_EXT);
   }
 }
 

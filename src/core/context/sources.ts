@@ -167,8 +167,9 @@ export async function filterGitignored(root: string, relPaths: readonly string[]
     let p = folders.get(relDir);
     if (!p) {
       p = (async () => {
-        let outer: IgnoreLayer[] = relDir === '' ? await loadInfoExclude(rootAbs) : [];
-        if (relDir !== '') {
+        let outer: IgnoreLayer[];
+        if (relDir === '') outer = await loadInfoExclude(rootAbs);
+        else {
           const cut = relDir.lastIndexOf('/');
           const parent = await layersFor(cut < 0 ? '' : relDir.slice(0, cut));
           if (parent === null) return null;
