@@ -235,21 +235,35 @@ def lm_loss(dec: Decoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
 # --------------------------------------------------------------------------- ARC batches
 
 
+def item_segments(it: dict) -> List[Tuple[str, List[int]]]:
+    """An item's prefix as segments: ("t", token ids read as text) or ("c", token ids compressed
+    by the encoder, followed by <Rec>/<Cont>). Legacy items give "before" + "docs"."""
+    if "segments" in it:
+        return it["segments"]
+    return [("t", it["before"])] + [("c", d) for d in it["docs"]]
+
+
 def arc_forward(dec: Decoder, enc: ArcEncoder, items: List[dict], per_item: bool = False) -> torch.Tensor:
-    """items: {"docs": [token lists to compress], "special": "cont"|"rec", "before": ids,
-    "after": ids, and either "loss_from": index into after where loss starts, or "loss_mask": one
-    0/1 per after token}. One decoder pass."""
-    all_docs = [d for it in items for d in it["docs"]]
+    """items: {"segments": [("t"|"c", ids), ...]} (or "before": ids + "docs": [token lists to
+    compress]), "special": "cont"|"rec", "after": ids, and either "loss_from": index into after
+    where loss starts, or "loss_mask": one 0/1 per after token}. One decoder pass; the prefix is
+    the segments in order (text as token embeddings, compressed as vectors + <Cont>), then after."""
+    segs = [item_segments(it) for it in items]
+    all_docs = [ids for sg in segs for kind, ids in sg if kind == "c"]
     vecs = encode_documents(enc, all_docs) if all_docs else []
     cont, rec = enc.cont(), enc.rec()
     seqs, targets = [], []
     k = 0
-    for it in items:
-        parts = [dec.embed(tt(it["before"]))]
-        for _ in it["docs"]:
-            parts.append(vecs[k])
-            parts.append((rec if it["special"] == "rec" else cont).unsqueeze(0))
-            k += 1
+    for it, sg in zip(items, segs):
+        parts = []
+        for kind, ids in sg:
+            if kind == "t":
+                if ids:
+                    parts.append(dec.embed(tt(ids)))
+            else:
+                parts.append(vecs[k])
+                parts.append((rec if it.get("special") == "rec" else cont).unsqueeze(0))
+                k += 1
         prefix_len = sum(p.shape[0] for p in parts)
         after = tt(it["after"])
         parts.append(dec.embed(after[:-1]))
@@ -291,6 +305,178 @@ def arc_qa_item(data: Data, chunks: Sequence[C.Chunk], q) -> dict:
     after, mask = qa_turns(data, q)
     return {"docs": [data.enc(c.render())[: data.max_chunk] for c in chunks], "special": "cont",
             "before": [bpe.BOS], "after": after, "loss_mask": mask}
+
+
+# --------------------------------------------------------------------------- window-shaped items
+
+
+class WindowSource:
+    """Items at the shape `ask --root` gives the decoder: many chunks of several files of one
+    package (plus some from other packages) filling most of the window, questions about some of
+    them. Used for training (train split, renamed) and for the in-training eval (held-out split)."""
+
+    def __init__(self, data: Data, docs: List[dict]):
+        self.data, self.docs = data, docs
+        self.by_pkg: Dict[str, List[int]] = {}
+        for di, d in enumerate(docs):
+            self.by_pkg.setdefault(d["package"], []).append(di)
+        self.qa_pool = [(di, ci, qi) for di, d in enumerate(docs) for ci, c in enumerate(d["chunks"])
+                        for qi, _ in enumerate(c["qa"])]
+        self.x = None  # pooling factor, set on first use
+
+    def costs(self, ids: List[int]) -> Tuple[int, int]:
+        """(positions as text, positions compressed incl. <Cont>) of one rendered chunk."""
+        ids = ids[: self.data.max_chunk]
+        return len(ids), len(group_sizes(len(ids), self.x or 4)) + 1
+
+    def pick(self, rng: random.Random, target: int, forms: str, text_budget: int, p_answer_text: float,
+             n_questions: int):
+        """Chooses chunks and questions. forms: "arc" (all compressed), "full" (all text), "mixed"
+        (the answer's chunk as text with p_answer_text, others as text while text_budget lasts
+        and a coin says so, the rest compressed). Returns (chunks, is_text flags, QAs) or None."""
+        di, ci, qi = rng.choice(self.qa_pool)
+        d = self.docs[di]
+        first = C.QA(**d["chunks"][ci]["qa"][qi])
+        cands = [(o, oc) for o in self.by_pkg[d["package"]] for oc in range(len(self.docs[o]["chunks"]))
+                 if (o, oc) != (di, ci)]
+        for _ in range(rng.choice((0, 2, 4, 8))):  # distractors from other packages
+            o = rng.randrange(len(self.docs))
+            cands.append((o, rng.randrange(len(self.docs[o]["chunks"]))))
+        rng.shuffle(cands)
+        t0, c0 = self.costs(d["chunks"][ci]["ids"])
+        ans_text = forms == "full" or (forms == "mixed" and rng.random() < p_answer_text)
+        picked = [((di, ci), ans_text)]
+        used, text_used = (t0 if ans_text else c0), (t0 if ans_text else 0)
+        for o, oc in cands:
+            if used >= target - 6:
+                break
+            ch = self.docs[o]["chunks"][oc]
+            if first.name in {x["name"] for x in ch["qa"]}:
+                continue  # the asked name must be defined once
+            tc, cc = self.costs(ch["ids"])
+            as_text = forms == "full" or (forms == "mixed" and text_used + tc <= text_budget and rng.random() < 0.5)
+            cost = tc if as_text else cc
+            if used + cost > target:
+                continue
+            picked.append(((o, oc), as_text))
+            used += cost
+            text_used += tc if as_text else 0
+        # further questions: names defined exactly once among the picked chunks
+        counts: Dict[str, int] = {}
+        for (o, oc), _ in picked:
+            for name in {x["name"] for x in self.docs[o]["chunks"][oc]["qa"]}:
+                counts[name] = counts.get(name, 0) + 1
+        extra = [C.QA(**x) for (o, oc), _ in picked[1:] for x in self.docs[o]["chunks"][oc]["qa"]
+                 if counts[x["name"]] == 1 and x["name"] != first.name]
+        seen, qs = {first.name}, [first]
+        for q in rng.sample(extra, len(extra)):
+            if len(qs) >= n_questions:
+                break
+            if q.name not in seen:
+                seen.add(q.name)
+                qs.append(q)
+        chunks = [C.Chunk(self.docs[o]["path"], self.docs[o]["chunks"][oc]["body"], self.docs[o]["chunks"][oc]["start"])
+                  for (o, oc), _ in picked]
+        return chunks, [t for _, t in picked], qs
+
+    def item(self, rng: random.Random, T: int, forms: str, target: int, text_budget: int = 160,
+             p_answer_text: float = 0.8, n_questions: int = 1, rename: bool = True) -> Optional[dict]:
+        """A training item in the mixed prefix layout (docs/DESIGN.md): [BOS], compressed chunks
+        in document order (vectors + <Cont>), text chunks in document order, then the questions."""
+        got = self.pick(rng, target, forms, text_budget, p_answer_text, n_questions)
+        chunks, is_text, qs = got
+        if rename:
+            renamed = []
+            for k in range(len(qs)):
+                q = qs[k]
+                chunks, nq = C.rename(chunks, q, self.data.namer, 0)
+                if q.kind == "file":  # later file questions about the same file follow the new path
+                    qs = qs[:k + 1] + [C.QA(x.kind, x.name, x.question, nq.answer) if x.kind == "file" and x.answer == q.answer
+                                       else x for x in qs[k + 1:]]
+                renamed.append(nq)
+            qs = renamed
+        return self.layout(chunks, is_text, qs, T)
+
+    def layout(self, chunks: List[C.Chunk], is_text: List[bool], qs: list, T: int) -> Optional[dict]:
+        data = self.data
+        after, mask = qa_turns(data, qs)
+        order = sorted(range(len(chunks)), key=lambda i: (chunks[i].path, chunks[i].start_line))
+        ids = {i: data.enc(chunks[i].render())[: data.max_chunk] for i in order}
+        keep = set(order)
+        answer_paths = {q.answer for q in qs if q.kind == "file"}
+
+        def holds_answer(i: int) -> bool:
+            return chunks[i].path in answer_paths or any(q.name in chunks[i].body for q in qs)
+
+        def total() -> int:
+            return 1 + len(after) + sum(self.costs(ids[i])[0 if is_text[i] else 1] for i in keep)
+
+        for i in reversed(order):  # over the window after renaming: drop chunks no question needs
+            if total() <= T:
+                break
+            if not holds_answer(i):
+                keep.discard(i)
+        if total() > T:
+            return None
+        segs = [("t", [bpe.BOS])] + [("c", ids[i]) for i in order if i in keep and not is_text[i]]
+        text = [t for i in order if i in keep and is_text[i] for t in ids[i]]
+        if text:
+            segs.append(("t", text))
+        return {"segments": segs, "special": "cont", "after": after, "loss_mask": mask,
+                "n_text": sum(1 for i in keep if is_text[i]), "n_comp": sum(1 for i in keep if not is_text[i])}
+
+
+@torch.no_grad()
+def window_eval(data: Data, dec: Decoder, enc: ArcEncoder, rows: List[dict], T: int) -> Dict[str, Dict[str, float]]:
+    """Exact match on held-out window-shaped rows (see window_rows), per mode and kind."""
+    res: Dict[str, Dict[str, float]] = {}
+    for mode in ("full", "mixed", "arc"):
+        hits: Dict[str, List[int]] = {}
+        for r in rows:
+            it = r[mode]
+            if it is None:
+                continue
+            parts = []
+            for kind, ids in it["segments"]:
+                if kind == "t":
+                    parts.append(dec.embed(tt(ids)))
+                else:
+                    parts.extend([encode_documents(enc, [ids])[0], enc.cont().unsqueeze(0)])
+            parts.append(dec.embed(tt(data.prompt_ids(r["q"].question))))
+            pred = greedy(dec, torch.cat(parts), 24, "\n", data.tok)
+            hits.setdefault(r["q"].kind, []).append(int(pred.strip() == r["q"].answer.strip()))
+        res[mode] = {k: round(sum(v) / len(v), 4) for k, v in sorted(hits.items())}
+        allh = [x for v in hits.values() for x in v]
+        res[mode]["all"] = round(sum(allh) / max(len(allh), 1), 4)
+    return res
+
+
+def window_rows(data: Data, n: int, T: int, seed: int = 17) -> List[dict]:
+    """Held-out rows at the shape of use: one question; its chunk among others of the package
+    filling ~440 compressed positions. Modes on the same chunks: arc (all compressed), mixed (the
+    answer's chunk as text, as the ranker would put it, the rest compressed as far as they fit),
+    full (the answer's chunk and as many others as fit, as text)."""
+    src = WindowSource(data, data.test)
+    rng = random.Random(seed)
+    rows = []
+    while len(rows) < n:
+        chunks, _, qs = src.pick(rng, 440, "arc", 0, 0.0, 1)
+        q = qs[0]
+        order = list(range(len(chunks)))  # chunk 0 holds the answer
+        row = {"q": q}
+        row["arc"] = src.layout(chunks, [False] * len(chunks), [q], T)
+        row["mixed"] = src.layout(chunks, [i == 0 for i in order], [q], T)
+        # full: answer's chunk first, then others while they fit as text
+        tf, room = [0], T - 1 - len(qa_turns(data, [q])[0]) - src.costs(data.enc(chunks[0].render()))[0]
+        for i in order[1:]:
+            c = src.costs(data.enc(chunks[i].render()))[0]
+            if c <= room:
+                tf.append(i)
+                room -= c
+        row["full"] = src.layout([chunks[i] for i in tf], [True] * len(tf), [q], T)
+        if row["arc"] is not None:
+            rows.append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -453,6 +639,9 @@ def main() -> None:
     heldout = [json.loads(l) for l in open(os.path.join(a.data, "heldout-qa.jsonl"))]
     eval_rng = random.Random(5)
     eval_rows = eval_rng.sample(heldout, min(cfg.get("eval_rows", 60), len(heldout)))
+    wsrc = WindowSource(data, data.train)
+    wsrc.x = ecfg.pooling_factor
+    wrows = window_rows(data, cfg.get("window_eval_rows", 0), T) if cfg.get("window_eval_rows", 0) else []
     t_start = time.time()
 
     while state["stage"] < len(stages):
@@ -470,10 +659,16 @@ def main() -> None:
                 nl = data.enc("\n")[0]
                 enc.cont_tok.copy_(dec.tok_embeddings.weight[nl].expand_as(enc.cont_tok))
                 enc.rec_tok.copy_(dec.tok_embeddings.weight[bpe.BOS].expand_as(enc.rec_tok))
-        params = list(enc.parameters()) if arc else list(dec.parameters())
+        # arc stages train the encoder with the decoder frozen (as in the paper) unless the stage
+        # sets "decoder_lr_mult" > 0: then the decoder trains too, at that fraction of the rate
+        dec_mult = st.get("decoder_lr_mult", 0.0) if arc else 1.0
+        groups = [{"params": list(enc.parameters()), "lr_mult": 1.0}] if arc else []
+        if dec_mult > 0:
+            groups.append({"params": list(dec.parameters()), "lr_mult": dec_mult})
+        params = [p for g in groups for p in g["params"]]
         for p in dec.parameters():
-            p.requires_grad_(not arc)
-        opt = torch.optim.AdamW(params, lr=st["lr"], betas=(0.9, 0.95), weight_decay=0.1)
+            p.requires_grad_(dec_mult > 0)
+        opt = torch.optim.AdamW(groups, lr=st["lr"], betas=(0.9, 0.95), weight_decay=0.1)
         if os.path.exists(ck) and blob is not None and blob.get("opt_stage") == state["stage"] and state["step"] > 0:
             opt.load_state_dict(blob["opt"])
         blob = None
@@ -490,7 +685,7 @@ def main() -> None:
         while progress() < 1.0:
             step = state["step"]
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, progress(), st["lr"], st.get("warmup", 100))
+                g["lr"] = lr_at(step, progress(), st["lr"], st.get("warmup", 100)) * g.get("lr_mult", 1.0)
             B = st["batch"]
             if not arc:
                 seqs = []
@@ -516,15 +711,33 @@ def main() -> None:
                 ntok = int(ids.numel())
             else:
                 items = []
+                mx = st["mix"]
                 for _ in range(B):
-                    if data.rng.random() < st["mix"].get("qa", 0):
+                    u = data.rng.random()
+                    win = None
+                    for form in ("arc", "mixed", "full"):
+                        w = mx.get("win_" + form, 0)
+                        if u < w:
+                            win = form
+                            break
+                        u -= w
+                    if win is not None:
+                        lo, hi = st.get("window_positions", [300, 450])
+                        it = None
+                        while it is None:
+                            it = wsrc.item(data.rng, T, win, data.rng.randint(lo, hi),
+                                           text_budget=data.rng.choice(st.get("text_budgets", [0, 64, 128, 160, 192, 256])),
+                                           p_answer_text=st.get("p_answer_text", 0.8),
+                                           n_questions=st.get("window_questions", {}).get(win, 2))
+                        items.append(it)
+                    elif data.rng.random() < mx.get("qa", 0) / max(1e-9, 1 - sum(mx.get("win_" + f, 0) for f in ("arc", "mixed", "full"))):
                         src = (data.synth_example(False, st.get("questions_per_context", 1))
                                if data.rng.random() < st["mix"].get("qa_synth", 0.3) else data.real_example())
                         items.append(arc_qa_item(data, *src))
                     else:
-                        items.append(arc_pretrain_item(data, st["mix"].get("rec", 0.2)))
+                        items.append(arc_pretrain_item(data, mx.get("rec", 0.2)))
                 loss = arc_forward(dec, enc, items, per_item=st.get("per_item_loss", False))
-                ntok = sum(len(d) for it in items for d in it["docs"]) + sum(len(it["after"]) for it in items)
+                ntok = sum(len(ids) for it in items for _, ids in item_segments(it)) + sum(len(it["after"]) for it in items)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -555,6 +768,8 @@ def main() -> None:
                       "heldout": evaluate(data, dec, enc, eval_rows[: cfg.get("eval_rows_quick", 45)], modes, T),
                       "synth_small": evaluate(data, dec, enc, synth_rows(data, 30, True, 9), modes, T)["full" if not arc else "arc"],
                       "continuation_nll": continuation_nll(data, dec, enc if arc else None)}
+                if arc and cfg.get("window_eval_rows", 0):
+                    ev["window"] = window_eval(data, dec, enc, wrows, T)
                 print("EVAL " + json.dumps(ev), flush=True)
                 log.write(json.dumps({"eval": ev}) + "\n")
                 log.flush()
