@@ -8,7 +8,8 @@ import type { AnswerMode, AskEvent, AskStats, Citation, FileCompression } from '
 /** Where the question's context comes from, as offered by the chat's source picker. */
 export type SourceKind = 'open' | 'selection' | 'workspace';
 export const SOURCE_KINDS: readonly SourceKind[] = ['open', 'selection', 'workspace'];
-export const ANSWER_MODES: readonly AnswerMode[] = ['arc', 'full', 'none'];
+/** Every mode, the default first (also the column order of a compare group). */
+export const ANSWER_MODES: readonly AnswerMode[] = ['mixed', 'arc', 'full', 'none'];
 
 /** Host-side commands the webview may trigger (buttons in the chat toolbar / error banner). */
 export type WebviewCommand = 'selectModel' | 'showStats' | 'compressWorkspace' | 'clearCache' | 'openLog';
@@ -47,11 +48,28 @@ export interface RunInfo {
   compareGroup?: string;
 }
 
+/** What a run's selection event tells the views: every included chunk, by form, and what was left out. */
+export interface SelectionPicture {
+  files: FileCompression[];
+  included: Citation[];
+  /** Included chunks read as text and read compressed (absent in states saved before mixed mode). */
+  text?: Citation[];
+  compressed?: Citation[];
+  leftOut: Citation[];
+  budget: number;
+}
+
+export function selectionPicture(e: Extract<AskEvent, { type: 'selection' }>): SelectionPicture {
+  return { files: e.files, included: e.included, text: e.text, compressed: e.compressed, leftOut: e.leftOut, budget: e.budget };
+}
+
 /** What the compression panel draws when it is opened without a live run. */
 export interface CompressionSnapshot {
   title: string;
   files: FileCompression[];
   included: Citation[];
+  text?: Citation[];
+  compressed?: Citation[];
   leftOut: Citation[];
   stats?: AskStats;
   budget?: number;
@@ -76,8 +94,11 @@ export type HostMessage =
 export type WebviewMessage =
   | { type: 'ready' }
   | { type: 'ask'; question: string; source: SourceKind; mode?: AnswerMode }
-  /** Re-run a question in `full` and `none` modes; `runId` names the arc answer to compare with. */
-  | { type: 'compare'; question: string; source: SourceKind; runId?: string }
+  /**
+   * Run a question in every mode side by side. With `runId` (and that answer's `mode`) the
+   * question was answered already: the other modes run and join that answer's group.
+   */
+  | { type: 'compare'; question: string; source: SourceKind; runId?: string; mode?: AnswerMode }
   | { type: 'stop'; runId?: string }
   | { type: 'openCitation'; citation: Citation }
   | { type: 'command'; command: WebviewCommand };
@@ -159,15 +180,20 @@ export function parseWebviewMessage(value: unknown): ParseResult {
       return { ok: true, message };
     }
     case 'compare': {
-      const extra = onlyKeys(m, ['type', 'question', 'source', 'runId']);
+      const extra = onlyKeys(m, ['type', 'question', 'source', 'runId', 'mode']);
       if (extra) return fail(extra);
       const q = checkQuestion(m.question);
       if (q) return fail(q);
       if (!isOneOf(m.source, SOURCE_KINDS)) return fail('source must be one of ' + SOURCE_KINDS.join(', '));
-      const message: WebviewMessage = { type: 'compare', question: m.question as string, source: m.source };
+      const message: Extract<WebviewMessage, { type: 'compare' }> = { type: 'compare', question: m.question as string, source: m.source };
       if (m.runId !== undefined) {
         if (!isRunId(m.runId)) return fail('runId must be a short non-empty string');
         message.runId = m.runId;
+      }
+      if (m.mode !== undefined) {
+        if (m.runId === undefined) return fail('mode names the mode of the answer runId; it needs a runId');
+        if (!isOneOf(m.mode, ANSWER_MODES)) return fail('mode must be one of ' + ANSWER_MODES.join(', '));
+        message.mode = m.mode;
       }
       return { ok: true, message };
     }

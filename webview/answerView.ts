@@ -1,9 +1,9 @@
 // DOM for one answer (or one compare group): streamed Markdown, stats line, citations, errors.
 // Shared by the chat and the panel; ids are only given where an element is unique on the page.
 import type { Citation } from '../src/core/types';
-import type { WebviewMessage } from '../src/protocol';
+import { ANSWER_MODES, type WebviewMessage } from '../src/protocol';
 import { el, linkButton, spinner } from './components';
-import { formatMs, formatRate, formatRatio, formatStatsLine, MODE_LABEL, statsParts } from './format';
+import { chunkForms, formatInt, formatMs, formatRate, formatRatio, formatStatsLine, MODE_LABEL, RATIO_TITLE, showsRatio, statsParts } from './format';
 import { renderMarkdown } from './markdown';
 import type { AnswerEntry } from './state';
 
@@ -53,9 +53,9 @@ export function answerBody(e: AnswerEntry, post: Post, unique: boolean): HTMLEle
   }
   if (e.stats) {
     const line = el('div', 'stats-line', undefined, { id: unique ? 'stats-line' : undefined, testId: 'stats-line' });
-    if (e.stats.mode === 'arc') {
+    if (showsRatio(e.stats)) {
       const ratio = el('span', 'ratio', formatRatio(e.stats.ratio), { id: unique ? 'ratio' : undefined, testId: 'ratio' });
-      ratio.title = 'source tokens per compressed vector';
+      ratio.title = RATIO_TITLE;
       line.append(ratio, ' · ');
     }
     line.append(el('span', undefined, statsParts(e.stats).join(' · ')));
@@ -73,7 +73,9 @@ export function compareGrid(group: AnswerEntry[], post: Post): HTMLElement {
   const grid = el('div', 'compare-grid', undefined, { testId: 'compare' });
   grid.setAttribute('role', 'group');
   grid.setAttribute('aria-label', 'Answers in each mode');
-  for (const e of group) {
+  // Columns in a fixed mode order, whichever run finished first.
+  const ordered = [...group].sort((a, b) => ANSWER_MODES.indexOf(a.mode) - ANSWER_MODES.indexOf(b.mode));
+  for (const e of ordered) {
     const col = el('section', 'compare-col');
     col.dataset.mode = e.mode;
     col.dataset.state = e.state;
@@ -82,13 +84,14 @@ export function compareGrid(group: AnswerEntry[], post: Post): HTMLElement {
     if (e.stats) {
       const dl = el('dl', 'timings', undefined, { testId: 'timings' });
       const row = (k: string, v: string) => dl.append(el('dt', undefined, k), el('dd', undefined, v));
-      if (e.mode === 'arc') row('Ratio', formatRatio(e.stats.ratio));
-      row('Context positions', String(e.stats.contextPositions));
+      if (showsRatio(e.stats)) row('Ratio', formatRatio(e.stats.ratio));
+      row('Context positions', formatInt(e.stats.contextPositions));
+      if (e.mode !== 'none') row('Chunks', chunkForms(e.stats));
       row('Prefill', formatMs(e.stats.prefillMs));
       row('First token', formatMs(e.stats.ttftMs));
       row('Total', formatMs(e.stats.totalMs));
       row('Speed', formatRate(e.stats.tokensPerSecond));
-      if (e.mode === 'arc') row('Encode', formatMs(e.stats.encodeMs));
+      if (e.mode === 'arc' || e.mode === 'mixed') row('Encode', formatMs(e.stats.encodeMs));
       col.append(dl);
     }
     grid.append(col);

@@ -1,7 +1,7 @@
 // The sidebar chat. History is the webview state (vscode.getState/setState), so it survives the
 // view being hidden or reloaded without retainContextWhenHidden.
 import type { AnswerMode } from '../src/core/types';
-import type { HostMessage, ModelStatus, SourceKind } from '../src/protocol';
+import { ANSWER_MODES, type HostMessage, type ModelStatus, type SourceKind } from '../src/protocol';
 import { answerBody, compareGrid, type Post } from './answerView';
 import { button, dropdown, el, setDisabled, textBox } from './components';
 import { MODE_LABEL } from './format';
@@ -12,7 +12,7 @@ export function startChat(root: HTMLElement): void {
   const api = vscodeApi<ChatState>();
   const state = restoreChatState(api.getState());
   const post: Post = (m) => api.postMessage(m);
-  let defaultMode: AnswerMode = 'arc';
+  let defaultMode: AnswerMode = 'mixed';
   let saveQueued = false;
   const save = () => {
     if (saveQueued) return;
@@ -33,7 +33,7 @@ export function startChat(root: HTMLElement): void {
 
   const history = el('section', 'history', undefined, { id: 'history', testId: 'history' });
   history.setAttribute('aria-label', 'Questions and answers');
-  const empty = el('p', 'empty', 'Ask about your code. The context is compressed about 4× before the model reads it.');
+  const empty = el('p', 'empty', 'Ask about your code. The model reads the most relevant code as text and the rest compressed about 4×.');
 
   // Composer.
   const source = dropdown<SourceKind>(
@@ -61,8 +61,8 @@ export function startChat(root: HTMLElement): void {
     id: 'compare-button',
     testId: 'compare-button',
     look: 'secondary',
-    aria: 'Ask in compressed, full-text and no-context modes side by side',
-    title: 'Run the question in arc, full and none modes and compare timings',
+    aria: 'Ask in mixed, compressed, full-text and no-context modes side by side',
+    title: 'Run the question in mixed, arc, full and none modes and compare answers and timings',
   });
   const stop = button('Stop', () => post({ type: 'stop' }), { id: 'stop-button', testId: 'stop-button', look: 'secondary', aria: 'Stop the answer' });
   const clear = button('Clear', () => {
@@ -139,10 +139,12 @@ export function startChat(root: HTMLElement): void {
     if (group.length > 1) art.append(compareGrid(group, post));
     else {
       art.append(answerBody(first, post, false));
-      if (first.state === 'done' && first.mode === 'arc') {
+      if (first.state === 'done') {
         const actions = el('div', 'row actions');
+        const others = ANSWER_MODES.filter((m) => m !== first.mode).join(', ');
         actions.append(
-          button('Compare with full text / no context', () => post({ type: 'compare', question: first.question, source: state.source, runId: first.runId }), {
+          button('Compare with the other modes', () => post({ type: 'compare', question: first.question, source: state.source, runId: first.runId, mode: first.mode }), {
+            title: `Ask again in ${others} and show the answers side by side`,
             look: 'secondary',
             testId: 'compare-answer',
           }),

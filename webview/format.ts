@@ -23,29 +23,48 @@ export function formatRate(tokensPerSecond: number): string {
   return `${tokensPerSecond.toFixed(tokensPerSecond >= 100 ? 0 : 1)} tok/s`;
 }
 
-/** Source tokens -> vectors, encode ms, TTFT, tokens/s, provider, cache hits (the ratio is shown on its own). */
+/** "2 text / 7 compressed chunks": in which form the included chunks reached the decoder. */
+export function chunkForms(s: Pick<AskStats, 'textChunks' | 'compressedChunks'>): string {
+  const text = s.textChunks ?? 0;
+  const compressed = s.compressedChunks ?? 0;
+  const forms = [...(text > 0 ? [`${formatInt(text)} text`] : []), ...(compressed > 0 ? [`${formatInt(compressed)} compressed`] : [])];
+  return forms.length > 0 ? `${forms.join(' / ')} ${text + compressed === 1 ? 'chunk' : 'chunks'}` : 'no chunks';
+}
+
+/** Modes that read compressed vectors (encode time and cache hits mean something there). */
+function readsVectors(mode: AskStats['mode']): boolean {
+  return mode === 'mixed' || mode === 'arc';
+}
+
+/** Source tokens -> positions, chunk forms, encode ms, TTFT, tokens/s, provider, cache hits (the ratio is shown on its own). */
 export function statsParts(s: AskStats): string[] {
   const parts: string[] = [];
-  if (s.mode === 'arc') {
-    parts.push(`${formatInt(s.sourceTokens)} tokens → ${formatInt(s.compressedVectors)} vectors`);
-    parts.push(`encode ${formatMs(s.encodeMs)}`);
-  } else if (s.mode === 'full') {
-    parts.push(`${formatInt(s.sourceTokens)} tokens, full text`);
-  } else {
-    parts.push('no context');
+  if (s.mode === 'none') parts.push('no context');
+  else {
+    parts.push(`${formatInt(s.sourceTokens)} source tokens → ${formatInt(s.contextPositions)} positions`);
+    parts.push(chunkForms(s));
   }
+  if (readsVectors(s.mode)) parts.push(`encode ${formatMs(s.encodeMs)}`);
   parts.push(`TTFT ${formatMs(s.ttftMs)}`);
   parts.push(formatRate(s.tokensPerSecond));
   parts.push(s.provider);
-  if (s.mode === 'arc') parts.push(`cache ${formatInt(s.cacheHits)}/${formatInt(s.cacheHits + s.cacheMisses)} hits`);
+  if (readsVectors(s.mode)) parts.push(`cache ${formatInt(s.cacheHits)}/${formatInt(s.cacheHits + s.cacheMisses)} hits`);
   if (s.chunksLeftOut > 0) parts.push(`${s.chunksIncluded}/${s.chunksIncluded + s.chunksLeftOut} chunks fit`);
   return parts;
 }
 
+/** Whether a stats line leads with the ratio (every mode that read context). */
+export function showsRatio(s: AskStats): boolean {
+  return s.mode !== 'none';
+}
+
 /** The whole line as text, ratio first (what the chat shows, and what screen readers read). */
 export function formatStatsLine(s: AskStats): string {
-  return [...(s.mode === 'arc' ? [formatRatio(s.ratio)] : []), ...statsParts(s)].join(' · ');
+  return [...(showsRatio(s) ? [formatRatio(s.ratio)] : []), ...statsParts(s)].join(' · ');
 }
+
+/** What the ratio means, for its tooltip. */
+export const RATIO_TITLE = 'source tokens per decoder position of context (vectors, <Cont> and text tokens)';
 
 /** Bar widths in percent of the largest file's token count (tokens bar, vectors bar). */
 export function barWidths(tokens: number, vectors: number, maxTokens: number): [number, number] {
@@ -57,6 +76,7 @@ export function barWidths(tokens: number, vectors: number, maxTokens: number): [
 }
 
 export const MODE_LABEL: Record<AskStats['mode'], string> = {
+  mixed: 'Mixed (text + compressed)',
   arc: 'ARC (compressed)',
   full: 'Full text',
   none: 'No context',

@@ -5,7 +5,7 @@ import type { FileCompression } from '../src/core/types';
 import type { CompressionSnapshot, HostMessage } from '../src/protocol';
 import { answerBody, citationList, type Post } from './answerView';
 import { button, el } from './components';
-import { barWidths, formatInt, formatMs, formatRatio, MODE_LABEL } from './format';
+import { barWidths, chunkForms, formatInt, formatMs, formatRatio, MODE_LABEL } from './format';
 import { applyEvent, endRun, newEntry, restorePanelState, type AnswerEntry, type PanelState } from './state';
 import { vscodeApi } from './vscodeApi';
 
@@ -50,11 +50,16 @@ export function startPanel(root: HTMLElement): void {
     row('Source tokens', formatInt(tokens), 'total-tokens');
     if (vectors > 0) {
       row('Compressed vectors', formatInt(vectors), 'total-vectors');
-      row('Ratio', formatRatio(tokens / vectors), 'total-ratio');
+      row('Tokens per vector', formatRatio(tokens / vectors), 'total-ratio');
     }
     if (s.stats) {
-      row('Chunks given to the decoder', `${s.stats.chunksIncluded} of ${s.stats.chunksIncluded + s.stats.chunksLeftOut}`);
-      if (s.budget !== undefined) row('Context budget', `${formatInt(s.stats.contextPositions)} of ${formatInt(s.budget)} positions`);
+      const st = s.stats;
+      row('Chunks given to the decoder', `${st.chunksIncluded} of ${st.chunksIncluded + st.chunksLeftOut}${st.mode === 'none' ? '' : ` (${chunkForms(st)})`}`, 'decoder-chunks');
+      if (st.mode !== 'none') {
+        row('Context read', `${formatInt(st.sourceTokens)} source tokens in ${formatInt(st.contextPositions)} positions (${formatRatio(st.ratio)})`, 'context-ratio');
+      }
+      if (st.textTokens > 0 && st.mode === 'mixed') row('Read as text', `${formatInt(st.textTokens)} source tokens`);
+      if (s.budget !== undefined) row('Context budget', `${formatInt(st.contextPositions)} of ${formatInt(s.budget)} positions`);
     }
     if (s.compress) {
       const c = s.compress;
@@ -78,15 +83,20 @@ export function startPanel(root: HTMLElement): void {
       const name = el('div', 'file-name', f.path);
       const bars = el('div', 'bars');
       bars.setAttribute('role', 'img');
-      bars.setAttribute('aria-label', `${f.path}: ${f.tokens} tokens, ${f.vectors} vectors, ${f.included} of ${f.chunks} chunks used`);
+      bars.setAttribute('aria-label', `${f.path}: ${f.tokens} tokens, ${f.vectors} vectors, ${f.included} of ${f.chunks} chunks used, ${f.textChunks ?? 0} of them as text`);
       const tb = el('div', 'bar tokens');
       const vb = el('div', 'bar vectors');
       // Widths go through the CSSOM, which the CSP allows (inline style attributes it would not).
       tb.style.width = `${tw}%`;
       vb.style.width = `${vw}%`;
       bars.append(tb, vb);
-      const nums = el('div', 'file-nums', `${formatInt(f.tokens)} tok → ${formatInt(f.vectors)} vec · ${f.included}/${f.chunks} chunks used`);
+      // Old saved states have no textChunks; every included chunk was compressed then.
+      const asText = f.textChunks ?? 0;
+      const used = `${f.included}/${f.chunks} chunks used${asText > 0 ? ` (${asText} as text)` : ''}`;
+      const nums = el('div', 'file-nums', `${formatInt(f.tokens)} tok → ${formatInt(f.vectors)} vec · ${used}`);
       if (f.included === 0 && !snapshot?.compress) li.classList.add('left-out');
+      if (asText > 0) li.classList.add('has-text');
+      li.dataset.textChunks = String(asText);
       li.append(name, bars, nums);
       list.append(li);
     }
@@ -104,7 +114,17 @@ export function startPanel(root: HTMLElement): void {
     const legend = el('div', 'legend');
     legend.append(el('span', 'swatch tokens'), ' source tokens ', el('span', 'swatch vectors'), ' compressed vectors');
     const parts: Node[] = [el('h3', undefined, 'What the model read'), totalsTable(s), legend, fileBars(s.files)];
-    if (s.included.length > 0) {
+    if (s.text && s.compressed) {
+      // By form: the text chunks are the ones the decoder read word for word, nearest the question.
+      if (s.text.length > 0) {
+        parts.push(el('h3', undefined, `Read as text (${s.text.length})`));
+        parts.push(citationList(s.text, post, { id: 'text-chunks', testId: 'text-chunks', label: 'Chunks read as text' }));
+      }
+      if (s.compressed.length > 0) {
+        parts.push(el('h3', undefined, `Read compressed (${s.compressed.length})`));
+        parts.push(citationList(s.compressed, post, { id: 'compressed-chunks', testId: 'compressed-chunks', label: 'Chunks read compressed' }));
+      }
+    } else if (s.included.length > 0) {
       parts.push(el('h3', undefined, `Included chunks (${s.included.length})`));
       parts.push(citationList(s.included, post, { id: 'included-chunks', testId: 'included-chunks', label: 'Included chunks' }));
     }

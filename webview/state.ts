@@ -1,7 +1,7 @@
 // What a webview remembers about answers, and how run events update it. Pure (no DOM): the chat
 // persists this through vscode.setState, and the unit tests drive applyEvent directly.
-import type { AnswerMode, ArcErrorCode, AskEvent, AskStats, Citation, FileCompression } from '../src/core/types';
-import type { CompressionSnapshot, RunInfo, SourceKind } from '../src/protocol';
+import type { AnswerMode, ArcErrorCode, AskEvent, AskStats, Citation } from '../src/core/types';
+import { selectionPicture, type CompressionSnapshot, type RunInfo, type SelectionPicture, type SourceKind } from '../src/protocol';
 
 export type EntryState = 'streaming' | 'done' | 'error' | 'cancelled';
 
@@ -18,7 +18,7 @@ export interface AnswerEntry {
   citations: Citation[];
   error?: { code: ArcErrorCode; message: string };
   /** Compression picture; kept only for the panel (the chat's saved state stays small). */
-  selection?: { files: FileCompression[]; included: Citation[]; leftOut: Citation[]; budget: number };
+  selection?: SelectionPicture;
   skipped?: number;
 }
 
@@ -106,7 +106,7 @@ export function applyEvent(e: AnswerEntry, ev: AskEvent, keepSelection: boolean)
       e.skipped = Object.values(ev.counts).reduce((a, b) => a + (b ?? 0), 0);
       return;
     case 'selection':
-      if (keepSelection) e.selection = { files: ev.files, included: ev.included, leftOut: ev.leftOut, budget: ev.budget };
+      if (keepSelection) e.selection = selectionPicture(ev);
       return;
     case 'token':
       e.answer += ev.text;

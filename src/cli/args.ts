@@ -1,6 +1,6 @@
 // Shared pieces of the CLI subcommands: the command shape, usage errors and option parsing.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { LoadOptions, ProviderName } from '../core/api';
+import type { AnswerMode, LoadOptions, ProviderName } from '../core/api';
 import { isProviderName, PROVIDER_NAMES } from '../core/providers';
 
 /** Streams a command writes to; tests pass their own. */
@@ -81,4 +81,14 @@ export function loadOptions(values: { provider?: string; threads?: string; verbo
   if (threads !== undefined) opts.threads = threads;
   if (values.verbose) opts.log = (line) => io.stderr.write(`arc-context: ${line}\n`);
   return opts;
+}
+
+export const TEXT_BUDGET_USAGE = `  --text-budget N    mixed mode: tokens of the best-ranked code read as text, 0 or more (default: the
+                     model's prompt.mixedTextBudget, else 160; the best chunk is text whenever it fits)`;
+
+/** `--text-budget N` (mixed mode only): a whole number of tokens, 0 or more. */
+export function parseTextBudget(value: string | undefined, mode: AnswerMode): number | undefined {
+  const n = parseIntOption(value, '--text-budget', 0);
+  if (n !== undefined && mode !== 'mixed') throw new UsageError(`--text-budget applies to mixed mode only (--mode is ${mode})`);
+  return n;
 }

@@ -1,32 +1,36 @@
-// `arc-context ask`: answer a question about the given files with the package's decoder, in arc
-// (compressed), full (plain text) or none (closed book) mode. The pipeline (src/core/ask.ts)
-// will replace the body of run(); the options and output stay.
+// `arc-context ask`: answer a question about a folder (--root: the pipeline of src/core/ask.ts)
+// or about given files (--file alone: split in order, no cache), in mixed (the best-ranked code
+// as text, the rest compressed), arc (compressed), full (plain text) or none (closed book) mode.
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import type { AnswerMode, ArcModel, CompressedChunk, GenerateOptions, GenerationTimings } from '../core/api';
+import { planMixedFor } from '../core/context/plan';
+import { groupSizes } from '../core/encoder';
 import { ArcError, errorMessage } from '../core/errors';
 import { loadModel } from '../core/model';
-import { buildPrefix, contextBudget, decoderTokenizer, fitCompressed, splitDocument, truncateTokens, type BuiltPrefix, type TruncationReport } from '../core/prompt';
+import { buildPrefix, contextBudget, decoderTokenizer, fitCompressed, mixedTextBudget, splitDocument, truncateTokens, type BuiltPrefix, type TruncationReport } from '../core/prompt';
 import { ask as askPipeline } from '../core/ask';
 import type { AskStats, Citation, SourceInput } from '../core/types';
 import { PIPELINE_MODEL_USAGE, PIPELINE_OPTIONS, cacheDirFrom, describeSkipped, modelDirFrom, progressBar } from './compress';
-import { MODEL_OPTIONS, UsageError, loadOptions, parse, parseIntOption, parseNumberOption, type Command, type CommandIo } from './args';
+import { MODEL_OPTIONS, TEXT_BUDGET_USAGE, UsageError, loadOptions, parse, parseIntOption, parseNumberOption, parseTextBudget, type Command, type CommandIo } from './args';
 
-const usage = `Usage: arc-context ask [--root DIR ...] [--file F ...] [--mode arc|full|none] [--json] "question"
+const usage = `Usage: arc-context ask [--root DIR ...] [--file F ...] [--mode mixed|arc|full|none] [--text-budget N] [--json] "question"
 Answer a question about a folder (--root: scanned, chunked, cached, selected) or given files.
 ${PIPELINE_MODEL_USAGE}
   --root DIR         folder to ask about (repeatable; .gitignore respected, compressed vectors cached)
   --include GLOB     with --root: only files matching (repeatable)
   --exclude GLOB     with --root: skip files matching (repeatable)
   --file F           a file to read (repeatable; with --root it is added as an explicit source)
-  --mode M           arc (compressed context, default), full (plain text) or none (closed book)
+  --mode M           mixed (default: the best-ranked code as text, the rest compressed), arc (all
+                     compressed), full (plain text) or none (closed book)
+${TEXT_BUDGET_USAGE}
   --max-new-tokens N answer length limit (default: the manifest's prompt.maxNewTokens)
   --temperature T    0 (default) is greedy; above 0 samples
   --top-p P          nucleus sampling mass (with --temperature)
   --seed S           sampling seed
   --json             print one JSON object with the answer and the figures instead of streaming`;
 
-const MODES: readonly AnswerMode[] = ['arc', 'full', 'none'];
+const MODES: readonly AnswerMode[] = ['mixed', 'arc', 'full', 'none'];
 
 /** The path the model sees: relative to the working folder, with forward slashes. */
 function displayPath(file: string): string {
@@ -40,9 +44,15 @@ export interface AskResult {
   answer: string;
   mode: AnswerMode;
   provider: string;
+  /** Source tokens of the chunks that reached the decoder (the kept part of a cut chunk). */
   sourceTokens: number;
+  /** Of those, read as text. */
+  textTokens: number;
   compressedVectors: number;
   contextPositions: number;
+  textChunks: number;
+  compressedChunks: number;
+  /** sourceTokens / contextPositions (0 without context). */
   ratio: number;
   encodeMs: number;
   prefillMs: number;
@@ -65,6 +75,11 @@ async function readSources(files: readonly string[]): Promise<{ path: string; te
   );
 }
 
+/** Vectors the encoder makes of a chunk of `tokens` ids (the BOS of encoder.addBos counts), known before encoding. */
+function vectorCount(model: ArcModel, tokens: number): number {
+  return groupSizes(tokens + (model.manifest.encoder.addBos ? 1 : 0), model.encoder.poolingFactor).length;
+}
+
 /** Runs one question; `onPiece` receives the answer as it streams. */
 export async function askFiles(
   model: ArcModel,
@@ -73,6 +88,7 @@ export async function askFiles(
   question: string,
   gen: GenerateOptions,
   onPiece: (piece: string) => void,
+  textBudget?: number,
 ): Promise<AskResult> {
   const start = performance.now();
   const decoder = model.decoder;
@@ -80,40 +96,74 @@ export async function askFiles(
   const m = model.manifest;
   const sources = mode === 'none' ? [] : await readSources(files);
   const chunks = sources.flatMap((s) => splitDocument(model.tokenizer, m.documentFormat, s.path, s.text, model.encoder.maxChunkTokens));
-  const sourceTokens = chunks.reduce((n, c) => n + c.ids.length, 0);
   const budget = contextBudget(model, question, gen.maxNewTokens);
+  const tok = decoderTokenizer(model);
+  // Chunks were tokenized with the encoder tokenizer; the decoder may use another one.
+  const plainIds = () => (tok === model.tokenizer ? chunks.map((c) => c.ids) : chunks.map((c) => tok.encode(c.text)));
 
   let prefix: BuiltPrefix;
   let truncation: TruncationReport | null = null;
   let compressedVectors = 0;
   let encodeMs = 0;
+  // Source tokens that reached the decoder, in all and as text, and chunks by form.
   let keptTokens = 0;
+  let textTokens = 0;
+  let textChunks = 0;
+  let compressedChunks = 0;
+  const encode = async (ids: number[][]): Promise<CompressedChunk[]> => {
+    const t = performance.now();
+    const out = await model.encoder.encode(ids, gen.signal);
+    encodeMs = performance.now() - t;
+    return out;
+  };
   if (mode === 'arc') {
-    // A chunk of L tokens becomes ceil(L / x) vectors + <Cont>, known before encoding, so
-    // chunks that cannot fit are never encoded.
+    // A chunk's vector count is known before encoding, so chunks that cannot fit are never encoded.
     let left = budget;
     let fits = 0;
-    while (fits < chunks.length && Math.ceil(chunks[fits]!.ids.length / model.encoder.poolingFactor) + 1 <= left) {
-      left -= Math.ceil(chunks[fits]!.ids.length / model.encoder.poolingFactor) + 1;
+    while (fits < chunks.length && vectorCount(model, chunks[fits]!.ids.length) + 1 <= left) {
+      left -= vectorCount(model, chunks[fits]!.ids.length) + 1;
       fits++;
     }
-    const t = performance.now();
-    const compressed: CompressedChunk[] = await model.encoder.encode(chunks.slice(0, fits).map((c) => c.ids), gen.signal);
-    encodeMs = performance.now() - t;
+    const compressed = await encode(chunks.slice(0, fits).map((c) => c.ids));
     const fitted = fitCompressed(compressed, budget);
     truncation = { ...fitted.report, chunks: chunks.length, dropped: chunks.length - fitted.report.kept };
-    truncation.cutPositions = chunks.slice(fitted.report.kept).reduce((n, c) => n + Math.ceil(c.ids.length / model.encoder.poolingFactor) + 1, 0);
+    truncation.cutPositions = chunks.slice(fitted.report.kept).reduce((n, c) => n + vectorCount(model, c.ids.length) + 1, 0);
     compressedVectors = fitted.chunks.reduce((n, c) => n + c.count, 0);
-    // Kept chunks are a prefix of the list; the ratio describes what reached the decoder.
+    // Kept chunks are a prefix of the list.
     keptTokens = chunks.slice(0, fitted.report.kept).reduce((n, c) => n + c.ids.length, 0);
+    compressedChunks = fitted.report.kept;
     prefix = buildPrefix(model, 'arc', fitted.chunks, question);
   } else if (mode === 'full') {
-    const tok = decoderTokenizer(model);
-    // Chunks were tokenized with the encoder tokenizer; the decoder may use another one.
-    const ids = tok === model.tokenizer ? chunks.map((c) => c.ids) : chunks.map((c) => tok.encode(c.text));
+    const ids = plainIds();
     const fitted = truncateTokens(ids, budget);
     truncation = fitted.report;
+    // A cut chunk counts the share of its source tokens that was kept.
+    keptTokens = fitted.chunks.reduce((n, kept, i) => n + (ids[i]!.length > 0 ? Math.round((chunks[i]!.ids.length * kept.length) / ids[i]!.length) : 0), 0);
+    textTokens = keptTokens;
+    textChunks = fitted.chunks.length;
     prefix = buildPrefix(model, 'full', fitted.chunks, question);
+  } else if (mode === 'mixed') {
+    const ids = plainIds();
+    const costs = chunks.map((c, i) => ({ text: ids[i]!.length, compressed: vectorCount(model, c.ids.length) + 1 }));
+    const items = chunks.map((c) => ({ path: c.path, body: c.text, origin: 'explicit' as const }));
+    const plan = planMixedFor(items, costs, question, mixedTextBudget(m, textBudget), budget);
+    // Only the chunks planned as compressed are encoded.
+    const compressed = await encode(plan.compressed.map((i) => chunks[i]!.ids));
+    compressedVectors = compressed.reduce((n, c) => n + c.count, 0);
+    textTokens = plan.text.reduce((n, i) => n + chunks[i]!.ids.length, 0);
+    keptTokens = textTokens + plan.compressed.reduce((n, i) => n + chunks[i]!.ids.length, 0);
+    textChunks = plan.text.length;
+    compressedChunks = plan.compressed.length;
+    truncation = {
+      chunks: chunks.length,
+      kept: textChunks + compressedChunks,
+      partial: 0,
+      dropped: plan.leftOut.length,
+      keptPositions: plan.used,
+      // A left-out chunk would have cost at least its compressed form.
+      cutPositions: plan.leftOut.reduce((n, i) => n + costs[i]!.compressed, 0),
+    };
+    prefix = buildPrefix(model, 'mixed', { compressed, text: plan.text.map((i) => ids[i]!) }, question);
   } else {
     prefix = buildPrefix(model, 'none', [], question);
   }
@@ -134,10 +184,13 @@ export async function askFiles(
     answer,
     mode,
     provider: model.provider,
-    sourceTokens,
+    sourceTokens: keptTokens,
+    textTokens,
     compressedVectors,
     contextPositions: prefix.contextPositions,
-    ratio: mode === 'arc' ? (compressedVectors > 0 ? keptTokens / compressedVectors : 0) : mode === 'full' ? 1 : 0,
+    textChunks,
+    compressedChunks,
+    ratio: prefix.contextPositions > 0 ? keptTokens / prefix.contextPositions : 0,
     encodeMs,
     prefillMs: timings.prefillMs,
     ttftMs: encodeMs + timings.ttftMs,
@@ -165,6 +218,7 @@ export const command: Command = {
         exclude: { type: 'string', multiple: true },
         file: { type: 'string', multiple: true },
         mode: { type: 'string' },
+        'text-budget': { type: 'string' },
         json: { type: 'boolean' },
         'max-new-tokens': { type: 'string' },
         temperature: { type: 'string' },
@@ -179,8 +233,9 @@ export const command: Command = {
     }
     const dir = modelDirFrom(values.model);
     const roots = values.root ?? [];
-    const mode = (values.mode ?? 'arc') as AnswerMode;
-    if (!MODES.includes(mode)) throw new UsageError(`--mode must be arc, full or none (got "${values.mode}")`);
+    const mode = (values.mode ?? 'mixed') as AnswerMode;
+    if (!MODES.includes(mode)) throw new UsageError(`--mode must be mixed, arc, full or none (got "${values.mode}")`);
+    const textBudget = parseTextBudget(values['text-budget'], mode);
     const files = values.file ?? [];
     if (mode !== 'none' && files.length === 0 && roots.length === 0) throw new UsageError(`--root or --file is required in ${mode} mode`);
     const question = positionals.join(' ').trim();
@@ -200,11 +255,13 @@ export const command: Command = {
       if (io.signal) gen.signal = io.signal;
       if (roots.length > 0) {
         const sources: SourceInput[] = files.map((f) => ({ path: displayPath(f), absPath: resolve(f), origin: 'explicit' }));
-        return await askRoots(model, { question, mode, roots, sources, include: values.include, exclude: values.exclude, maxNewTokens: gen.maxNewTokens, temperature, topP }, cacheDirFrom(values), io, values);
+        const request: Parameters<typeof askPipeline>[1] = { question, mode, roots, sources, include: values.include, exclude: values.exclude, maxNewTokens: gen.maxNewTokens, temperature, topP };
+        if (textBudget !== undefined) request.textBudget = textBudget;
+        return await askRoots(model, request, cacheDirFrom(values), io, values);
       }
       const result = await askFiles(model, mode, files, question, gen, (piece) => {
         if (!values.json) io.stdout.write(piece);
-      });
+      }, textBudget);
       const cut = result.truncation && result.truncation.cutPositions > 0 ? result.truncation : null;
       if (values.json) {
         io.stdout.write(JSON.stringify(result) + '\n');
@@ -214,7 +271,7 @@ export const command: Command = {
       }
       if (values.verbose) {
         io.stderr.write(
-          `arc-context: ${mode}, ${result.provider}: ${result.sourceTokens} source tokens -> ${result.contextPositions} context positions; ` +
+          `arc-context: ${mode}, ${result.provider}: ${result.sourceTokens} source tokens -> ${result.contextPositions} context positions (x${result.ratio.toFixed(2)}; ${result.textChunks} text / ${result.compressedChunks} compressed chunks); ` +
             `encode ${result.encodeMs.toFixed(0)} ms, prefill ${result.prefillMs.toFixed(0)} ms, first token ${result.ttftMs.toFixed(0)} ms, ` +
             `${result.generatedTokens} tokens at ${result.tokensPerSecond.toFixed(1)}/s, total ${result.totalMs.toFixed(0)} ms\n`,
         );
@@ -248,7 +305,8 @@ async function askRoots(
     else if (e.type === 'skipped') skipped = describeSkipped(e);
     else if (e.type === 'selection' && e.leftOut.length > 0 && !flags.json) {
       bar.end();
-      io.stderr.write(`arc-context: the folder does not fit the window; ${e.included.length} ranges chosen, ${e.leftOut.length} left out\n`);
+      const forms = request.mode === 'mixed' ? ` (${e.text.length} as text, ${e.compressed.length} compressed)` : '';
+      io.stderr.write(`arc-context: the folder does not fit the window; ${e.included.length} ranges chosen${forms}, ${e.leftOut.length} left out\n`);
     } else if (e.type === 'token') {
       bar.end();
       answer += e.text;
@@ -270,7 +328,7 @@ async function askRoots(
   if (flags.verbose && stats) {
     const s: AskStats = stats;
     io.stderr.write(
-      `arc-context: ${s.mode}, ${s.provider}: ${s.sourceTokens} source tokens -> ${s.contextPositions} context positions (x${s.ratio.toFixed(2)}); ` +
+      `arc-context: ${s.mode}, ${s.provider}: ${s.sourceTokens} source tokens -> ${s.contextPositions} context positions (x${s.ratio.toFixed(2)}; ${s.textChunks} text / ${s.compressedChunks} compressed chunks); ` +
         `cache ${s.cacheHits} hits / ${s.cacheMisses} encoded in ${s.encodeMs.toFixed(0)} ms; prefill ${s.prefillMs.toFixed(0)} ms, first token ${s.ttftMs.toFixed(0)} ms; ` +
         `skipped: ${skipped || 'none'}\n`,
     );

@@ -33,7 +33,13 @@ export interface Manifest {
     bosTokenId: number;
     eosTokenId: number;
   };
-  prompt: { questionTemplate: string; stop: string[]; maxNewTokens: number };
+  prompt: {
+    questionTemplate: string;
+    stop: string[];
+    maxNewTokens: number;
+    /** Mixed mode's text budget in decoder tokens, as measured for this model (optional). */
+    mixedTextBudget?: number;
+  };
   documentFormat: { header: string };
 }
 

@@ -141,6 +141,7 @@ export function validateManifest(raw: unknown, file: string): Manifest {
     stop: stopRaw as string[],
     maxNewTokens: c.int(p, 'maxNewTokens', 'prompt.', 1),
   };
+  if (p.mixedTextBudget !== undefined) prompt.mixedTextBudget = c.int(p, 'mixedTextBudget', 'prompt.', 1);
 
   const f = c.object(root, 'documentFormat', '');
   const documentFormat: Manifest['documentFormat'] = { header: c.string(f, 'header', 'documentFormat.') ?? '' };

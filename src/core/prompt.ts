@@ -4,6 +4,8 @@
 //   prefix = [BOS] + context + tokens(questionTemplate with {question})
 //   arc:  per chunk, its compressed vectors then the <Cont> vector
 //   full: per chunk, the token ids of the rendered chunk (header + body ending in one "\n")
+//   mixed: the compressed chunks as in arc, then the text chunks as in full (each group in
+//          document order; which chunk takes which form is context/plan.ts's planMixed)
 //   none: no context (closed book)
 import type { AnswerMode, ArcModel, CompressedChunk, Manifest, PrefixPart, TextTokenizer } from './api';
 import { ArcError } from './errors';
@@ -35,48 +37,91 @@ export interface BuiltPrefix {
   parts: PrefixPart[];
   /** Decoder positions of the whole prefix. */
   positions: number;
-  /** Positions taken by the context alone (vectors + <Cont> in arc mode, tokens in full). */
+  /** Positions taken by the context alone (vectors + <Cont> per compressed chunk, plus text tokens). */
   contextPositions: number;
 }
 
 /** A chunk for full mode: its rendered text, or that text's decoder token ids. */
 export type PlainChunk = string | readonly number[];
 
+/** Mixed mode's context: the compressed chunks and the text chunks, each in document order. */
+export interface MixedContext {
+  compressed: readonly CompressedChunk[];
+  text: readonly PlainChunk[];
+}
+
+/** Mixed mode reads the best-ranked chunks as text; this many decoder tokens unless the manifest or the caller says otherwise. */
+export const DEFAULT_MIXED_TEXT_BUDGET = 160;
+
+/** The text budget a mixed-mode request uses: the caller's, else the model's, else the default. */
+export function mixedTextBudget(manifest: Manifest, requested?: number): number {
+  if (requested !== undefined) {
+    if (!Number.isInteger(requested) || requested < 0) throw new ArcError('internal', `The text budget must be a whole number of tokens, 0 or more (got ${requested}).`);
+    return requested;
+  }
+  return manifest.prompt.mixedTextBudget ?? DEFAULT_MIXED_TEXT_BUDGET;
+}
+
+/** Each compressed chunk as its vectors followed by the <Cont> vector. */
+function compressedParts(model: PromptModel, chunks: readonly unknown[], mode: string): { parts: PrefixPart[]; positions: number } {
+  const cont = model.encoder.cont;
+  const parts: PrefixPart[] = [];
+  let positions = 0;
+  for (const c of chunks) {
+    if (typeof c !== 'object' || c === null || Array.isArray(c) || !('vectors' in c)) {
+      throw new ArcError('internal', `${mode} mode takes compressed chunks (encoder output) for its compressed context.`);
+    }
+    const cc = c as CompressedChunk;
+    if (cc.dim !== model.encoder.dim) throw new ArcError('internal', `A compressed chunk has width ${cc.dim}, the model expects ${model.encoder.dim}; it was made by another model.`);
+    parts.push({ kind: 'vectors', data: cc.vectors, count: cc.count }, { kind: 'vectors', data: cont, count: 1 });
+    positions += cc.count + 1;
+  }
+  return { parts, positions };
+}
+
+/** Each text chunk as the token ids of the rendered chunk. */
+function textParts(tok: TextTokenizer, chunks: readonly unknown[], mode: string): { parts: PrefixPart[]; positions: number } {
+  const parts: PrefixPart[] = [];
+  let positions = 0;
+  for (const c of chunks) {
+    let ids: number[];
+    if (typeof c === 'string') ids = tok.encode(c);
+    else if (Array.isArray(c)) ids = [...(c as readonly number[])];
+    else throw new ArcError('internal', `${mode} mode takes rendered chunk texts or their token ids for its text context.`);
+    parts.push({ kind: 'tokens', ids });
+    positions += ids.length;
+  }
+  return { parts, positions };
+}
+
 export function buildPrefix(model: PromptModel, mode: 'arc', chunks: readonly CompressedChunk[], question: string): BuiltPrefix;
 export function buildPrefix(model: PromptModel, mode: 'full', chunks: readonly PlainChunk[], question: string): BuiltPrefix;
+export function buildPrefix(model: PromptModel, mode: 'mixed', context: MixedContext, question: string): BuiltPrefix;
 export function buildPrefix(model: PromptModel, mode: 'none', chunks: readonly never[], question: string): BuiltPrefix;
-export function buildPrefix(model: PromptModel, mode: AnswerMode, chunks: readonly (CompressedChunk | PlainChunk)[], question: string): BuiltPrefix;
-export function buildPrefix(model: PromptModel, mode: AnswerMode, chunks: readonly (CompressedChunk | PlainChunk)[], question: string): BuiltPrefix {
+export function buildPrefix(model: PromptModel, mode: AnswerMode, chunks: readonly (CompressedChunk | PlainChunk)[] | MixedContext, question: string): BuiltPrefix;
+export function buildPrefix(model: PromptModel, mode: AnswerMode, chunks: readonly (CompressedChunk | PlainChunk)[] | MixedContext, question: string): BuiltPrefix {
   const dec = model.decoder;
   const cfg = model.manifest.decoder;
   if (!dec || !cfg) {
     throw new ArcError('model-missing', `Model ${model.manifest.name} has no decoder (encoder-only package); answering needs a package with decoder.onnx.`);
   }
   const tok = decoderTokenizer(model);
-  const parts: PrefixPart[] = [{ kind: 'tokens', ids: [cfg.bosTokenId] }];
-  let contextPositions = 0;
-  if (mode === 'arc') {
-    const cont = model.encoder.cont;
-    for (const c of chunks) {
-      if (typeof c === 'string' || Array.isArray(c) || !('vectors' in c)) {
-        throw new ArcError('internal', 'arc mode takes compressed chunks (encoder output).');
-      }
-      if (c.dim !== model.encoder.dim) throw new ArcError('internal', `A compressed chunk has width ${c.dim}, the model expects ${model.encoder.dim}; it was made by another model.`);
-      parts.push({ kind: 'vectors', data: c.vectors, count: c.count }, { kind: 'vectors', data: cont, count: 1 });
-      contextPositions += c.count + 1;
-    }
-  } else if (mode === 'full') {
-    for (const c of chunks) {
-      let ids: number[];
-      if (typeof c === 'string') ids = tok.encode(c);
-      else if (Array.isArray(c)) ids = [...(c as readonly number[])];
-      else throw new ArcError('internal', 'full mode takes rendered chunk texts or their token ids.');
-      parts.push({ kind: 'tokens', ids });
-      contextPositions += ids.length;
-    }
-  } else if (chunks.length > 0) {
+  const isList = Array.isArray(chunks);
+  const list = (isList ? chunks : []) as readonly unknown[];
+  if (!isList && mode !== 'mixed') throw new ArcError('internal', `${mode} mode takes a list of chunks.`);
+  if (isList && mode === 'mixed') throw new ArcError('internal', 'mixed mode takes { compressed, text } chunks.');
+  const context: { parts: PrefixPart[]; positions: number }[] = [];
+  if (mode === 'arc') context.push(compressedParts(model, list, mode));
+  else if (mode === 'full') context.push(textParts(tok, list, mode));
+  else if (mode === 'mixed') {
+    // Compressed chunks first, text chunks last: the text sits nearest the question.
+    const m = chunks as MixedContext;
+    context.push(compressedParts(model, m.compressed, mode), textParts(tok, m.text, mode));
+  } else if (list.length > 0) {
     throw new ArcError('internal', 'none mode (closed book) takes no context.');
   }
+  const parts: PrefixPart[] = [{ kind: 'tokens', ids: [cfg.bosTokenId] }, ...context.flatMap((c) => c.parts)];
+  const contextPositions = context.reduce((n, c) => n + c.positions, 0);
   const q = tok.encode(questionText(model.manifest, question));
   parts.push({ kind: 'tokens', ids: q });
   return { parts, positions: 1 + contextPositions + q.length, contextPositions };

@@ -1,7 +1,12 @@
 // Types shared by the core pipeline, the CLI, the extension and the webview protocol.
 // No runtime code and no `vscode` import here.
 
-export type AnswerMode = 'arc' | 'full' | 'none';
+/**
+ * How the context reaches the decoder: `mixed` reads the best-ranked chunks as text and the rest
+ * as compressed vectors (selective expansion), `arc` reads every chunk compressed, `full` reads
+ * plain text only, `none` is closed book.
+ */
+export type AnswerMode = 'mixed' | 'arc' | 'full' | 'none';
 
 /** A piece of source text given by the caller (a file on disk, an unsaved editor, a selection). */
 export interface SourceInput {
@@ -29,6 +34,11 @@ export interface AskRequest {
   maxNewTokens?: number;
   temperature?: number;
   topP?: number;
+  /**
+   * Mixed mode: decoder tokens of context read as text (the best-ranked chunk is read as text
+   * even when it alone is larger). Default: the manifest's prompt.mixedTextBudget, else 160.
+   */
+  textBudget?: number;
 }
 
 export interface Citation {
@@ -41,11 +51,15 @@ export interface Citation {
 export interface AskStats {
   mode: AnswerMode;
   provider: string;
+  /** Source tokens of the chunks that reached the decoder, in whichever form (the kept part of a cut chunk). */
   sourceTokens: number;
+  /** Of sourceTokens, those read as text. */
+  textTokens: number;
   compressedVectors: number;
-  /** Decoder positions used by the context (vectors + <Cont> in arc mode, tokens in full). */
+  /** Decoder positions used by the context: vectors + one <Cont> per compressed chunk, plus text tokens. */
   contextPositions: number;
-  ratio: number; // sourceTokens / compressedVectors (arc), 1 for full, 0 for none
+  /** sourceTokens / contextPositions (0 when there is no context): about x in arc mode, 1 in full. */
+  ratio: number;
   encodeMs: number;
   prefillMs: number;
   ttftMs: number;
@@ -55,6 +69,9 @@ export interface AskStats {
   cacheHits: number;
   cacheMisses: number;
   chunksIncluded: number;
+  /** Of chunksIncluded, those read as text and those read compressed. */
+  textChunks: number;
+  compressedChunks: number;
   chunksLeftOut: number;
   /** Source tokens dropped because they did not fit (full mode truncation). */
   truncatedTokens: number;
@@ -66,6 +83,7 @@ export interface FileCompression {
   vectors: number;
   chunks: number;
   included: number; // chunks of this file that reached the decoder
+  textChunks: number; // of those, chunks read as text (the rest were read compressed)
 }
 
 export type SkipReason = 'gitignored' | 'excluded' | 'too-large' | 'binary' | 'minified' | 'symlink-outside' | 'unreadable' | 'not-utf8';
@@ -73,7 +91,12 @@ export type SkipReason = 'gitignored' | 'excluded' | 'too-large' | 'binary' | 'm
 export type AskEvent =
   | { type: 'progress'; stage: 'scan' | 'tokenize' | 'encode' | 'select' | 'prefill' | 'generate'; message: string; done?: number; total?: number }
   | { type: 'skipped'; counts: Partial<Record<SkipReason, number>>; examples: { path: string; reason: SkipReason }[] }
-  | { type: 'selection'; included: Citation[]; leftOut: Citation[]; files: FileCompression[]; budget: number }
+  /**
+   * What reaches the decoder. `included` merges every included chunk; `text` and `compressed`
+   * merge the chunks read in each form separately (a text chunk and an adjacent compressed
+   * chunk of one file stay apart).
+   */
+  | { type: 'selection'; included: Citation[]; text: Citation[]; compressed: Citation[]; leftOut: Citation[]; files: FileCompression[]; budget: number }
   | { type: 'token'; text: string }
   | { type: 'citations'; citations: Citation[] }
   | { type: 'stats'; stats: AskStats }

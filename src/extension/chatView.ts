@@ -90,7 +90,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         return;
       case 'compare':
         if (m.question.trim() === '') return;
-        await this.controller.compare(m.source, m.question.trim(), this.sink, m.runId);
+        await this.controller.compare(m.source, m.question.trim(), this.sink, m.runId, m.mode);
         return;
       case 'stop':
         this.controller.runner.stop(m.runId);

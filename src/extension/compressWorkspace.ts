@@ -55,7 +55,7 @@ export async function compressSources(
   const result = r.value;
   const files = new Map<string, FileCompression>();
   chunks.forEach((c, i) => {
-    const f = files.get(c.path) ?? { path: c.path, tokens: 0, vectors: 0, chunks: 0, included: 0 };
+    const f = files.get(c.path) ?? { path: c.path, tokens: 0, vectors: 0, chunks: 0, included: 0, textChunks: 0 };
     f.tokens += c.tokenIds.length;
     f.vectors += result.compressed[i]?.count ?? 0;
     f.chunks += 1;

@@ -21,10 +21,12 @@ export interface ArcSettings {
   exclude: string[];
   cacheSizeMB: number;
   answerMode: AnswerMode;
+  /** Mixed mode's text budget in tokens; 0 uses the model's (its manifest's prompt.mixedTextBudget, else 160). */
+  mixedTextBudget: number;
 }
 
 const PROVIDERS = ['auto', 'cuda', 'webgpu', 'dml', 'coreml', 'cpu'] as const;
-const MODES = ['arc', 'full', 'none'] as const;
+const MODES = ['mixed', 'arc', 'full', 'none'] as const;
 
 function oneOf<T extends string>(v: unknown, values: readonly T[], fallback: T): T {
   return typeof v === 'string' && (values as readonly string[]).includes(v) ? (v as T) : fallback;
@@ -55,7 +57,8 @@ export function normalizeSettings(get: (key: string) => unknown): ArcSettings {
     include: stringList(get('include')),
     exclude: stringList(get('exclude')),
     cacheSizeMB: clampInt(get('cacheSizeMB'), 16, 65536, 512),
-    answerMode: oneOf(get('answerMode'), MODES, 'arc'),
+    answerMode: oneOf(get('answerMode'), MODES, 'mixed'),
+    mixedTextBudget: clampInt(get('mixedTextBudget'), 0, 65536, 0),
   };
 }
 

@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { AnswerMode, AskRequest, Citation } from '../core/types';
-import type { RunInfo, SourceKind } from '../protocol';
+import { ANSWER_MODES, type RunInfo, type SourceKind } from '../protocol';
 import { newRunId, errorCodeOf, errorText, type AskRunner, type RunOutcome, type RunSink } from './runner';
 import { readSettings } from './settings';
 import { sourcesFor, type CollectedSources } from './sources';
@@ -42,6 +42,7 @@ export class ArcController {
     const request: AskRequest = { question, mode, sources: collected.sources };
     if (settings.maxNewTokens > 0) request.maxNewTokens = settings.maxNewTokens;
     if (settings.temperature > 0) request.temperature = settings.temperature;
+    if (settings.mixedTextBudget > 0) request.textBudget = settings.mixedTextBudget;
     // The workspace lister already applied include/exclude; the core applies them again to
     // explicit sources, which is harmless and keeps selections/open files consistent.
     if (settings.include.length > 0) request.include = settings.include;
@@ -49,11 +50,15 @@ export class ArcController {
     return this.runner.start(info, request, this.remember(sink), opts.signal);
   }
 
-  /** Same question without compression and without context, one after the other. */
-  async compare(kind: SourceKind, question: string, sink: RunSink, group?: string): Promise<void> {
+  /**
+   * The question in every mode, one after the other, as one group. `group` names an answer
+   * already given in mode `answered`: only the other modes run.
+   */
+  async compare(kind: SourceKind, question: string, sink: RunSink, group?: string, answered?: AnswerMode): Promise<void> {
     const compareGroup = group ?? newRunId();
-    if (!group) await this.askAbout(kind, question, sink, { mode: 'arc', compareGroup });
-    for (const mode of ['full', 'none'] as const) {
+    // An answer named without its mode is taken to be in the default mode, as asked from the chat.
+    const done = group ? (answered ?? readSettings().answerMode) : undefined;
+    for (const mode of ANSWER_MODES.filter((m) => m !== done)) {
       const r = await this.askAbout(kind, question, sink, { mode, compareGroup });
       if (r.outcome === 'cancelled') break;
     }

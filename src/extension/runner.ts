@@ -2,8 +2,8 @@
 // its own AbortController, every event forwarded to the view that asked. No `vscode` import: the
 // adapter hands in the model getter and the pipeline, so this is unit tested with a fake ask().
 import type { ArcModel, AskFn, AskOptions } from '../core/api';
-import type { ArcErrorCode, AskEvent, AskRequest, AskStats, Citation, FileCompression } from '../core/types';
-import type { CompressionSnapshot, HostMessage, RunInfo } from '../protocol';
+import type { ArcErrorCode, AskEvent, AskRequest, AskStats } from '../core/types';
+import { selectionPicture, type CompressionSnapshot, type HostMessage, type RunInfo, type SelectionPicture } from '../protocol';
 
 export interface Logger {
   info(message: string): void;
@@ -147,7 +147,7 @@ export class AskRunner {
     const emit = (event: AskEvent) => sink({ type: 'runEvent', runId: info.runId, event });
     let outcome: RunOutcome = { outcome: 'error', code: 'internal', message: 'The answer stream ended without a result.' };
     let cancelEventSent = false;
-    let selection: { files: FileCompression[]; included: Citation[]; leftOut: Citation[]; budget: number } | undefined;
+    let selection: SelectionPicture | undefined;
     try {
       if (signal.aborted) throw Object.assign(new Error('Cancelled before it started.'), { code: 'cancelled' });
       const model = await this.deps.getModel(signal);
@@ -159,7 +159,7 @@ export class AskRunner {
       })) {
         emit(event);
         if (event.type === 'selection') {
-          selection = { files: event.files, included: event.included, leftOut: event.leftOut, budget: event.budget };
+          selection = selectionPicture(event);
           this.setCompression({ title: info.question, ...selection });
         } else if (event.type === 'done') {
           outcome = { outcome: 'done', answer: event.answer, stats: event.stats };

@@ -41,7 +41,11 @@ test('model settings are machine scoped and ignored in untrusted workspaces', ()
   assert.equal(props['arcContext.modelPath'].default, '');
   assert.equal(props['arcContext.executionProvider'].scope, 'machine');
   assert.deepEqual(props['arcContext.executionProvider'].enum, ['auto', 'cuda', 'webgpu', 'dml', 'coreml', 'cpu']);
-  assert.deepEqual(props['arcContext.answerMode'].enum, ['arc', 'full', 'none']);
+  assert.deepEqual(props['arcContext.answerMode'].enum, ['mixed', 'arc', 'full', 'none']);
+  assert.equal(props['arcContext.answerMode'].default, 'mixed', 'mixed is the default mode');
+  // The text budget belongs to the model and the question, not the machine.
+  assert.equal(props['arcContext.mixedTextBudget'].default, 0);
+  assert.equal(props['arcContext.mixedTextBudget'].scope, undefined);
   for (const k of ['threads', 'maxNewTokens', 'temperature', 'include', 'exclude', 'cacheSizeMB']) assert.ok(props[`arcContext.${k}`], k);
   const u = pkg.capabilities.untrustedWorkspaces;
   assert.equal(u.supported, 'limited');

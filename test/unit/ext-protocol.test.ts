@@ -1,7 +1,7 @@
 // Validation of webview -> host messages (src/protocol.ts). Pure: no vscode, no DOM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_QUESTION_LENGTH, parseWebviewMessage } from '../../src/protocol';
+import { ANSWER_MODES, MAX_QUESTION_LENGTH, parseWebviewMessage } from '../../src/protocol';
 
 const ok = (v: unknown) => {
   const r = parseWebviewMessage(v);
@@ -63,7 +63,13 @@ test('rejects malformed ask/compare', () => {
   bad({ type: 'ask', question: 'q', source: 'open', mode: 'fast' }, /mode/);
   bad({ type: 'ask', question: 'x'.repeat(MAX_QUESTION_LENGTH + 1), source: 'open' }, /longer/);
   ok({ type: 'ask', question: 'x'.repeat(MAX_QUESTION_LENGTH), source: 'open' });
-  bad({ type: 'compare', question: 'q', source: 'open', mode: 'arc' }, /unexpected field "mode"/);
+  bad({ type: 'compare', question: 'q', source: 'open', mode: 'arc' }, /needs a runId/);
+  bad({ type: 'compare', question: 'q', source: 'open', runId: 'r7', mode: 'fast' }, /mode must be one of mixed, arc, full, none/);
+  assert.deepEqual(ok({ type: 'compare', question: 'q', source: 'open', runId: 'r7', mode: 'mixed' }), {
+    type: 'compare', question: 'q', source: 'open', runId: 'r7', mode: 'mixed',
+  });
+  assert.deepEqual(ok({ type: 'ask', question: 'q', source: 'open', mode: 'mixed' }), { type: 'ask', question: 'q', source: 'open', mode: 'mixed' });
+  assert.deepEqual(ANSWER_MODES, ['mixed', 'arc', 'full', 'none'], 'the default mode first');
   assert.deepEqual(ok({ type: 'compare', question: 'q', source: 'open', runId: 'r7' }), {
     type: 'compare', question: 'q', source: 'open', runId: 'r7',
   });

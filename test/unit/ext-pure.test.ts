@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { chooseModelDir, combineGlobs, excludeGlobs, expandBraces, normalizeSettings } from '../../src/extension/config';
 import { contentSecurityPolicy, renderWebviewHtml } from '../../src/extension/webviewHtml';
-import { barWidths, formatMs, formatRatio, formatStatsLine } from '../../webview/format';
+import { barWidths, chunkForms, formatMs, formatRatio, formatStatsLine } from '../../webview/format';
 import { applyEvent, endRun, groupEntries, newEntry, restoreChatState, restorePanelState } from '../../webview/state';
-import type { AskStats } from '../../src/core/types';
+import type { AskEvent, AskStats } from '../../src/core/types';
 
 test('normalizeSettings falls back to defaults for junk and clamps ranges', () => {
   const s = normalizeSettings((k) => ({ executionProvider: 'tpu', threads: -3, maxNewTokens: 1e9, temperature: 'hot', include: ['src/**', 3, ' '], answerMode: 'full', cacheSizeMB: 1 } as Record<string, unknown>)[k]);
@@ -19,6 +19,18 @@ test('normalizeSettings falls back to defaults for junk and clamps ranges', () =
   assert.equal(s.answerMode, 'full');
   assert.equal(s.cacheSizeMB, 16);
   assert.equal(s.modelPath, '');
+  assert.equal(s.mixedTextBudget, 0, 'a missing text budget means the model decides');
+});
+
+test('settings default to mixed mode and the model\'s text budget; junk falls back', () => {
+  const d = normalizeSettings(() => undefined);
+  assert.equal(d.answerMode, 'mixed');
+  assert.equal(d.mixedTextBudget, 0);
+  const s = normalizeSettings((k) => ({ answerMode: 'fast', mixedTextBudget: 99.6 } as Record<string, unknown>)[k]);
+  assert.equal(s.answerMode, 'mixed');
+  assert.equal(s.mixedTextBudget, 100);
+  assert.equal(normalizeSettings((k) => (k === 'mixedTextBudget' ? -5 : k === 'answerMode' ? 'arc' : undefined)).mixedTextBudget, 0);
+  assert.equal(normalizeSettings((k) => (k === 'answerMode' ? 'arc' : undefined)).answerMode, 'arc');
 });
 
 test('chooseModelDir: bundled default, absolute paths only, nothing from inside an untrusted workspace', () => {
@@ -72,15 +84,19 @@ test('webview HTML: CSP meta first, nonce on the script, nothing inline, styles 
 });
 
 const stats: AskStats = {
-  mode: 'arc', provider: 'cpu', sourceTokens: 1234, compressedVectors: 310, contextPositions: 320, ratio: 1234 / 310,
+  mode: 'mixed', provider: 'cpu', sourceTokens: 1234, textTokens: 150, compressedVectors: 261, contextPositions: 420, ratio: 1234 / 420,
   encodeMs: 120.4, prefillMs: 30, ttftMs: 45, totalMs: 1500, tokensPerSecond: 22.14, generatedTokens: 9,
-  cacheHits: 12, cacheMisses: 3, chunksIncluded: 10, chunksLeftOut: 0, truncatedTokens: 0,
+  cacheHits: 12, cacheMisses: 3, chunksIncluded: 9, textChunks: 2, compressedChunks: 7, chunksLeftOut: 0, truncatedTokens: 0,
 };
 
-test('stats line carries tokens -> vectors, ratio, encode, TTFT, tok/s, provider, cache hits', () => {
-  assert.equal(formatStatsLine(stats), '4.0× · 1,234 tokens → 310 vectors · encode 120 ms · TTFT 45 ms · 22.1 tok/s · cpu · cache 12/15 hits');
+test('stats line: ratio over the whole context, source tokens -> positions, chunks by form, encode, TTFT, tok/s, provider, cache hits', () => {
+  assert.equal(formatStatsLine(stats), '2.9× · 1,234 source tokens → 420 positions · 2 text / 7 compressed chunks · encode 120 ms · TTFT 45 ms · 22.1 tok/s · cpu · cache 12/15 hits');
+  const arc = { ...stats, mode: 'arc' as const, textTokens: 0, contextPositions: 320, ratio: 1234 / 320, textChunks: 0, compressedChunks: 10, chunksIncluded: 10 };
+  assert.equal(formatStatsLine(arc), '3.9× · 1,234 source tokens → 320 positions · 10 compressed chunks · encode 120 ms · TTFT 45 ms · 22.1 tok/s · cpu · cache 12/15 hits');
   assert.equal(formatStatsLine({ ...stats, mode: 'none', ratio: 0 }), 'no context · TTFT 45 ms · 22.1 tok/s · cpu');
-  assert.match(formatStatsLine({ ...stats, mode: 'full', ratio: 1, chunksLeftOut: 2 }), /^1,234 tokens, full text · .* · 10\/12 chunks fit$/);
+  const full = { ...stats, mode: 'full' as const, contextPositions: 1234, ratio: 1, textChunks: 10, compressedChunks: 0, chunksIncluded: 10, chunksLeftOut: 2 };
+  assert.match(formatStatsLine(full), /^1\.0× · 1,234 source tokens → 1,234 positions · 10 text chunks · TTFT .* · 10\/12 chunks fit$/);
+  assert.equal(chunkForms({ textChunks: 1, compressedChunks: 0 }), '1 text chunk');
   assert.equal(formatMs(1500), '1.50 s');
   assert.equal(formatMs(Number.NaN), '—');
   assert.equal(formatRatio(0), '—');
@@ -94,8 +110,12 @@ test('answer state: tokens stream, done replaces, cancel keeps the partial answe
   const e = newEntry({ runId: 'r1', question: 'q', mode: 'arc', sourceLabel: 'x' });
   applyEvent(e, { type: 'progress', stage: 'encode', message: 'Compressed 1/2' }, false);
   assert.equal(e.progress, 'Compressed 1/2');
-  applyEvent(e, { type: 'selection', files: [], included: [], leftOut: [], budget: 10 }, false);
+  const sel: Extract<AskEvent, { type: 'selection' }> = { type: 'selection', files: [], included: [{ path: 'a.ts', startLine: 1, endLine: 9 }], text: [{ path: 'a.ts', startLine: 1, endLine: 4 }], compressed: [{ path: 'a.ts', startLine: 5, endLine: 9 }], leftOut: [], budget: 10 };
+  applyEvent(e, structuredClone(sel), false);
   assert.equal(e.selection, undefined, 'the chat does not keep the compression picture');
+  const panel = newEntry({ runId: 'p1', question: 'q', mode: 'mixed', sourceLabel: 'x' });
+  applyEvent(panel, structuredClone(sel), true);
+  assert.deepEqual(panel.selection, { files: [], included: sel.included, text: sel.text, compressed: sel.compressed, leftOut: [], budget: 10 }, 'the panel keeps both forms');
   applyEvent(e, { type: 'token', text: 'src/' }, false);
   applyEvent(e, { type: 'token', text: 'a.ts' }, false);
   assert.equal(e.answer, 'src/a.ts');

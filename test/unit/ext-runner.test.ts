@@ -25,7 +25,7 @@ function scripted(tokens: string[], order: string[]): RunnerAskFn {
       }
       yield { type: 'token', text: t };
     }
-    yield { type: 'selection', files: [{ path: 'a', tokens: 8, vectors: 2, chunks: 1, included: 1 }], included: [], leftOut: [], budget: 9 };
+    yield { type: 'selection', files: [{ path: 'a', tokens: 8, vectors: 2, chunks: 1, included: 1, textChunks: 1 }], included: [{ path: 'a', startLine: 1, endLine: 2 }], text: [{ path: 'a', startLine: 1, endLine: 2 }], compressed: [], leftOut: [], budget: 9 };
     yield { type: 'done', answer: tokens.join(''), stats };
     order.push(`end ${r.question}`);
   };
@@ -39,6 +39,7 @@ test('forwards events in order and resolves with the answer; keeps the compressi
   assert.deepEqual(r, { outcome: 'done', answer: 'ab', stats });
   assert.deepEqual(got.map((m) => (m.type === 'runEvent' ? m.event.type : m.type)), ['runStarted', 'token', 'token', 'selection', 'done', 'runEnded']);
   assert.equal(runner.lastCompression?.files[0]?.path, 'a');
+  assert.deepEqual([runner.lastCompression?.text, runner.lastCompression?.compressed], [[{ path: 'a', startLine: 1, endLine: 2 }], []], 'the snapshot keeps the chunks by form');
   assert.equal(runner.lastCompression?.stats, stats);
   assert.deepEqual(runner.activeRunIds, []);
 });

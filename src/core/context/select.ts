@@ -5,10 +5,14 @@
 import MiniSearch from 'minisearch';
 import type { SourceInput } from '../types';
 
-export interface SelectItem {
+/** What ranking reads of a chunk. */
+export interface RankItem {
   path: string;
   body: string;
   origin: SourceInput['origin'];
+}
+
+export interface SelectItem extends RankItem {
   /** Decoder positions this chunk takes (arc: vectors + 1 for <Cont>; full: tokens). */
   cost: number;
 }
@@ -74,8 +78,7 @@ export function selectChunks(items: SelectItem[], question: string, budget: numb
     const all = items.map((_, i) => i);
     return { included: all, leftOut: [], used: total, ranked: all };
   }
-  const scores = scoreChunks(items, question);
-  const order = items.map((_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
+  const order = rankChunks(items, question);
   const chosen = new Set<number>();
   let used = 0;
   for (const i of order) {
@@ -90,7 +93,13 @@ export function selectChunks(items: SelectItem[], question: string, budget: numb
   return { included, leftOut, used, ranked: order };
 }
 
-export function scoreChunks(items: SelectItem[], question: string): number[] {
+/** All indices, best first; equal scores keep document order. */
+export function rankChunks(items: readonly RankItem[], question: string): number[] {
+  const scores = scoreChunks(items, question);
+  return items.map((_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
+}
+
+export function scoreChunks(items: readonly RankItem[], question: string): number[] {
   const search = new MiniSearch<{ id: number; path: string; body: string }>({
     fields: ['path', 'body'],
     tokenize: codeTerms,
