@@ -106,7 +106,7 @@ test('eval input checks and exact-match rule', () => {
   assert.throws(() => parseEvalData('{"id":1,"question":"q","answers":"x","files":[]}\n', 'd.jsonl'), /d\.jsonl:1: "answers"/);
   assert.throws(() => parseEvalData('\n{"id":1,"question":"q","answers":[],"files":[{"path":1}]}', 'd.jsonl'), /d\.jsonl:2: "files"/);
   assert.throws(() => parseEvalData('nope', 'd.jsonl'), /not JSON/);
-  assert.deepEqual(parseEvalData('{"id":7,"question":"q","answers":["a"]}', 'd'), [{ id: '7', question: 'q', answers: ['a'], files: [] }]);
+  assert.deepEqual(parseEvalData('{"id":7,"question":"q","answers":["a"],"files":[]}', 'd'), [{ id: '7', question: 'q', answers: ['a'], files: [] }]);
   assert.equal(isExactMatch('  pkg/a.py\n', ['pkg/a.py']), true);
   assert.equal(isExactMatch('pkg/a.py extra', ['pkg/a.py']), false);
   assert.equal(isExactMatch('', ['x', ' ']), true, 'a blank answer matches a blank reference only');
