@@ -78,18 +78,20 @@ for (const index of [0, 1]) {
   });
 }
 
-test('ask --json in arc, full and none modes reports the figures', { skip: NO_TINY }, async () => {
+test('ask --json in mixed, arc, full and none modes reports the figures', { skip: NO_TINY }, async () => {
   const files = ['src/core/errors.ts', 'src/core/index.ts'].map((f) => join(REPO, f));
   const results: Record<string, Record<string, unknown>> = {};
-  for (const mode of ['arc', 'full', 'none']) {
+  for (const mode of ['mixed', 'arc', 'full', 'none']) {
     const args = ['ask', '--model', TINY, '--mode', mode, '--json', '--max-new-tokens', '6', '--provider', 'cpu'];
     for (const f of files) args.push('--file', f);
     const r = await cli(...args, 'What is the value of `X`?');
     assert.equal(r.code, 0, r.err);
     const j = JSON.parse(r.out) as Record<string, unknown>;
-    for (const k of ['answer', 'mode', 'sourceTokens', 'compressedVectors', 'ratio', 'encodeMs', 'prefillMs', 'ttftMs', 'totalMs', 'provider']) {
+    for (const k of ['answer', 'mode', 'sourceTokens', 'textTokens', 'compressedVectors', 'contextPositions', 'textChunks', 'compressedChunks', 'ratio', 'encodeMs', 'prefillMs', 'ttftMs', 'totalMs', 'provider']) {
       assert.ok(k in j, `missing ${k}`);
     }
+    // The ratio is over the whole context: source tokens read per decoder position.
+    assert.equal(j.ratio, (j.contextPositions as number) > 0 ? (j.sourceTokens as number) / (j.contextPositions as number) : 0);
     assert.equal(j.mode, mode);
     assert.equal(j.provider, 'cpu');
     assert.equal(typeof j.answer, 'string');
@@ -101,11 +103,17 @@ test('ask --json in arc, full and none modes reports the figures', { skip: NO_TI
   assert.ok((arc.compressedVectors as number) > 0 && (arc.encodeMs as number) > 0);
   // The 128-position window cannot hold both files even compressed: chunks were left out.
   assert.ok((arc.truncation as { dropped: number }).dropped > 0);
+  // x4 pooling, less one <Cont> position per chunk.
   assert.ok((arc.ratio as number) > 3 && (arc.ratio as number) <= 4, `ratio ${arc.ratio}`);
+  assert.equal(arc.contextPositions, (arc.compressedVectors as number) + (arc.compressedChunks as number));
+  const mixed = results.mixed!;
+  assert.ok((mixed.textChunks as number) + (mixed.compressedChunks as number) >= 1);
+  assert.ok((mixed.truncation as { dropped: number }).dropped > 0, 'the window cannot hold both files');
   assert.equal(results.full!.ratio, 1);
   assert.equal(results.full!.compressedVectors, 0);
   assert.ok((results.full!.truncation as { cutPositions: number }).cutPositions > 0);
   assert.equal(results.none!.sourceTokens, 0);
+  assert.equal(results.none!.contextPositions, 0);
   assert.equal(results.none!.ratio, 0);
 });
 
