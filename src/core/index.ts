@@ -24,14 +24,17 @@ export { prefixLength } from './decoder';
 export {
   buildPrefix,
   contextBudget,
+  DEFAULT_MIXED_TEXT_BUDGET,
   decoderTokenizer,
   fitCompressed,
+  mixedTextBudget,
   questionText,
   renderChunk,
   splitDocument,
   truncateTokens,
   type BuiltPrefix,
   type DocumentChunk,
+  type MixedContext,
   type PlainChunk,
   type TruncationReport,
 } from './prompt';
