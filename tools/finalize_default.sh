@@ -1,40 +1,118 @@
 #!/usr/bin/env bash
 # Turns a finished training run into the bundled default model: package (ONNX export + weights),
-# evaluate all 530 held-out rows in the three modes through the TypeScript CLI, write the model
-# card (MODEL.md, DATA.md, loss/em charts) with the measured table, and record the figures in
-# arc-model.json (the e2e suite reads them).
+# measure the mixed-mode text budget on the whole-package held-out set, evaluate both held-out
+# sets in every mode through the TypeScript CLI, write the model card (MODEL.md, DATA.md,
+# loss/em charts) with the measured tables, and record the figures in arc-model.json (the e2e
+# suite reads them).
 #
 #   bash tools/finalize_default.sh RUN [CONFIG] [CONTINUES]
 #     RUN        the training run folder (ckpt.pt, or a GPU run's final-*.pt)
 #     CONFIG     the config that run used (default tools/configs/arc-tiny-code.json)
 #     CONTINUES  the previous package's arc-model.json + train-log.jsonl, when RUN started from
 #                its weights (train.py --init-from): training cost and log become cumulative
+#   env: SWEEP="1 96 192 320"  mixed text budgets to measure (tokens besides the best chunk)
+#        TEXT_BUDGET=N         skip the sweep and use N
+#        NOTES=FILE            run notes (Markdown) for MODEL.md
+#        OUT=DIR               package folder (default models/arc-tiny-code)
+#
+# The text budget chosen is the one with the best mixed exact match on heldout-repos.jsonl among
+# those whose mean source tokens read are at least twice full mode's (the point of compressing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:?usage: bash tools/finalize_default.sh RUN [CONFIG] [CONTINUES]}
 CONFIG=${2:-tools/configs/arc-tiny-code.json}
 CONTINUES=${3:-}
-OUT=models/arc-tiny-code
+OUT=${OUT:-models/arc-tiny-code}
 EVAL_DIR=${EVAL_DIR:-$(mktemp -d)}
+SWEEP=${SWEEP:-1 96 192 320}
 PY=/usr/bin/python3
+CACHE="$EVAL_DIR/cache"
+REPOS=models/arc-tiny-code/heldout-repos.jsonl
 
-$PY tools/package_default.py --run "$RUN" --out "$OUT" --config "$CONFIG" ${CONTINUES:+--continues "$CONTINUES"}
+$PY tools/package_default.py --run "$RUN" --out "$OUT" --config "$CONFIG" ${CONTINUES:+--continues "$CONTINUES"} \
+  ${TEXT_BUDGET:+--text-budget "$TEXT_BUDGET"}
 [ -f dist/cli.js ] || npm run build
-# Two evaluations at a time (one ONNX Runtime thread each), no shared cache: every row is encoded.
-eval_mode() {
+
+# Whole-package set: one vector cache for all its rows and modes (each package is compressed once).
+repo_eval() {  # MODE OUTFILE [extra args]
+  local mode=$1 out=$2
+  shift 2
+  node dist/cli.js eval --model "$OUT" --data "$REPOS" --mode "$mode" --json --threads 1 --cache "$CACHE" "$@" > "$out"
+}
+# Short-context set (the model's own held-out rows): no cache, every row is encoded.
+short_eval() {
   node dist/cli.js eval --model "$OUT" --data "$OUT/heldout-qa.jsonl" --mode "$1" --json --threads 1 --no-cache \
     > "$EVAL_DIR/eval-$1.json"
 }
-eval_mode arc & p1=$!
-eval_mode full & p2=$!
+
+# 1. full and arc first (arc fills the cache), two at a time (one ONNX Runtime thread each)
+repo_eval full "$EVAL_DIR/repo-full.json" & p1=$!
+repo_eval arc "$EVAL_DIR/repo-arc.json" & p2=$!
 wait $p1; wait $p2
-eval_mode none
+
+# 2. the text budget
+sweep_files=()
+if [ -z "${TEXT_BUDGET:-}" ]; then
+  set -- $SWEEP
+  while [ $# -gt 0 ]; do
+    repo_eval mixed "$EVAL_DIR/sweep-$1.json" --text-budget "$1" & q1=$!
+    sweep_files+=("$EVAL_DIR/sweep-$1.json")
+    if [ $# -gt 1 ]; then
+      repo_eval mixed "$EVAL_DIR/sweep-$2.json" --text-budget "$2" & q2=$!
+      sweep_files+=("$EVAL_DIR/sweep-$2.json")
+      wait $q2
+      shift
+    fi
+    wait $q1
+    shift
+  done
+  TEXT_BUDGET=$($PY - "$EVAL_DIR/repo-full.json" "${sweep_files[@]}" <<'PY'
+import json, sys
+full = json.load(open(sys.argv[1]))
+best = None
+for path in sys.argv[2:]:
+    r = json.load(open(path))
+    ok = r["meanSourceTokens"] >= 2 * full["meanSourceTokens"]
+    key = (ok, r["exactMatch"], -r["textBudget"])
+    if best is None or key > best[0]:
+        best = (key, r["textBudget"])
+print(best[1])
+PY
+)
+  echo "mixed text budget: $TEXT_BUDGET (sweep: $SWEEP)"
+  $PY - "$OUT/arc-model.json" "$TEXT_BUDGET" <<'PY'
+import json, sys
+p, n = sys.argv[1], int(sys.argv[2])
+m = json.load(open(p))
+m["prompt"]["mixedTextBudget"] = n
+with open(p, "w") as f:
+    json.dump(m, f, indent=2)
+    f.write("\n")
+PY
+  cp "$EVAL_DIR/sweep-$TEXT_BUDGET.json" "$EVAL_DIR/repo-mixed.json"
+else
+  repo_eval mixed "$EVAL_DIR/repo-mixed.json"
+fi
+
+# 3. the rest: closed book on the whole-package set, every mode on the short set
+repo_eval none "$EVAL_DIR/repo-none.json" & p1=$!
+short_eval mixed & p2=$!
+wait $p1; wait $p2
+short_eval arc & p1=$!
+short_eval full & p2=$!
+wait $p1; wait $p2
+short_eval none
+
 $PY tools/model_card.py --model "$OUT" --data tools/.data --data-md \
-  --eval-json "$EVAL_DIR/eval-arc.json" "$EVAL_DIR/eval-full.json" "$EVAL_DIR/eval-none.json"
+  --eval-json "$EVAL_DIR/eval-mixed.json" "$EVAL_DIR/eval-arc.json" "$EVAL_DIR/eval-full.json" "$EVAL_DIR/eval-none.json" \
+  --repo-eval-json "$EVAL_DIR/repo-mixed.json" "$EVAL_DIR/repo-arc.json" "$EVAL_DIR/repo-full.json" "$EVAL_DIR/repo-none.json" \
+  ${sweep_files:+--sweep-json "${sweep_files[@]}"} ${NOTES:+--notes "$NOTES"}
 $PY - "$EVAL_DIR" <<'PY'
 import json, sys
-for m in ("arc", "full", "none"):
-    r = json.load(open(f"{sys.argv[1]}/eval-{m}.json"))
-    print(f"{m:5s} exact match {r['exactMatch']:.3f} over {r['n']} rows")
+for m in ("mixed", "arc", "full", "none"):
+    s = json.load(open(f"{sys.argv[1]}/eval-{m}.json"))
+    r = json.load(open(f"{sys.argv[1]}/repo-{m}.json"))
+    print(f"{m:5s} short set EM {s['exactMatch']:.3f} ({s['n']} rows) | whole packages EM {r['exactMatch']:.3f} "
+          f"({r['n']} rows, {r.get('meanSourceTokens', 0):.0f} source tokens)")
 PY
 echo "evaluation files in $EVAL_DIR"

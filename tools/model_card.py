@@ -74,11 +74,53 @@ def context_lengths(model_dir: str, rows: list) -> dict:
     return out
 
 
+def repo_section(results: list, sweep: list) -> list:
+    """MODEL.md's table for the whole-package held-out set (heldout-repos.jsonl)."""
+    def pct(x) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    def mean(rows, key) -> float:
+        v = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        return sum(v) / len(v) if v else 0.0
+
+    out = ["## Evaluation on whole packages (held-out, `heldout-repos.jsonl`)", "",
+           "Each question's context is a whole package folder from a package never used in training, several",
+           "times the 512-position window; `arc-context eval` asks it exactly like `ask --root FOLDER` (scan, chunk,",
+           "selection, compression). \"answer chunk\" says how often the chunk that defines the asked name reached",
+           "the decoder as text or compressed. Source tokens: tokens of the chunks the decoder read, in any form.", "",
+           "| mode | kind | n | exact match | answer chunk as text | compressed | absent | mean source tokens | mean positions |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        groups = [(k, g) for k, g in sorted(r.get("byKind", {}).items())] + [("all", r)]
+        for kind, g in groups:
+            rows = [x for x in r["rows"] if kind == "all" or x.get("kind") == kind]
+            ac = g.get("answerChunk") or {}
+            out.append(f"| {r['mode']} | {kind} | {g['n']} | {pct(g['exactMatch'])} | {pct(ac.get('text'))} | "
+                       f"{pct(ac.get('compressed'))} | {pct(ac.get('absent'))} | {mean(rows, 'sourceTokens'):.0f} | "
+                       f"{mean(rows, 'contextPositions'):.0f} |")
+    out += ["", "Command: `node dist/cli.js eval --model models/arc-tiny-code --data models/arc-tiny-code/heldout-repos.jsonl "
+            "--mode MODE --json --threads 1 --cache DIR` (tools/finalize_default.sh).", ""]
+    if sweep:
+        out += ["Mixed-mode text budget (tokens of text besides the best-ranked chunk, which is always text), measured on",
+                "the same set; the package's `prompt.mixedTextBudget` is the one chosen:", "",
+                "| text budget | exact match | mean source tokens | mean text tokens | answer chunk as text |", "|---|---|---|---|---|"]
+        for r in sorted(sweep, key=lambda r: r.get("textBudget") or 0):
+            out.append(f"| {r.get('textBudget')} | {pct(r['exactMatch'])} | {mean(r['rows'], 'sourceTokens'):.0f} | "
+                       f"{mean(r['rows'], 'textTokens'):.0f} | {pct((r.get('answerChunk') or {}).get('text'))} |")
+        out.append("")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/arc-tiny-code")
     ap.add_argument("--data", default="tools/.data")
     ap.add_argument("--eval-json", nargs="*", default=[])
+    ap.add_argument("--repo-eval-json", nargs="*", default=[],
+                    help="results of `arc-context eval --json` on heldout-repos.jsonl (whole package folders), per mode")
+    ap.add_argument("--sweep-json", nargs="*", default=[],
+                    help="mixed-mode results on heldout-repos.jsonl at several --text-budget values")
+    ap.add_argument("--notes", default=None, help="a Markdown file of run notes (what helped, what did not) for MODEL.md")
     ap.add_argument("--data-md", action="store_true", help="also (re)write DATA.md from the corpus")
     a = ap.parse_args()
     if a.data_md:
@@ -108,6 +150,8 @@ def main() -> None:
     for e in evals:
         for mode, res in e["heldout"].items():
             em[f"held-out {mode}"].append((e["seconds"] / 60, res["all"]))
+        for mode, res in e.get("window", {}).items():
+            em[f"window {mode}"].append((e["seconds"] / 60, res["all"]))
         em[f"synthetic ({'arc' if e['stage'].startswith('arc') else 'full'})"].append((e["seconds"] / 60, e["synth_small"]["all"]))
     with open(os.path.join(a.model, "em.svg"), "w") as f:
         f.write(line_chart(em, "exact match during training (quick eval subsets)", "training minutes", "exact match"))
@@ -150,6 +194,17 @@ def main() -> None:
                 out.append(f"| {label(ev)} | {ev['step']} | {ev['seconds'] / 60:.0f} | {mode} | {r.get('file', 0):.2f} | "
                            f"{r.get('params', 0):.2f} | {r.get('value', 0):.2f} | {r['all']:.2f} | {ev['synth_small']['all']:.2f} |")
         out.append("")
+        wins = [ev for ev in evals if "window" in ev]
+        if wins:
+            out += ["Quick evaluations at the shape of use (60 held-out rows; the asked chunk among others of its package",
+                    "filling ~440 compressed positions; arc: all compressed, mixed: the asked chunk as text and the rest",
+                    "compressed, full: the asked chunk and as many others as fit as text):", "",
+                    "| stage | step | minutes | full | mixed | arc |", "|---|---|---|---|---|---|"]
+            for ev in wins:
+                w = ev["window"]
+                out.append(f"| {label(ev)} | {ev['step']} | {ev['seconds'] / 60:.0f} | {w['full']['all']:.2f} | "
+                           f"{w['mixed']['all']:.2f} | {w['arc']['all']:.2f} |")
+            out.append("")
     if a.eval_json:
         # one result file per mode: (name shown, result)
         results = []
@@ -163,6 +218,14 @@ def main() -> None:
             evaluation[r["mode"]] = {"n": r["n"], "exactMatch": round(r["exactMatch"], 4),
                                      "data": "heldout-qa.jsonl", "command": "arc-context eval"}
         man["evaluation"] = evaluation
+        if a.repo_eval_json:
+            man["evaluationRepos"] = {}
+            for path in a.repo_eval_json:
+                r = json.load(open(path))
+                man["evaluationRepos"][r["mode"]] = {
+                    "n": r["n"], "exactMatch": round(r["exactMatch"], 4),
+                    "meanSourceTokens": round(r.get("meanSourceTokens", 0)),
+                    "data": "heldout-repos.jsonl", "command": "arc-context eval"}
         with open(os.path.join(a.model, "arc-model.json"), "w") as f:
             json.dump(man, f, indent=2)
             f.write("\n")
@@ -207,6 +270,10 @@ def main() -> None:
         out += ["", "Command: `node dist/cli.js eval --model models/arc-tiny-code --data models/arc-tiny-code/heldout-qa.jsonl "
                 "--mode MODE --json --threads 1 --no-cache` (one file per mode; `tools/finalize_default.sh` runs arc and full "
                 "side by side on the two cores, then none, so TTFT includes encoding every chunk and some contention).", ""]
+    if a.repo_eval_json:
+        out += repo_section([json.load(open(p)) for p in a.repo_eval_json], [json.load(open(p)) for p in a.sweep_json])
+    if a.notes:
+        out += ["## Run notes", "", open(a.notes).read().strip(), ""]
     with open(os.path.join(a.model, "MODEL.md"), "w") as f:
         f.write("\n".join(out))
     print("wrote", a.model)

@@ -65,6 +65,9 @@ def main() -> None:
     ap.add_argument("--continues", default=None,
                     help="folder with the previous package's arc-model.json and train-log.jsonl when the run "
                          "started from its weights (train.py --init-from): training cost and log are cumulative")
+    ap.add_argument("--text-budget", type=int, default=None,
+                    help="prompt.mixedTextBudget: text tokens besides the best-ranked chunk in mixed mode (measured: "
+                         "tools/finalize_default.sh sweeps it on heldout-repos.jsonl)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     dec, enc, state, cfg = build(a.run, a.data)
@@ -74,7 +77,8 @@ def main() -> None:
         "description": DESCRIPTION,
         "license": "Apache-2.0 (weights trained here; training data licenses in DATA.md)",
         "encoder": {"maxChunkTokens": 256, "source": "trained here (tools/train.py)"},
-        "prompt": {"questionTemplate": C.QUESTION_TEMPLATE, "stop": [C.ANSWER_END], "maxNewTokens": 48},
+        "prompt": {"questionTemplate": C.QUESTION_TEMPLATE, "stop": [C.ANSWER_END], "maxNewTokens": 48,
+                   **({"mixedTextBudget": a.text_budget} if a.text_budget is not None else {})},
         "documentFormat": {"header": C.HEADER},
         "training": {"stage": state["stage"], "stages": [s["name"] for s in cfg["stages"]],
                      "tokens": state["tokens"], "seconds": round(state["seconds"])},
@@ -119,7 +123,7 @@ def main() -> None:
                 rec["tokens"] += base_t
             out.write(json.dumps(r) + "\n")
     shutil.copyfile(os.path.join(a.data, "heldout-qa.jsonl"), os.path.join(a.out, "heldout-qa.jsonl"))
-    total = sum(os.path.getsize(os.path.join(a.out, f)) for f in os.listdir(a.out))
+    total = sum(os.path.getsize(os.path.join(a.out, f)) for f in os.listdir(a.out) if os.path.isfile(os.path.join(a.out, f)))
     print(json.dumps({"out": a.out, "bytes": total, "state": state}))
 
 
