@@ -86,3 +86,47 @@ class ArcQaItemTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WindowLayoutTest(unittest.TestCase):
+    """Window-shaped items follow the mixed prefix layout of docs/DESIGN.md: [BOS], compressed
+    chunks in document order, text chunks in document order, then the questions."""
+
+    def setUp(self):
+        self.data = _TextData()
+        self.src = train.WindowSource.__new__(train.WindowSource)
+        self.src.data, self.src.x = self.data, 4
+        self.chunks = [C.Chunk("pkg/b.py", "def area(w, h):\n    return w * h\n", 1),
+                       C.Chunk("pkg/a.py", "RATE = 3\n", 1),
+                       C.Chunk("pkg/a.py", "def other(x):\n    return x\n", 5)]
+        self.q = C.QA("params", "area", C.Q_PARAMS.format(name="area"), "w, h")
+
+    def test_compressed_first_in_document_order_then_text(self):
+        it = self.src.layout(self.chunks, [True, False, False], [self.q], 512)
+        kinds = [k for k, _ in it["segments"]]
+        self.assertEqual(kinds, ["t", "c", "c", "t"])
+        self.assertEqual(it["segments"][0][1], [train.bpe.BOS])
+        # a.py line 1, a.py line 5 (document order), then b.py as text
+        self.assertEqual(it["segments"][1][1], self.data.enc(self.chunks[1].render()))
+        self.assertEqual(it["segments"][2][1], self.data.enc(self.chunks[2].render()))
+        self.assertEqual(it["segments"][3][1], self.data.enc(self.chunks[0].render()))
+        self.assertEqual((it["n_text"], it["n_comp"]), (1, 2))
+
+    def test_over_the_window_drops_chunks_no_question_needs(self):
+        full = self.src.layout(self.chunks, [True, True, True], [self.q], 512)
+        need = 1 + sum(len(ids) for k, ids in full["segments"][1:]) + len(full["after"])
+        small = self.src.layout(self.chunks, [True, True, True], [self.q], need - 1)
+        text = small["segments"][-1][1]
+        # the last chunk (document order) that no question needs goes first: a.py:5
+        self.assertEqual(text, self.data.enc(self.chunks[1].render()) + self.data.enc(self.chunks[0].render()))
+        self.assertIsNone(self.src.layout(self.chunks, [True, True, True], [self.q], 20))
+
+    def test_forward_reads_segments_like_the_legacy_items(self):
+        dec, enc = models()
+        docs = [self.data.enc(c.render()) for c in self.chunks]
+        after, mask = train.qa_turns(self.data, self.q)
+        legacy = {"docs": docs, "special": "cont", "before": [train.bpe.BOS], "after": after, "loss_mask": mask}
+        seg = {"segments": [("t", [train.bpe.BOS])] + [("c", d) for d in docs], "special": "cont",
+               "after": after, "loss_mask": mask}
+        with torch.no_grad():
+            self.assertAlmostEqual(float(train.arc_forward(dec, enc, [legacy])), float(train.arc_forward(dec, enc, [seg])), places=5)
