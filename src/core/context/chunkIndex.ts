@@ -255,21 +255,34 @@ export async function chunkFilesIndexed(
   const res: IndexedChunks = { chunks: [], fromMemo: 0, fromIndex: 0, chunked: 0 };
   for (const f of files) {
     if (signal?.aborted) break;
-    let chunks: Chunk[] | null | undefined = memoLookup(f, tokenizer, opts);
-    if (chunks) res.fromMemo++;
-    else {
-      chunks = index ? await index.get(f, opts) : null;
-      if (chunks) res.fromIndex++;
-      else {
-        chunks = chunkFile(f, tokenizer, opts);
-        res.chunked++;
-        if (index) await index.put(f, opts, chunks);
-      }
-      memoStore(f, tokenizer, opts, chunks);
-      chunks = chunks.map((c) => ({ ...c, origin: f.origin, absPath: f.absPath }));
-    }
+    const { chunks, from } = await chunkFileIndexed(f, tokenizer, opts, index);
+    if (from === 'memo') res.fromMemo++;
+    else if (from === 'index') res.fromIndex++;
+    else res.chunked++;
     res.chunks.push(...chunks);
   }
   if (index) await index.evictIfGrown();
   return res;
+}
+
+/**
+ * One file's chunks: from this process's memo, else the on-disk index, else the tokenizer (then
+ * stored). The caller runs `index.evictIfGrown()` once after a batch of files.
+ */
+export async function chunkFileIndexed(
+  f: SourceFile,
+  tokenizer: TextTokenizer,
+  opts: ChunkOptions,
+  index: ChunkIndex | null,
+): Promise<{ chunks: Chunk[]; from: 'memo' | 'index' | 'chunked' }> {
+  const hit = memoLookup(f, tokenizer, opts);
+  if (hit) return { chunks: hit, from: 'memo' };
+  let chunks = index ? await index.get(f, opts) : null;
+  const from = chunks ? 'index' : 'chunked';
+  if (!chunks) {
+    chunks = chunkFile(f, tokenizer, opts);
+    if (index) await index.put(f, opts, chunks);
+  }
+  memoStore(f, tokenizer, opts, chunks);
+  return { chunks: chunks.map((c) => ({ ...c, origin: f.origin, absPath: f.absPath })), from };
 }

@@ -100,6 +100,11 @@ export function rankChunks(items: readonly RankItem[], question: string): number
 }
 
 export function scoreChunks(items: readonly RankItem[], question: string): number[] {
+  return boostScores(items, bm25Normalized(items, question), question);
+}
+
+/** BM25 of each item's path and body for the question, normalised so that the best is 1. */
+export function bm25Normalized(items: readonly RankItem[], question: string): number[] {
   const search = new MiniSearch<{ id: number; path: string; body: string }>({
     fields: ['path', 'body'],
     tokenize: codeTerms,
@@ -111,7 +116,14 @@ export function scoreChunks(items: readonly RankItem[], question: string): numbe
   // Normalise so that boosts weigh the same whatever the corpus size.
   const max = results.reduce((m, r) => Math.max(m, r.score), 0);
   for (const r of results) bm25[r.id as number] = max > 0 ? r.score / max : 0;
+  return bm25;
+}
 
+/**
+ * Adds the boosts to normalised BM25 scores (from bm25Normalized or the persistent lexical
+ * index, which computes the same numbers): origin, and identifiers the question quotes.
+ */
+export function boostScores(items: readonly RankItem[], bm25: ArrayLike<number>, question: string): number[] {
   const idents = quotedIdentifiers(question);
   const mention = idents.map((n) => new RegExp(`(^|[^A-Za-z0-9_$])${escapeRegExp(n)}($|[^A-Za-z0-9_$])`));
   // A definition: the name right after a declaring keyword, or a top-level assignment `NAME = ...`.

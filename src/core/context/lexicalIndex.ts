@@ -1,0 +1,394 @@
+// Persistent lexical index beside the vector cache and the chunk index: per source file, what
+// ranking needs of its chunks (line ranges, body offsets, token counts, hashes, and the body's
+// search terms with their counts), so that a warm question ranks the whole tree without
+// tokenizing it, without reading any token ids or vectors, and without rebuilding a search index.
+//
+// Entries are keyed like the chunk index (tokenizer identity, header template, maxChunkTokens,
+// display path, start line, sha256 of the text): an edited file misses and is indexed again,
+// the others are read as they are. Same robustness rules as cache.ts / chunkIndex.ts: versioned
+// folder and header, checksum, temp file + rename (writeStoreEntry), bad entries logged, deleted
+// and rebuilt, several processes may share the folder, LRU eviction under a lock (evictStore).
+//
+// Scoring (bm25Scores) reproduces what select.ts gets from MiniSearch (BM25+, fields path x2 and
+// body, codeTerms, OR, score x matched query terms) operation for operation, so both give the
+// same numbers; test/unit/pipeline-lexical.test.ts checks that on real files.
+import { createHash } from 'node:crypto';
+import { readFile, unlink, utimes } from 'node:fs/promises';
+import * as path from 'node:path';
+import type { TextTokenizer } from '../api';
+import { evictStore, isErrno, listStoreEntries, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
+import { hashText, type Chunk, type ChunkOptions } from './chunker';
+import { chunkFileIndexed, type ChunkIndex } from './chunkIndex';
+import { codeTerms } from './select';
+import type { SourceFile } from './sources';
+
+export const LEXICAL_INDEX_FORMAT_VERSION = 1;
+const MAGIC = 0x4c435241; // "ARCL" read as little-endian u32
+const HEADER_BYTES = 80; // magic, version, payload bytes, reserved, key[32], checksum[32]
+const CHECKSUM_OFFSET = 48;
+const ENTRY_EXT = '.arcl';
+
+/** What the index keeps of one chunk. */
+export interface ChunkMeta {
+  startLine: number;
+  endLine: number;
+  /** [bodyStart, bodyEnd) in the file text: the body without its final "\n". */
+  bodyStart: number;
+  bodyEnd: number;
+  /** Encoder tokens of the rendered chunk (header + body). */
+  tokens: number;
+  /** sha256 hex of the rendered chunk (the vector cache's key part). */
+  hash: string;
+  /** Distinct search terms of the body: its field length for BM25. */
+  bodyLength: number;
+}
+
+/** One file's entry: its chunks and, per distinct body term (sorted), [chunk, count, chunk, count, ...]. */
+export interface FileLexicon {
+  chunks: ChunkMeta[];
+  terms: string[];
+  postings: number[][];
+}
+
+/** The index's cap beside a vector cache capped at `cacheMaxBytes`: a sixteenth of it. */
+export function lexicalIndexCap(cacheMaxBytes: number): number {
+  return Math.max(1024 ** 2, Math.floor(cacheMaxBytes / 16));
+}
+
+/** Terms and lengths of one chunk's body, as MiniSearch would index its `body` field. */
+function bodyTerms(body: string): { counts: Map<string, number>; length: number } {
+  const tokens = codeTerms(body);
+  const counts = new Map<string, number>();
+  for (const t of tokens) counts.set(t, (counts.get(t) ?? 0) + 1);
+  // MiniSearch's field length is the number of distinct tokens before processTerm (identity here).
+  return { counts, length: counts.size };
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The entry for `file` split into `chunks` (chunkFile's output for it). */
+export function buildLexicon(file: SourceFile, chunks: readonly Chunk[]): FileLexicon {
+  const postingsOf = new Map<string, number[]>();
+  const metas: ChunkMeta[] = [];
+  let cursor = 0;
+  chunks.forEach((c, i) => {
+    const core = c.body.slice(0, -1);
+    const at = file.text.indexOf(core, cursor);
+    if (at < 0) throw new Error(`chunk ${c.startLine}-${c.endLine} is not a slice of the file text`);
+    cursor = at + core.length;
+    const { counts, length } = bodyTerms(c.body);
+    for (const [t, n] of counts) {
+      const list = postingsOf.get(t);
+      if (list) list.push(i, n);
+      else postingsOf.set(t, [i, n]);
+    }
+    metas.push({ startLine: c.startLine, endLine: c.endLine, bodyStart: at, bodyEnd: at + core.length, tokens: c.tokenIds.length, hash: c.hash, bodyLength: length });
+  });
+  const terms = [...postingsOf.keys()].sort(compareStrings);
+  return { chunks: metas, terms, postings: terms.map((t) => postingsOf.get(t) as number[]) };
+}
+
+/** The Chunk objects the lexicon describes, without token ids (the plan needs only counts). */
+export function bodyOf(file: SourceFile, meta: ChunkMeta): string {
+  return `${file.text.slice(meta.bodyStart, meta.bodyEnd)}\n`;
+}
+
+export function encodeLexiconEntry(key: string, lex: FileLexicon): Buffer {
+  if (!/^[0-9a-f]{64}$/.test(key)) throw new Error(`Invalid lexical index key ${key}`);
+  const chunks = lex.chunks.map((c) => [c.startLine, c.endLine, c.bodyStart, c.bodyEnd, c.tokens, c.hash, c.bodyLength]);
+  const payload = Buffer.from(JSON.stringify({ chunks, terms: lex.terms, postings: lex.postings }), 'utf8');
+  const buf = Buffer.alloc(HEADER_BYTES + payload.length);
+  buf.writeUInt32LE(MAGIC, 0);
+  buf.writeUInt32LE(LEXICAL_INDEX_FORMAT_VERSION, 4);
+  buf.writeUInt32LE(payload.length, 8);
+  buf.write(key, 16, 32, 'hex');
+  payload.copy(buf, HEADER_BYTES);
+  checksum(buf).copy(buf, CHECKSUM_OFFSET);
+  return buf;
+}
+
+function checksum(buf: Buffer): Buffer {
+  return createHash('sha256').update(buf.subarray(0, CHECKSUM_OFFSET)).update(buf.subarray(HEADER_BYTES)).digest();
+}
+
+const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+
+/** Parses and verifies an entry against the file it names; returns the reason when it must not be served. */
+export function decodeLexiconEntry(key: string, buf: Buffer, file: SourceFile): FileLexicon | string {
+  if (buf.length < HEADER_BYTES) return `truncated (${buf.length} bytes)`;
+  if (buf.readUInt32LE(0) !== MAGIC) return 'bad magic';
+  const version = buf.readUInt32LE(4);
+  if (version !== LEXICAL_INDEX_FORMAT_VERSION) return `version ${version}, expected ${LEXICAL_INDEX_FORMAT_VERSION}`;
+  const want = HEADER_BYTES + buf.readUInt32LE(8);
+  if (buf.length !== want) return `size ${buf.length}, expected ${want}`;
+  if (buf.toString('hex', 16, 48) !== key) return 'key mismatch';
+  if (!checksum(buf).equals(buf.subarray(CHECKSUM_OFFSET, HEADER_BYTES))) return 'checksum mismatch';
+  let raw: { chunks?: unknown; terms?: unknown; postings?: unknown };
+  try {
+    raw = JSON.parse(buf.toString('utf8', HEADER_BYTES)) as typeof raw;
+  } catch (e) {
+    return `unreadable payload (${(e as Error).message})`;
+  }
+  if (!Array.isArray(raw.chunks) || !Array.isArray(raw.terms) || !Array.isArray(raw.postings) || raw.terms.length !== raw.postings.length) return 'malformed payload';
+  const chunks: ChunkMeta[] = [];
+  for (const c of raw.chunks as unknown[]) {
+    if (!Array.isArray(c) || c.length !== 7) return 'malformed chunk';
+    const [startLine, endLine, bodyStart, bodyEnd, tokens, hash, bodyLength] = c as unknown[];
+    if (![startLine, endLine, bodyStart, bodyEnd, tokens, bodyLength].every(isUint) || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) return 'malformed chunk';
+    if ((bodyStart as number) > (bodyEnd as number) || (bodyEnd as number) > file.text.length) return 'chunk out of range';
+    chunks.push({ startLine, endLine, bodyStart, bodyEnd, tokens, hash, bodyLength } as ChunkMeta);
+  }
+  return { chunks, terms: raw.terms as string[], postings: raw.postings as number[][] };
+}
+
+export interface LexicalIndexOptions {
+  maxBytes?: number;
+  log?: (line: string) => void;
+}
+
+/** Entries read or built in this process, by key (the extension asks many questions of one tree). */
+const memo = new Map<string, FileLexicon>();
+const MEMO_MAX_FILES = 20_000;
+
+export class LexicalIndex {
+  readonly root: string;
+  readonly maxBytes: number;
+  private readonly log: (line: string) => void;
+  private written = 0;
+
+  /** `cacheDir` is the vector cache's folder; `identity` the chunk index's (chunkIndexIdentity). */
+  constructor(cacheDir: string, readonly identity: string, opts: LexicalIndexOptions = {}) {
+    this.root = path.join(cacheDir, 'lexical', `v${LEXICAL_INDEX_FORMAT_VERSION}`);
+    this.maxBytes = opts.maxBytes ?? lexicalIndexCap(2 * 1024 ** 3);
+    this.log = opts.log ?? (() => {});
+  }
+
+  /** `textHash` is sha256 hex of file.text (hashText), passed in because the caller has it. */
+  key(file: SourceFile, opts: ChunkOptions, textHash: string): string {
+    const fields = [LEXICAL_INDEX_FORMAT_VERSION, this.identity, opts.header, opts.maxTokens, file.path, file.startLine, textHash];
+    return createHash('sha256').update(`arc-lexicon\n${JSON.stringify(fields)}`).digest('hex');
+  }
+
+  entryPath(key: string): string {
+    return path.join(this.root, key.slice(0, 2), key + ENTRY_EXT);
+  }
+
+  /** The entry, from this process's memo or the disk; null on a miss or a bad entry (deleted). */
+  async get(key: string, file: SourceFile): Promise<FileLexicon | null> {
+    const hit = memo.get(key);
+    if (hit) return hit;
+    const entry = this.entryPath(key);
+    let buf: Buffer;
+    try {
+      buf = await readFile(entry);
+    } catch (e) {
+      if (!isErrno(e, 'ENOENT', 'ENOTDIR')) this.log(`lexical index: cannot read ${entry}: ${(e as Error).message}; re-indexing`);
+      return null;
+    }
+    const lex = decodeLexiconEntry(key, buf, file);
+    if (typeof lex === 'string') {
+      this.log(`lexical index: corrupt entry ${entry} for ${file.path} (${lex}); deleted, will re-index`);
+      await unlink(entry).catch(() => {}); // a concurrent writer may already have replaced it
+      return null;
+    }
+    const now = new Date();
+    await utimes(entry, now, now).catch(() => {});
+    remember(key, lex);
+    return lex;
+  }
+
+  async put(key: string, file: SourceFile, lex: FileLexicon): Promise<void> {
+    remember(key, lex);
+    const entry = this.entryPath(key);
+    try {
+      const buf = encodeLexiconEntry(key, lex);
+      await writeStoreEntry(entry, buf);
+      this.written += buf.length;
+    } catch (e) {
+      // The index only saves time: a failed write must not fail the question.
+      this.log(`lexical index: could not store ${entry} for ${file.path}: ${(e as Error).message}`);
+    }
+  }
+
+  async evictIfGrown(): Promise<void> {
+    if (this.written === 0) return;
+    this.written = 0;
+    await this.evict();
+  }
+
+  evict(): Promise<EvictResult> {
+    return evictStore(this.root, ENTRY_EXT, this.maxBytes, (line) => this.log(`lexical index: ${line}`));
+  }
+
+  listEntries(): Promise<StoreEntry[]> {
+    return listStoreEntries(this.root, ENTRY_EXT);
+  }
+}
+
+function remember(key: string, lex: FileLexicon): void {
+  memo.delete(key);
+  memo.set(key, lex);
+  if (memo.size > MEMO_MAX_FILES) memo.delete(memo.keys().next().value as string);
+}
+
+/** Forgets this process's entries (tests and the benchmark use it to act as a new process). */
+export function clearLexiconMemo(): void {
+  memo.clear();
+}
+
+function findTerm(terms: readonly string[], t: string): number {
+  let lo = 0;
+  let hi = terms.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const c = compareStrings(terms[mid], t);
+    if (c === 0) return mid;
+    if (c < 0) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+/** MiniSearch's defaults (BM25+). */
+const K = 1.2;
+const B = 0.7;
+const D = 0.5;
+const PATH_BOOST = 2;
+
+function bm25(termFreq: number, matchingCount: number, totalCount: number, fieldLength: number, avgFieldLength: number): number {
+  const invDocFreq = Math.log(1 + (totalCount - matchingCount + 0.5) / (matchingCount + 0.5));
+  return invDocFreq * (D + (termFreq * (K + 1)) / (termFreq + K * (1 - B + (B * fieldLength) / avgFieldLength)));
+}
+
+/** A file's entry in document order, with its display path (the `path` field of its chunks). */
+export interface LexicalFile {
+  path: string;
+  lexicon: FileLexicon;
+}
+
+/**
+ * BM25 of every chunk (files in order, chunks in order) for the question, normalised so that
+ * the best is 1: the numbers select.ts's scoreChunks gets from MiniSearch over the same chunks.
+ */
+export function bm25Scores(files: readonly LexicalFile[], question: string): Float64Array {
+  const total = files.reduce((n, f) => n + f.lexicon.chunks.length, 0);
+  const out = new Float64Array(total);
+  const query = codeTerms(question);
+  if (total === 0 || query.length === 0) return out;
+  // Field lengths and their running averages, in MiniSearch's order (one document at a time).
+  const pathTf = files.map((f) => {
+    const counts = new Map<string, number>();
+    for (const t of codeTerms(f.path)) counts.set(t, (counts.get(t) ?? 0) + 1);
+    return counts;
+  });
+  let avgPath = 0;
+  let avgBody = 0;
+  let count = 0;
+  files.forEach((f, k) => {
+    for (const c of f.lexicon.chunks) {
+      avgPath = (avgPath * count + pathTf[k].size) / (count + 1);
+      avgBody = (avgBody * count + c.bodyLength) / (count + 1);
+      count++;
+    }
+  });
+  const score = new Float64Array(total);
+  const matched = new Map<number, Set<string>>();
+  for (const term of query) {
+    // Postings of this term in each field, then MiniSearch's per-term sum (path, then body).
+    const pathDocs: number[] = [];
+    const bodyDocs: number[] = [];
+    const bodyTf: number[] = [];
+    let base = 0;
+    files.forEach((f, k) => {
+      const n = f.lexicon.chunks.length;
+      const ptf = pathTf[k].get(term);
+      if (ptf !== undefined) for (let i = 0; i < n; i++) pathDocs.push(base + i);
+      const at = findTerm(f.lexicon.terms, term);
+      if (at >= 0) {
+        const p = f.lexicon.postings[at];
+        for (let j = 0; j < p.length; j += 2) {
+          bodyDocs.push(base + p[j]);
+          bodyTf.push(p[j + 1]);
+        }
+      }
+      base += n;
+    });
+    const termScore = new Map<number, number>();
+    if (pathDocs.length > 0) {
+      let b2 = 0;
+      let fileIdx = 0;
+      for (const doc of pathDocs) {
+        while (doc >= b2 + files[fileIdx].lexicon.chunks.length) b2 += files[fileIdx++].lexicon.chunks.length;
+        const tf = pathTf[fileIdx].get(term) as number;
+        termScore.set(doc, PATH_BOOST * bm25(tf, pathDocs.length, total, pathTf[fileIdx].size, avgPath));
+      }
+    }
+    if (bodyDocs.length > 0) {
+      let b2 = 0;
+      let fileIdx = 0;
+      bodyDocs.forEach((doc, j) => {
+        while (doc >= b2 + files[fileIdx].lexicon.chunks.length) b2 += files[fileIdx++].lexicon.chunks.length;
+        const s = bm25(bodyTf[j], bodyDocs.length, total, files[fileIdx].lexicon.chunks[doc - b2].bodyLength, avgBody);
+        const prev = termScore.get(doc);
+        termScore.set(doc, prev === undefined ? s : prev + s);
+      });
+    }
+    for (const [doc, s] of termScore) {
+      let terms = matched.get(doc);
+      if (!terms) {
+        matched.set(doc, (terms = new Set()));
+        score[doc] = s;
+      } else score[doc] += s;
+      terms.add(term);
+    }
+  }
+  let max = 0;
+  for (const [doc, terms] of matched) {
+    score[doc] *= terms.size;
+    max = Math.max(max, score[doc]);
+  }
+  if (max > 0) for (const doc of matched.keys()) out[doc] = score[doc] / max;
+  return out;
+}
+
+export interface IndexedLexicons {
+  /** One per input file, same order. */
+  files: LexicalFile[];
+  /** Files served from this process's memo or the on-disk index, or indexed now (chunked as needed). */
+  fromIndex: number;
+  indexed: number;
+}
+
+/**
+ * Every file's entry: from the lexical index when the file is unchanged (no tokenizing, no chunk
+ * index read), else its chunks (memo, chunk index or tokenizer) are indexed and stored.
+ * Stops between files when `signal` fires (the caller checks it and reports the cancellation).
+ */
+export async function lexiconsFor(
+  files: readonly SourceFile[],
+  tokenizer: TextTokenizer,
+  opts: ChunkOptions,
+  chunkIndex: ChunkIndex | null,
+  index: LexicalIndex,
+  signal?: AbortSignal,
+): Promise<IndexedLexicons> {
+  const res: IndexedLexicons = { files: [], fromIndex: 0, indexed: 0 };
+  for (const f of files) {
+    if (signal?.aborted) break;
+    const key = index.key(f, opts, hashText(f.text));
+    let lexicon = await index.get(key, f);
+    if (lexicon) res.fromIndex++;
+    else {
+      const { chunks } = await chunkFileIndexed(f, tokenizer, opts, chunkIndex);
+      lexicon = buildLexicon(f, chunks);
+      await index.put(key, f, lexicon);
+      res.indexed++;
+    }
+    res.files.push({ path: f.path, lexicon });
+  }
+  if (chunkIndex) await chunkIndex.evictIfGrown();
+  await index.evictIfGrown();
+  return res;
+}
