@@ -103,6 +103,10 @@ export interface GenerationTimings {
   generatedTokens: number;
   tokensPerSecond: number;
   prefixPositions: number;
+  /** Set when a serving engine decoded (e.g. "vllm @ host:8000"); absent for the in-process decoder. */
+  backend?: string;
+  /** Engine only: from sending the request to the first answer text (network + server prefill). */
+  serverTtftMs?: number;
 }
 
 export interface ArcDecoder {

@@ -23,6 +23,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ArcErrorCode>([
   'empty-question',
   'cancelled',
   'context-too-large',
+  'decoder-server',
   'internal',
 ]);
 
@@ -317,6 +318,7 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
     stats.prefillMs = timings.prefillMs;
     stats.tokensPerSecond = timings.tokensPerSecond;
     stats.generatedTokens = timings.generatedTokens;
+    if (timings.backend) Object.assign(stats, { decoderBackend: timings.backend, serverTtftMs: timings.serverTtftMs });
     stats.totalMs = performance.now() - t0;
     // Time to first token as the user feels it: scanning, encoding and prefill included.
     stats.ttftMs = (firstTokenAt ?? performance.now()) - t0;

@@ -75,6 +75,10 @@ export interface AskStats {
   chunksLeftOut: number;
   /** Source tokens dropped because they did not fit (full mode truncation). */
   truncatedTokens: number;
+  /** Set when a serving engine decoded, e.g. "vllm @ host:8000" (the provider then ran the encoder only). */
+  decoderBackend?: string;
+  /** Engine only: request sent -> first answer text (network + the server's prefill). */
+  serverTtftMs?: number;
 }
 
 export interface FileCompression {
@@ -111,4 +115,6 @@ export type ArcErrorCode =
   | 'empty-question'
   | 'cancelled'
   | 'context-too-large'
+  /** The configured decoder server (vLLM / SGLang) failed or refused; the message says how. */
+  | 'decoder-server'
   | 'internal';

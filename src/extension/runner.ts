@@ -26,6 +26,7 @@ const ERROR_CODES: readonly ArcErrorCode[] = [
   'empty-question',
   'cancelled',
   'context-too-large',
+  'decoder-server',
   'internal',
 ];
 
