@@ -27,8 +27,8 @@ function byDocument(n: number, chosen: ReadonlySet<number>): { included: number[
 }
 
 /** arc: every chosen chunk compressed; `cost` is its vectors + 1 for <Cont>. */
-export function planArc(items: SelectItem[], question: string, budget: number): ContextPlan {
-  const sel = selectChunks(items, question, budget);
+export function planArc(items: SelectItem[], question: string, budget: number, scores?: ArrayLike<number>): ContextPlan {
+  const sel = selectChunks(items, question, budget, scores);
   return { text: [], compressed: sel.included, leftOut: sel.leftOut, partial: null, used: sel.used };
 }
 
@@ -37,8 +37,8 @@ export function planArc(items: SelectItem[], question: string, budget: number): 
  * goes to the best remaining chunk's first tokens, as plain-text truncation would do (a part of
  * a chunk's vectors would mean nothing, a part of its text still reads).
  */
-export function planFull(items: SelectItem[], question: string, budget: number): ContextPlan {
-  const sel = selectChunks(items, question, budget);
+export function planFull(items: SelectItem[], question: string, budget: number, scores?: ArrayLike<number>): ContextPlan {
+  const sel = selectChunks(items, question, budget, scores);
   const chosen = new Set(sel.included);
   let partial: ContextPlan['partial'] = null;
   let used = sel.used;
@@ -102,6 +102,6 @@ export function planMixed(ranked: readonly number[], costs: readonly FormCosts[]
 }
 
 /** Ranks the chunks for mixed mode (always, even when everything would fit) and plans them. */
-export function planMixedFor(items: readonly RankItem[], costs: readonly FormCosts[], question: string, textBudget: number, budget: number): ContextPlan {
-  return planMixed(rankChunks(items, question), costs, textBudget, budget);
+export function planMixedFor(items: readonly RankItem[], costs: readonly FormCosts[], question: string, textBudget: number, budget: number, scores?: ArrayLike<number>): ContextPlan {
+  return planMixed(rankChunks(items, question, scores), costs, textBudget, budget);
 }

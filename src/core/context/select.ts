@@ -72,13 +72,13 @@ export function codeTerms(text: string): string[] {
  * Otherwise chunks are taken best first; one that does not fit is passed over so that a smaller
  * one further down can still use the remaining room.
  */
-export function selectChunks(items: SelectItem[], question: string, budget: number): Selection {
+export function selectChunks(items: SelectItem[], question: string, budget: number, scores?: ArrayLike<number>): Selection {
   const total = items.reduce((s, it) => s + it.cost, 0);
   if (total <= budget) {
     const all = items.map((_, i) => i);
     return { included: all, leftOut: [], used: total, ranked: all };
   }
-  const order = rankChunks(items, question);
+  const order = rankChunks(items, question, scores);
   const chosen = new Set<number>();
   let used = 0;
   for (const i of order) {
@@ -93,9 +93,12 @@ export function selectChunks(items: SelectItem[], question: string, budget: numb
   return { included, leftOut, used, ranked: order };
 }
 
-/** All indices, best first; equal scores keep document order. */
-export function rankChunks(items: readonly RankItem[], question: string): number[] {
-  const scores = scoreChunks(items, question);
+/**
+ * All indices, best first; equal scores keep document order. `scores` are scoreChunks' numbers
+ * when the caller has them already (from the persistent lexical index).
+ */
+export function rankChunks(items: readonly RankItem[], question: string, precomputed?: ArrayLike<number>): number[] {
+  const scores = precomputed ?? scoreChunks(items, question);
   return items.map((_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
 }
 
