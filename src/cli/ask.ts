@@ -12,11 +12,13 @@ import { buildPrefix, contextBudget, decoderTokenizer, fitCompressed, mixedTextB
 import { ask as askPipeline } from '../core/ask';
 import type { AskStats, Citation, SourceInput } from '../core/types';
 import { PIPELINE_MODEL_USAGE, PIPELINE_OPTIONS, cacheDirFrom, describeSkipped, modelDirFrom, progressBar } from './compress';
+import { ENGINE_OPTIONS, ENGINE_USAGE, engineFrom, withBackend } from './engineOptions';
 import { MODEL_OPTIONS, TEXT_BUDGET_USAGE, UsageError, loadOptions, parse, parseIntOption, parseNumberOption, parseTextBudget, type Command, type CommandIo } from './args';
 
 const usage = `Usage: arc-context ask [--root DIR ...] [--file F ...] [--mode mixed|arc|full|none] [--text-budget N] [--json] "question"
 Answer a question about a folder (--root: scanned, chunked, cached, selected) or given files.
 ${PIPELINE_MODEL_USAGE}
+${ENGINE_USAGE}
   --root DIR         folder to ask about (repeatable; .gitignore respected, compressed vectors cached)
   --include GLOB     with --root: only files matching (repeatable)
   --exclude GLOB     with --root: skip files matching (repeatable)
@@ -61,6 +63,9 @@ export interface AskResult {
   generatedTokens: number;
   tokensPerSecond: number;
   truncation: TruncationReport | null;
+  /** Set when a serving engine decoded (--backend vllm|sglang), with its request -> first token time. */
+  decoderBackend?: string;
+  serverTtftMs?: number;
 }
 
 async function readSources(files: readonly string[]): Promise<{ path: string; text: string }[]> {
@@ -198,6 +203,7 @@ export async function askFiles(
     generatedTokens: timings.generatedTokens,
     tokensPerSecond: timings.tokensPerSecond,
     truncation,
+    ...(timings.backend ? { decoderBackend: timings.backend, serverTtftMs: timings.serverTtftMs } : {}),
   };
 }
 
@@ -213,6 +219,7 @@ export const command: Command = {
       {
         ...MODEL_OPTIONS,
         ...PIPELINE_OPTIONS,
+        ...ENGINE_OPTIONS,
         root: { type: 'string', multiple: true },
         include: { type: 'string', multiple: true },
         exclude: { type: 'string', multiple: true },
@@ -245,8 +252,9 @@ export const command: Command = {
     const topP = parseNumberOption(values['top-p'], '--top-p', 0.01, 1);
     const seed = parseIntOption(values.seed, '--seed', 0);
     const opts = loadOptions(values, io);
+    const engine = engineFrom(values);
 
-    const model = await loadModel(dir, opts);
+    const model = withBackend(await loadModel(dir, opts), engine);
     try {
       const gen: GenerateOptions = { maxNewTokens: maxNew ?? model.manifest.prompt.maxNewTokens, stop: model.manifest.prompt.stop };
       if (temperature !== undefined) gen.temperature = temperature;
@@ -271,7 +279,7 @@ export const command: Command = {
       }
       if (values.verbose) {
         io.stderr.write(
-          `arc-context: ${mode}, ${result.provider}: ${result.sourceTokens} source tokens -> ${result.contextPositions} context positions (x${result.ratio.toFixed(2)}; ${result.textChunks} text / ${result.compressedChunks} compressed chunks); ` +
+          `arc-context: ${mode}, ${result.provider}${result.decoderBackend ? `, decoder ${result.decoderBackend} (server first token ${result.serverTtftMs?.toFixed(0)} ms)` : ''}: ${result.sourceTokens} source tokens -> ${result.contextPositions} context positions (x${result.ratio.toFixed(2)}; ${result.textChunks} text / ${result.compressedChunks} compressed chunks); ` +
             `encode ${result.encodeMs.toFixed(0)} ms, prefill ${result.prefillMs.toFixed(0)} ms, first token ${result.ttftMs.toFixed(0)} ms, ` +
             `${result.generatedTokens} tokens at ${result.tokensPerSecond.toFixed(1)}/s, total ${result.totalMs.toFixed(0)} ms\n`,
         );
@@ -328,7 +336,7 @@ async function askRoots(
   if (flags.verbose && stats) {
     const s: AskStats = stats;
     io.stderr.write(
-      `arc-context: ${s.mode}, ${s.provider}: ${s.sourceTokens} source tokens -> ${s.contextPositions} context positions (x${s.ratio.toFixed(2)}; ${s.textChunks} text / ${s.compressedChunks} compressed chunks); ` +
+      `arc-context: ${s.mode}, ${s.provider}${s.decoderBackend ? `, decoder ${s.decoderBackend} (server first token ${s.serverTtftMs?.toFixed(0)} ms)` : ''}: ${s.sourceTokens} source tokens -> ${s.contextPositions} context positions (x${s.ratio.toFixed(2)}; ${s.textChunks} text / ${s.compressedChunks} compressed chunks); ` +
         `cache ${s.cacheHits} hits / ${s.cacheMisses} encoded in ${s.encodeMs.toFixed(0)} ms; prefill ${s.prefillMs.toFixed(0)} ms, first token ${s.ttftMs.toFixed(0)} ms; ` +
         `skipped: ${skipped || 'none'}\n`,
     );
