@@ -48,6 +48,7 @@ export function statsParts(s: AskStats): string[] {
   parts.push(`TTFT ${formatMs(s.ttftMs)}`);
   parts.push(formatRate(s.tokensPerSecond));
   parts.push(s.provider);
+  if (s.decoderBackend) parts.push(`decoder ${s.decoderBackend} (server TTFT ${formatMs(s.serverTtftMs ?? 0)})`);
   if (readsVectors(s.mode)) parts.push(`cache ${formatInt(s.cacheHits)}/${formatInt(s.cacheHits + s.cacheMisses)} hits`);
   if (s.chunksLeftOut > 0) parts.push(`${s.chunksIncluded}/${s.chunksIncluded + s.chunksLeftOut} chunks fit`);
   return parts;

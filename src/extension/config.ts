@@ -3,6 +3,8 @@
 // tested with plain objects (the adapter in settings.ts does the reading).
 import * as path from 'node:path';
 import type { ProviderName } from '../core/api';
+import type { DecoderBackendName } from '../core/remote/backend';
+import type { EngineConfig } from '../core/remote/engine';
 import type { AnswerMode } from '../core/types';
 
 export const CONFIG_SECTION = 'arcContext';
@@ -23,10 +25,17 @@ export interface ArcSettings {
   answerMode: AnswerMode;
   /** Mixed mode's text budget in tokens; 0 uses the model's (its manifest's prompt.mixedTextBudget, else 160). */
   mixedTextBudget: number;
+  /** Which decoder answers: the package's ONNX decoder in-process, or a serving engine (machine scope). */
+  decoderBackend: DecoderBackendName;
+  /** The engine's address (machine scope); nothing is sent unless backend and URL are set. */
+  decoderUrl: string;
+  /** vLLM's served model name; '' uses the server's only model (machine scope). */
+  servedModel: string;
 }
 
 const PROVIDERS = ['auto', 'cuda', 'webgpu', 'dml', 'coreml', 'cpu'] as const;
 const MODES = ['mixed', 'arc', 'full', 'none'] as const;
+const BACKENDS = ['onnx', 'vllm', 'sglang'] as const;
 
 function oneOf<T extends string>(v: unknown, values: readonly T[], fallback: T): T {
   return typeof v === 'string' && (values as readonly string[]).includes(v) ? (v as T) : fallback;
@@ -59,7 +68,25 @@ export function normalizeSettings(get: (key: string) => unknown): ArcSettings {
     cacheSizeMB: clampInt(get('cacheSizeMB'), 16, 65536, 512),
     answerMode: oneOf(get('answerMode'), MODES, 'mixed'),
     mixedTextBudget: clampInt(get('mixedTextBudget'), 0, 65536, 0),
+    decoderBackend: oneOf(get('decoderBackend'), BACKENDS, 'onnx'),
+    decoderUrl: typeof get('decoderUrl') === 'string' ? (get('decoderUrl') as string).trim() : '',
+    servedModel: typeof get('servedModel') === 'string' ? (get('servedModel') as string).trim() : '',
   };
+}
+
+/**
+ * The serving engine the settings name, or null for the in-process decoder. An engine backend
+ * without a URL is an error the user must fix, not a silent fallback to ONNX.
+ */
+export function engineSettings(s: Pick<ArcSettings, 'decoderBackend' | 'decoderUrl' | 'servedModel'>, apiKey: string | undefined): { ok: true; engine: EngineConfig | null } | { ok: false; reason: string } {
+  if (s.decoderBackend === 'onnx') return { ok: true, engine: null };
+  if (s.decoderUrl === '') {
+    return { ok: false, reason: `arcContext.decoderBackend is "${s.decoderBackend}" but arcContext.decoderUrl is empty. Set the server address (e.g. http://127.0.0.1:8000) or set the backend to onnx.` };
+  }
+  const engine: EngineConfig = { kind: s.decoderBackend, url: s.decoderUrl };
+  if (s.servedModel) engine.servedModel = s.servedModel;
+  if (apiKey) engine.apiKey = apiKey;
+  return { ok: true, engine };
 }
 
 export type ModelDirChoice =

@@ -10,6 +10,7 @@ import { ChatViewProvider } from './chatView';
 import { makeRecompress, registerCommands } from './commands';
 import { cacheUsage } from './compressWorkspace';
 import { ArcController } from './controller';
+import { DecoderBackendGate, registerDecoderCommands } from './decoderBackend';
 import { ModelManager } from './modelManager';
 import { AskRunner } from './runner';
 import { MODEL_SETTINGS, readSettings } from './settings';
@@ -33,7 +34,7 @@ const COMMAND_IDS: Record<WebviewCommand, string> = {
 export function activate(context: vscode.ExtensionContext): void {
   const log = vscode.window.createOutputChannel('ARC Context', { log: true });
   const cacheDir = path.join(context.globalStorageUri.fsPath, 'vector-cache');
-  models = new ModelManager(loadModel, context.extensionPath, log);
+  models = new ModelManager(new DecoderBackendGate(context, log).wrap(loadModel), context.extensionPath, log);
   const modelManager = models;
   const runner = new AskRunner({
     ask,
@@ -79,6 +80,8 @@ export function activate(context: vscode.ExtensionContext): void {
     watcher,
     vscode.window.registerWebviewViewProvider(ChatViewProvider.viewId, chat),
     ...registerCommands({ ...base, chat, panel, watcher }),
+    // A new API key takes effect on the next load, as the decoder settings do.
+    ...registerDecoderCommands(context, () => void runner.exclusive(() => modelManager.unload('decoder API key changed')).catch(() => undefined)),
     modelManager.onDidChangeStatus((s) => {
       statusBar.setStatus(s);
       chat.postStatus(s);

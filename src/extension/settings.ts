@@ -4,7 +4,7 @@
 import * as vscode from 'vscode';
 import { CONFIG_SECTION, normalizeSettings, type ArcSettings } from './config';
 
-const USER_LEVEL_ONLY = new Set(['modelPath', 'executionProvider', 'threads', 'cacheSizeMB']);
+const USER_LEVEL_ONLY = new Set(['modelPath', 'executionProvider', 'threads', 'cacheSizeMB', 'decoderBackend', 'decoderUrl', 'servedModel']);
 
 export function readSettings(): ArcSettings {
   const cfg = vscode.workspace.getConfiguration(CONFIG_SECTION);
@@ -18,4 +18,4 @@ export function readSettings(): ArcSettings {
 }
 
 /** Settings whose change means the loaded model must be reloaded. */
-export const MODEL_SETTINGS = ['modelPath', 'executionProvider', 'threads'].map((k) => `${CONFIG_SECTION}.${k}`);
+export const MODEL_SETTINGS = ['modelPath', 'executionProvider', 'threads', 'decoderBackend', 'decoderUrl', 'servedModel'].map((k) => `${CONFIG_SECTION}.${k}`);

@@ -9,6 +9,7 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 const TITLES = [
   'ARC: Compress and Ask…', 'ARC: Ask About Workspace', 'ARC: Ask About Open Files', 'ARC: Ask About Selection',
   'ARC: Compress Workspace', 'ARC: Select Model…', 'ARC: Show Compression Stats', 'ARC: Clear Compressed Cache', 'ARC: Focus Chat',
+  'ARC: Set Decoder Server API Key',
 ];
 
 test('commands have the documented titles and every one activates the extension', () => {
