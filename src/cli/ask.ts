@@ -254,7 +254,8 @@ export const command: Command = {
     const opts = loadOptions(values, io);
     const engine = engineFrom(values);
 
-    const model = withBackend(await loadModel(dir, opts), engine);
+    // With an engine, decoder.onnx is neither needed nor opened.
+    const model = withBackend(await loadModel(dir, engine ? { ...opts, decoderGraph: false } : opts), engine);
     try {
       const gen: GenerateOptions = { maxNewTokens: maxNew ?? model.manifest.prompt.maxNewTokens, stop: model.manifest.prompt.stop };
       if (temperature !== undefined) gen.temperature = temperature;

@@ -51,6 +51,11 @@ export interface LoadOptions {
   threads?: number;
   /** Called with one line per skipped provider and the one chosen. */
   log?: (line: string) => void;
+  /**
+   * false: do not open decoder.onnx (it need not exist); the decoder can build prefixes
+   * (embed.onnx) but not generate. For decoders served by an engine (src/core/remote).
+   */
+  decoderGraph?: boolean;
 }
 
 export interface TextTokenizer {

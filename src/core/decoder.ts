@@ -36,50 +36,21 @@ export interface DecoderFiles {
   embed: string;
 }
 
-export class OnnxDecoder implements ArcDecoder {
-  readonly contextLength: number;
+/**
+ * embed.onnx: token ids to embedding rows, and the whole prefix (token parts and compressed
+ * vectors side by side) as one matrix. Shared by the in-process decoder and by a serving
+ * engine, which receives this matrix, so both read exactly the same prefix.
+ */
+export class TokenEmbedder {
   private readonly hidden: number;
-  private readonly pastNames: string[] = [];
-  private readonly presentNames: string[] = [];
-  private readonly pastType: 'float32' | 'float16';
 
-  private constructor(
+  constructor(
     private readonly ort: Ort,
     private readonly embedSession: Session,
-    private readonly decoderSession: Session,
-    private readonly files: DecoderFiles,
-    readonly config: DecoderConfig,
-    /** Decoder-side tokenizer: prompt text in, answer text out. */
-    readonly tokenizer: TextTokenizer,
-    private readonly hasPositionIds: boolean,
+    private readonly embedPath: string,
+    private readonly config: DecoderConfig,
   ) {
-    this.contextLength = config.contextLength;
     this.hidden = config.hiddenSize;
-    for (let i = 0; i < config.numLayers; i++) {
-      this.pastNames.push(`past_key_values.${i}.key`, `past_key_values.${i}.value`);
-      this.presentNames.push(`present.${i}.key`, `present.${i}.value`);
-    }
-    const meta = decoderSession.inputMetadata.find((m) => m.name === 'past_key_values.0.key');
-    this.pastType = meta && meta.isTensor && meta.type === 'float16' ? 'float16' : 'float32';
-  }
-
-  /**
-   * Wraps open sessions whose names were checked (`optionalInputs` says which optional inputs
-   * the decoder has). Runs BOS through both graphs once to prove the provider executes them.
-   */
-  static async create(
-    ort: Ort,
-    embedSession: Session,
-    decoderSession: Session,
-    files: DecoderFiles,
-    config: DecoderConfig,
-    tokenizer: TextTokenizer,
-    optionalInputs: ReadonlySet<string>,
-  ): Promise<OnnxDecoder> {
-    const dec = new OnnxDecoder(ort, embedSession, decoderSession, files, config, tokenizer, optionalInputs.has('position_ids'));
-    const { state } = await dec.prefill([{ kind: 'tokens', ids: [config.bosTokenId] }]);
-    await dec.step(state, config.bosTokenId);
-    return dec;
   }
 
   /** Token embeddings of `ids` (rows of hiddenSize floats). */
@@ -93,7 +64,7 @@ export class OnnxDecoder implements ArcDecoder {
     const input = new this.ort.Tensor('int64', BigInt64Array.from(ids, (i) => BigInt(i)), [1, ids.length]);
     const out = (await this.embedSession.run({ input_ids: input })).inputs_embeds;
     if (!out || out.type !== 'float32' || out.dims.length !== 3 || out.dims[1] !== ids.length || out.dims[2] !== this.hidden) {
-      throw new ArcError('model-corrupt', `${this.files.embed} returned inputs_embeds of shape [${out?.dims.join(', ') ?? ''}], expected [1, ${ids.length}, ${this.hidden}] (decoder.hiddenSize).`);
+      throw new ArcError('model-corrupt', `${this.embedPath} returned inputs_embeds of shape [${out?.dims.join(', ') ?? ''}], expected [1, ${ids.length}, ${this.hidden}] (decoder.hiddenSize).`);
     }
     return out.data as Float32Array;
   }
@@ -123,6 +94,96 @@ export class OnnxDecoder implements ArcDecoder {
       }
     }
     return out;
+  }
+}
+
+/**
+ * A package loaded without decoder.onnx (its decoder runs on a serving engine): the prefix can
+ * be built, nothing can be generated in-process.
+ */
+export class EmbedOnlyDecoder implements ArcDecoder {
+  readonly contextLength: number;
+
+  private constructor(
+    private readonly embedder: TokenEmbedder,
+    readonly config: DecoderConfig,
+    readonly tokenizer: TextTokenizer,
+  ) {
+    this.contextLength = config.contextLength;
+  }
+
+  /** Runs BOS through embed.onnx once to prove the provider executes it. */
+  static async create(embedder: TokenEmbedder, config: DecoderConfig, tokenizer: TextTokenizer): Promise<EmbedOnlyDecoder> {
+    await embedder.embed([config.bosTokenId]);
+    return new EmbedOnlyDecoder(embedder, config, tokenizer);
+  }
+
+  prefixEmbeddings(prefix: readonly PrefixPart[]): Promise<Float32Array> {
+    return this.embedder.prefixEmbeddings(prefix);
+  }
+
+  // eslint-disable-next-line require-yield
+  async *generate(): AsyncGenerator<string, GenerationTimings> {
+    throw new ArcError('model-missing', 'This model was loaded without its decoder graph (decoder.onnx) for a serving engine; configure the engine (vllm or sglang) or load it with the decoder.');
+  }
+}
+
+export class OnnxDecoder implements ArcDecoder {
+  readonly contextLength: number;
+  private readonly hidden: number;
+  private readonly embedder: TokenEmbedder;
+  private readonly pastNames: string[] = [];
+  private readonly presentNames: string[] = [];
+  private readonly pastType: 'float32' | 'float16';
+
+  private constructor(
+    private readonly ort: Ort,
+    private readonly embedSession: Session,
+    private readonly decoderSession: Session,
+    private readonly files: DecoderFiles,
+    readonly config: DecoderConfig,
+    /** Decoder-side tokenizer: prompt text in, answer text out. */
+    readonly tokenizer: TextTokenizer,
+    private readonly hasPositionIds: boolean,
+  ) {
+    this.contextLength = config.contextLength;
+    this.hidden = config.hiddenSize;
+    for (let i = 0; i < config.numLayers; i++) {
+      this.pastNames.push(`past_key_values.${i}.key`, `past_key_values.${i}.value`);
+      this.presentNames.push(`present.${i}.key`, `present.${i}.value`);
+    }
+    const meta = decoderSession.inputMetadata.find((m) => m.name === 'past_key_values.0.key');
+    this.pastType = meta && meta.isTensor && meta.type === 'float16' ? 'float16' : 'float32';
+    this.embedder = new TokenEmbedder(ort, embedSession, files.embed, config);
+  }
+
+  /**
+   * Wraps open sessions whose names were checked (`optionalInputs` says which optional inputs
+   * the decoder has). Runs BOS through both graphs once to prove the provider executes them.
+   */
+  static async create(
+    ort: Ort,
+    embedSession: Session,
+    decoderSession: Session,
+    files: DecoderFiles,
+    config: DecoderConfig,
+    tokenizer: TextTokenizer,
+    optionalInputs: ReadonlySet<string>,
+  ): Promise<OnnxDecoder> {
+    const dec = new OnnxDecoder(ort, embedSession, decoderSession, files, config, tokenizer, optionalInputs.has('position_ids'));
+    const { state } = await dec.prefill([{ kind: 'tokens', ids: [config.bosTokenId] }]);
+    await dec.step(state, config.bosTokenId);
+    return dec;
+  }
+
+  /** Token embeddings of `ids` (rows of hiddenSize floats). */
+  embed(ids: readonly number[]): Promise<Float32Array> {
+    return this.embedder.embed(ids);
+  }
+
+  /** The prefix as one [positions x hiddenSize] matrix, parts in order. */
+  prefixEmbeddings(prefix: readonly PrefixPart[]): Promise<Float32Array> {
+    return this.embedder.prefixEmbeddings(prefix);
   }
 
   private emptyPast(): Record<string, Tensor> {

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ArcDecoder, ArcEncoder, ArcModel, LoadOptions, Manifest, ProviderName, TextTokenizer } from './api';
-import { OnnxDecoder } from './decoder';
+import { EmbedOnlyDecoder, OnnxDecoder, TokenEmbedder } from './decoder';
 import { OnnxEncoder } from './encoder';
 import { ArcError } from './errors';
 import { EMBED_IO, ENCODER_IO, checkIo, decoderIo, packageFile, readManifest } from './manifest';
@@ -75,12 +75,13 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Ar
   let tokenizer: TextTokenizer;
   let decoderTokenizer: TextTokenizer | null = null;
   let decoderPaths: { decoder: string; embed: string } | null = null;
+  const withGraph = opts.decoderGraph !== false;
   if (dec) {
-    decoderPaths = {
-      embed: await packageFile(root, dec.embed, 'decoder.embed'),
-      decoder: await packageFile(root, dec.file, 'decoder.file'),
-    };
-    specs.push({ key: 'embed', path: decoderPaths.embed }, { key: 'decoder', path: decoderPaths.decoder });
+    const embedPath = await packageFile(root, dec.embed, 'decoder.embed');
+    // Without the graph (an engine decodes), decoder.onnx may be absent: a laptop need not hold it.
+    decoderPaths = { embed: embedPath, decoder: withGraph ? await packageFile(root, dec.file, 'decoder.file') : '' };
+    specs.push({ key: 'embed', path: decoderPaths.embed });
+    if (withGraph) specs.push({ key: 'decoder', path: decoderPaths.decoder });
     const t = await loadTokenizer(await packageFile(root, enc.tokenizer, 'encoder.tokenizer'));
     tokenizer = t;
     decoderTokenizer = dec.tokenizer === enc.tokenizer ? t : await loadTokenizer(await packageFile(root, dec.tokenizer, 'decoder.tokenizer'));
@@ -100,12 +101,16 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Ar
   const identity = await hashFiles([bytes, encoderPath]);
 
   let encoder: OnnxEncoder | null = null;
-  let decoder: OnnxDecoder | null = null;
+  let decoder: OnnxDecoder | EmbedOnlyDecoder | null = null;
   const opened = await openSessions(specs, opts, async (sessions, ort) => {
     const es = sessions.get('encoder')!;
     checkIo(encoderPath, es, ENCODER_IO);
     encoder = await OnnxEncoder.create(ort, es, encoderPath, enc, dec ? dec.bosTokenId : null);
-    if (dec && decoderPaths && decoderTokenizer) {
+    if (dec && decoderPaths && decoderTokenizer && !withGraph) {
+      const embed = sessions.get('embed')!;
+      checkIo(decoderPaths.embed, embed, EMBED_IO);
+      decoder = await EmbedOnlyDecoder.create(new TokenEmbedder(ort, embed, decoderPaths.embed, dec), dec, decoderTokenizer);
+    } else if (dec && decoderPaths && decoderTokenizer) {
       const embed = sessions.get('embed')!;
       const ds = sessions.get('decoder')!;
       checkIo(decoderPaths.embed, embed, EMBED_IO);

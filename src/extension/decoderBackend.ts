@@ -35,7 +35,8 @@ export class DecoderBackendGate {
       if (!choice.ok) throw new ArcError('decoder-server', choice.reason);
       const engine = choice.engine;
       if (engine) await this.ensureConsent(engine.kind, engine.url);
-      const model = await load(dir, opts);
+      // With an engine, decoder.onnx is neither needed nor opened: the package may lack it.
+      const model = await load(dir, engine ? { ...opts, decoderGraph: false } : opts);
       if (!engine) return model;
       try {
         const wrapped = withEngineDecoder(model, engine);

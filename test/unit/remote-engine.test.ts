@@ -3,7 +3,7 @@
 // runs the bundled decoder in PyTorch. Answers through it must equal the in-process ONNX answers
 // on the same prefix (greedy), streamed and not; every error path ends in a clear message.
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -103,6 +103,33 @@ describe('engine decoder through the vLLM / SGLang stand-in', { skip: NO_TORCH }
       t.diagnostic(answers.join(' | '));
     });
   }
+
+  test('a package without decoder.onnx (loaded with decoderGraph: false) answers through the engine as the full package does in-process', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'arc-embed-only-'));
+    try {
+      for (const f of ['arc-model.json', 'encoder.onnx', 'embed.onnx', 'tokenizer.json']) cpSync(join(DEFAULT_PACKAGE, f), join(dir, f));
+      await assert.rejects(loadModel(dir, { provider: 'cpu', threads: 1 }), /decoder\.onnx/);
+      const embedOnly = await loadModel(dir, { provider: 'cpu', threads: 1, decoderGraph: false });
+      try {
+        const question = 'What is the value of `LOW_STOCK_THRESHOLD`?';
+        const cannot = await answer(embedOnly, { question, mode: 'arc' });
+        assert.match(cannot.error ?? '', /^model-missing: This model was loaded without its decoder graph/);
+        for (const kind of ['vllm', 'sglang'] as const) {
+          const remote = withEngineDecoder(embedOnly, engine({ kind }));
+          for (const mode of ['mixed', 'arc'] as const) {
+            const local = await answer(model, { question, mode }, { cacheDir });
+            const viaEngine = await answer(remote, { question, mode }, { cacheDir });
+            assert.equal(viaEngine.error, null);
+            assert.equal(viaEngine.answer, local.answer);
+          }
+        }
+      } finally {
+        await embedOnly.dispose();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test('stop strings: the answer ends before the first stop string, as in-process, for a stop that occurs mid-answer', async () => {
     const prefix = buildPrefix(model, 'none', [], 'Which file defines `applyDiscount`?').parts;
