@@ -210,6 +210,45 @@ export interface QualitySection {
   seconds: number;
 }
 
+export interface ScalingRun {
+  /** ask()'s time to first token (pipeline start to first answer token; model load excluded). */
+  ttftMs: number;
+  /** The whole CLI process: Node start, model load, the question. */
+  wallMs: number;
+  /** getrusage maxRSS of the process. */
+  maxRssMiB: number;
+  encodeMs: number;
+  prefillMs: number;
+  /** Chosen chunks that went through the encoder, and that came from the cache. */
+  encoded: number;
+  cacheHits: number;
+  chunksIncluded: number;
+}
+
+export type ScalingTree =
+  | { targetMB: number; skipped: string }
+  | {
+      targetMB: number;
+      files: number;
+      bytes: number;
+      question: string;
+      chunks: number | null;
+      sourceTokens: number | null;
+      /** First answer on an empty cache. */
+      cold: ScalingRun;
+      /** `arc-context compress` of the whole tree after that answer. */
+      compress: { wallMs: number; maxRssMiB: number; encoded: number | null };
+      warmMixed: ScalingRun;
+      warmArc: ScalingRun;
+    };
+
+export interface ScalingSection {
+  from: string;
+  threads: number;
+  trees: ScalingTree[];
+  notes: string[];
+}
+
 export interface BenchResult {
   schema: typeof BENCH_SCHEMA;
   startedAt: string;
@@ -225,6 +264,8 @@ export interface BenchResult {
   tokenizers: TokenizerSection | Skipped;
   workspace: WorkspaceSection | Skipped;
   quality: QualitySection | Skipped;
+  /** Absent in results written before the section existed. */
+  scaling?: ScalingSection | Skipped;
 }
 
 export function isSkipped<T extends object>(v: T | Skipped): v is Skipped {

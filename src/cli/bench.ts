@@ -7,6 +7,7 @@ import { runEncoder } from '../../bench/encoder';
 import { runLatency } from '../../bench/latency';
 import { runQuality } from '../../bench/quality';
 import { writeReport } from '../../bench/report';
+import { runScaling } from '../../bench/scaling';
 import { runTokenizers } from '../../bench/tokenizers';
 import { BENCH_SCHEMA, isSkipped, type BenchResult, type Skipped } from '../../bench/types';
 import { bytesOf, gitState, lastCommitOf, machine, readTree, round } from '../../bench/util';
@@ -19,7 +20,7 @@ import { loadModel } from '../core/model';
 import { MODEL_OPTIONS, UsageError, loadOptions, parse, parseIntOption, type Command, type CommandIo } from './args';
 import { modelDirFrom } from './compress';
 
-export const SECTIONS = ['latency', 'encoder', 'tokenizers', 'workspace', 'quality'] as const;
+export const SECTIONS = ['latency', 'encoder', 'tokenizers', 'workspace', 'quality', 'scaling'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 const usage = `Usage: arc-context bench [--model DIR] [--quick] [--out bench/results] [--json] [options]
@@ -39,6 +40,8 @@ throughput, workspace compression and (full runs) answer quality. Writes a JSON 
   --source DIR       source tree for the contexts and encoder chunks (default: this package's src/)
   --tree DIR         tree to compress and tokenize (default node_modules/@types/node; quick: node_modules/picomatch)
   --encoder-chunks N chunks for the encoder throughput (default 256; quick 16)
+  --scaling-mb LIST  scaling section: tree sizes in MB of real code from node_modules (default 1,10;
+                     the issue's 50 MB point: 1,10,50); not in quick runs unless --sections names it
   --qa FILE          held-out questions (default: <model>/heldout-qa.jsonl)
   --qa-rows N        rows for the per-mode exact match (default 0 = all)
   --curve-rows N     rows for the accuracy-versus-size curve (default 60)
@@ -109,6 +112,12 @@ function summary(r: BenchResult): string {
     lines.push(`quality: EM arc ${q.modes.arc.exactMatch}, full ${q.modes.full.exactMatch}, none ${q.modes.none.exactMatch} (${q.rows} rows)`);
     for (const p of q.curve) lines.push(`  ${p.distractors} distractors: arc ${p.arc.exactMatch}, full ${p.full.exactMatch}`);
   } else lines.push(`quality: ${r.quality.skipped}`);
+  if (r.scaling && !isSkipped(r.scaling)) {
+    for (const t of r.scaling.trees) {
+      if ('skipped' in t) lines.push(`scaling ${t.targetMB} MB: ${t.skipped}`);
+      else lines.push(`scaling ${t.targetMB} MB (${t.files} files): cold first answer ${t.cold.ttftMs} ms, whole-tree compress ${t.compress.wallMs} ms, warm TTFT mixed ${t.warmMixed.ttftMs} ms / arc ${t.warmArc.ttftMs} ms, peak RSS ${Math.max(t.cold.maxRssMiB, t.warmMixed.maxRssMiB, t.warmArc.maxRssMiB)} MiB (ask), ${t.compress.maxRssMiB} MiB (compress)`);
+    }
+  } else if (r.scaling) lines.push(`scaling: ${r.scaling.skipped}`);
   return lines.join('\n') + '\n';
 }
 
@@ -124,6 +133,7 @@ export const command: Command = {
         json: { type: 'boolean' },
         sections: { type: 'string' },
         sizes: { type: 'string' },
+        'scaling-mb': { type: 'string' },
         reps: { type: 'string' },
         source: { type: 'string' },
         tree: { type: 'string' },
@@ -194,6 +204,11 @@ export const command: Command = {
         const corpus = quick ? files.filter((_, i) => bytesOf(files.slice(0, i)) < 256 * 1024) : files;
         return runTokenizers(tree, corpus, { tokenizerPath, reps: quick ? 1 : Math.min(reps, 2), benchDir, log });
       });
+      const scaling = await section('scaling', sections.has('scaling') && (!quick || values.sections !== undefined), io, async () => {
+        const cli = path.join(root, 'dist', 'cli.js');
+        if (!existsSync(cli)) return { skipped: `${cli} not built (npm run build)` };
+        return runScaling({ sizesMB: parseList(values['scaling-mb'], '--scaling-mb') ?? [1, 10], from: path.join(root, 'node_modules'), cli, modelDir, threads, signal: io.signal, log });
+      });
       const qaPath = path.resolve(values.qa ?? path.join(modelDir, 'heldout-qa.jsonl'));
       const quality = await section('quality', sections.has('quality'), io, async () => {
         if (quick && values.qa === undefined) return { skipped: 'quick mode (quality runs in full mode, or with --qa)' };
@@ -239,6 +254,7 @@ export const command: Command = {
         tokenizers,
         workspace,
         quality,
+        scaling,
       };
       await mkdir(outDir, { recursive: true });
       const suffix = quick ? '-quick' : '';

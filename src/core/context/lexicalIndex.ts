@@ -150,6 +150,8 @@ export interface LexicalIndexOptions {
 
 /** Entries read or built in this process, by key (the extension asks many questions of one tree). */
 const memo = new Map<string, FileLexicon>();
+/** Entry reads in flight at once. */
+const READ_CONCURRENCY = 16;
 const MEMO_MAX_FILES = 20_000;
 
 export class LexicalIndex {
@@ -193,8 +195,9 @@ export class LexicalIndex {
       await unlink(entry).catch(() => {}); // a concurrent writer may already have replaced it
       return null;
     }
+    // Recency for eviction; nothing waits for it.
     const now = new Date();
-    await utimes(entry, now, now).catch(() => {});
+    void utimes(entry, now, now).catch(() => {});
     remember(key, lex);
     return lex;
   }
@@ -375,19 +378,27 @@ export async function lexiconsFor(
   signal?: AbortSignal,
 ): Promise<IndexedLexicons> {
   const res: IndexedLexicons = { files: [], fromIndex: 0, indexed: 0 };
-  for (const f of files) {
-    if (signal?.aborted) break;
-    const key = index.key(f, opts, hashText(f.text));
-    let lexicon = await index.get(key, f);
-    if (lexicon) res.fromIndex++;
-    else {
-      const { chunks } = await chunkFileIndexed(f, tokenizer, opts, chunkIndex);
-      lexicon = buildLexicon(f, chunks);
-      await index.put(key, f, lexicon);
-      res.indexed++;
+  const out = new Array<LexicalFile>(files.length);
+  // Reads overlap (libuv's pool does the file work); results keep the input order.
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < files.length && !signal?.aborted) {
+      const k = next++;
+      const f = files[k];
+      const key = index.key(f, opts, hashText(f.text));
+      let lexicon = await index.get(key, f);
+      if (lexicon) res.fromIndex++;
+      else {
+        const { chunks } = await chunkFileIndexed(f, tokenizer, opts, chunkIndex);
+        lexicon = buildLexicon(f, chunks);
+        await index.put(key, f, lexicon);
+        res.indexed++;
+      }
+      out[k] = { path: f.path, lexicon };
     }
-    res.files.push({ path: f.path, lexicon });
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, files.length) }, worker));
+  res.files = signal?.aborted ? out.filter((x) => x !== undefined) : out;
   if (chunkIndex) await chunkIndex.evictIfGrown();
   await index.evictIfGrown();
   return res;

@@ -1,0 +1,162 @@
+// Large repositories: trees of about 1, 10 (and, when asked, 50) MB of real code copied from
+// this package's node_modules, asked about through the CLI in new processes, as a user would:
+//   cold   - empty cache: the first answer (scan, tokenize + index every file, encode only the
+//            chunks the window holds);
+//   compress - `arc-context compress` of the whole tree afterwards (what the extension does in
+//            the background);
+//   warm   - a new process on the warm cache and indexes, mixed and arc mode.
+// Each run reports the time to first token from ask()'s start (stats.ttftMs), the process's
+// wall time (Node start + model load included) and its peak RSS (getrusage maxRSS at exit).
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import * as path from 'node:path';
+import type { ScalingRun, ScalingSection, ScalingTree } from './types';
+import { round, withTempDir } from './util';
+
+export interface ScalingOptions {
+  /** Tree sizes in MB (10^6 bytes of source). */
+  sizesMB: number[];
+  /** Where the real code comes from (this package's node_modules). */
+  from: string;
+  cli: string;
+  modelDir: string;
+  threads: number;
+  signal?: AbortSignal;
+  log: (line: string) => void;
+}
+
+const CODE = /\.(js|mjs|cjs|ts|mts|cts|tsx|jsx)$/;
+/** Bundles and minified files are not what people ask about, and one of them could be the whole tree. */
+const SKIP = /\.min\.|\.bundle\.|(^|\/)(dist|umd|esm)\/.*\.map$/;
+const MAX_FILE = 200_000;
+
+/** Code files under `from`, in path order: what the trees are cut from. */
+async function codeFiles(from: string): Promise<{ rel: string; size: number }[]> {
+  const out: { rel: string; size: number }[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      const abs = path.join(dir, e.name);
+      if (e.isDirectory()) {
+        if (e.name !== '.bin' && e.name !== '.cache') await walk(abs);
+      } else if (e.isFile() && CODE.test(e.name) && !SKIP.test(abs)) {
+        const size = (await stat(abs)).size;
+        if (size >= 200 && size <= MAX_FILE) out.push({ rel: path.relative(from, abs), size });
+      }
+    }
+  };
+  await walk(from);
+  return out;
+}
+
+/** Copies files in order until `bytes` are reached; returns the file count and bytes copied. */
+async function buildTree(files: { rel: string; size: number }[], from: string, to: string, bytes: number): Promise<{ files: number; bytes: number }> {
+  let total = 0;
+  let n = 0;
+  for (const f of files) {
+    if (total >= bytes) break;
+    await mkdir(path.dirname(path.join(to, f.rel)), { recursive: true });
+    await copyFile(path.join(from, f.rel), path.join(to, f.rel));
+    total += f.size;
+    n++;
+  }
+  return { files: n, bytes: total };
+}
+
+/** A question about a function defined in the middle of the tree. */
+async function questionFor(root: string, files: { rel: string }[]): Promise<string> {
+  for (let i = files.length >> 1; i < files.length; i++) {
+    const text = await readFile(path.join(root, files[i].rel), 'utf8');
+    const m = /function\s+([A-Za-z_$][\w$]{5,})\s*\(/.exec(text);
+    if (m) return `Which file defines the function \`${m[1]}\`, and what does it return?`;
+  }
+  return 'Where is the main entry point defined?';
+}
+
+interface ChildResult {
+  wallMs: number;
+  maxRssMiB: number;
+  stdout: string;
+}
+
+const PRELOAD = path.join(__dirname, '..', 'bench', 'maxrss-preload.cjs');
+
+function runCli(cli: string, args: string[], signal?: AbortSignal): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    execFile(process.execPath, ['--require', PRELOAD, cli, ...args], { maxBuffer: 64 * 1024 * 1024, signal }, (err, stdout, stderr) => {
+      const wallMs = performance.now() - t0;
+      if (err) return reject(new Error(`arc-context ${args[0]} failed: ${err.message}\n${stderr.slice(-2000)}`));
+      const m = /ARC_BENCH_MAXRSS_KB (\d+)/.exec(stderr);
+      resolve({ wallMs, maxRssMiB: m ? round(Number(m[1]) / 1024) : NaN, stdout });
+    });
+  });
+}
+
+async function askRun(opts: ScalingOptions, root: string, cache: string, mode: string, question: string): Promise<ScalingRun> {
+  const r = await runCli(opts.cli, ['ask', '--model', opts.modelDir, '--provider', 'cpu', '--threads', String(opts.threads), '--root', root, '--cache', cache, '--mode', mode, '--max-new-tokens', '1', '--json', question], opts.signal);
+  const out = JSON.parse(r.stdout) as { stats: { ttftMs: number; encodeMs: number; prefillMs: number; cacheHits: number; cacheMisses: number; chunksIncluded: number } };
+  const s = out.stats;
+  return {
+    ttftMs: round(s.ttftMs),
+    wallMs: round(r.wallMs),
+    maxRssMiB: r.maxRssMiB,
+    encodeMs: round(s.encodeMs),
+    prefillMs: round(s.prefillMs),
+    encoded: s.cacheMisses,
+    cacheHits: s.cacheHits,
+    chunksIncluded: s.chunksIncluded,
+  };
+}
+
+export async function runScaling(opts: ScalingOptions): Promise<ScalingSection> {
+  const pool = await codeFiles(opts.from);
+  const poolBytes = pool.reduce((n, f) => n + f.size, 0);
+  const trees: ScalingTree[] = [];
+  for (const mb of opts.sizesMB) {
+    const want = mb * 1e6;
+    if (want > poolBytes) {
+      trees.push({ targetMB: mb, skipped: `only ${round(poolBytes / 1e6)} MB of code under ${opts.from}` });
+      continue;
+    }
+    trees.push(
+      await withTempDir('arc-bench-scale-', async (dir) => {
+        const root = path.join(dir, 'tree');
+        const cache = path.join(dir, 'cache');
+        const built = await buildTree(pool, opts.from, root, want);
+        const question = await questionFor(root, pool.slice(0, built.files));
+        opts.log(`scaling: ${mb} MB tree: ${built.files} files, ${round(built.bytes / 1e6, 2)} MB; question: ${question}`);
+        const cold = await askRun(opts, root, cache, 'mixed', question);
+        opts.log(`scaling: ${mb} MB cold first answer ${cold.ttftMs} ms (process ${cold.wallMs} ms, ${cold.encoded} chunks encoded, peak RSS ${cold.maxRssMiB} MiB)`);
+        const c = await runCli(opts.cli, ['compress', '--model', opts.modelDir, '--provider', 'cpu', '--threads', String(opts.threads), '--root', root, '--cache', cache, '--json'], opts.signal);
+        const fig = JSON.parse(c.stdout) as { chunks?: number; encoded?: number; sourceTokens?: number };
+        opts.log(`scaling: ${mb} MB whole-tree compress ${round(c.wallMs)} ms (peak RSS ${c.maxRssMiB} MiB)`);
+        const warmMixed = await askRun(opts, root, cache, 'mixed', question);
+        const warmArc = await askRun(opts, root, cache, 'arc', question);
+        opts.log(`scaling: ${mb} MB warm TTFT mixed ${warmMixed.ttftMs} ms, arc ${warmArc.ttftMs} ms (peak RSS ${Math.max(warmMixed.maxRssMiB, warmArc.maxRssMiB)} MiB)`);
+        return {
+          targetMB: mb,
+          files: built.files,
+          bytes: built.bytes,
+          question,
+          chunks: fig.chunks ?? null,
+          sourceTokens: fig.sourceTokens ?? null,
+          cold,
+          compress: { wallMs: round(c.wallMs), maxRssMiB: c.maxRssMiB, encoded: fig.encoded ?? null },
+          warmMixed,
+          warmArc,
+        };
+      }),
+    );
+  }
+  return {
+    from: opts.from,
+    threads: opts.threads,
+    trees,
+    notes: [
+      'Trees: .js/.ts files of 200 B to 200 KB (no minified bundles) from this package\'s node_modules, in path order, copied until the size is reached.',
+      'Each run is a new `arc-context` process (`ask --json --max-new-tokens 1`, `compress --json`); TTFT is ask()\'s own figure (from the start of the pipeline, model load excluded), wall time is the whole process, peak RSS is getrusage maxRSS at exit.',
+      'cold: empty cache and indexes; every file is tokenized and indexed, only the chosen chunks are encoded. compress: the whole tree afterwards (its files come from the chunk index). warm: a new process on the warm cache.',
+    ],
+  };
+}
