@@ -143,13 +143,15 @@ export async function runLatency(model: ArcModel, sourceRoot: string, tree: read
       // Untimed: fills the warm cache and the chunk memo, and warms up every code path.
       await askOnce(model, { ...request, mode: 'arc' }, warmDir, signal);
       if (fits) await askOnce(model, { ...request, mode: 'full' }, null, signal);
-      const runs: Record<'arcWarm' | 'arcCold' | 'full', AskOutcome[]> = { arcWarm: [], arcCold: [], full: [] };
-      const order = (['arcWarm', 'arcCold', 'full'] as const).filter((m) => m !== 'full' || fits);
+      await askOnce(model, { ...request, mode: 'mixed' }, warmDir, signal);
+      const runs: Record<'arcWarm' | 'arcCold' | 'mixedWarm' | 'full', AskOutcome[]> = { arcWarm: [], arcCold: [], mixedWarm: [], full: [] };
+      const order = (['arcWarm', 'arcCold', 'mixedWarm', 'full'] as const).filter((m) => m !== 'full' || fits);
       for (let r = 0; r < reps; r++) {
         // Rotating the order spreads any drift of the machine (other processes) over the modes.
         for (let k = 0; k < order.length; k++) {
           const mode = order[(k + r) % order.length]!;
           if (mode === 'arcWarm') runs.arcWarm.push(await askOnce(model, { ...request, mode: 'arc' }, warmDir, signal));
+          else if (mode === 'mixedWarm') runs.mixedWarm.push(await askOnce(model, { ...request, mode: 'mixed' }, warmDir, signal));
           else if (mode === 'full') runs.full.push(await askOnce(model, { ...request, mode: 'full' }, null, signal));
           else {
             const coldDir = await mkdtemp(path.join(os.tmpdir(), 'arc-bench-cold-'));
@@ -163,6 +165,7 @@ export async function runLatency(model: ArcModel, sourceRoot: string, tree: read
       }
       const arcWarm = modeRun(runs.arcWarm);
       const arcCold = modeRun(runs.arcCold);
+      const mixedWarm = modeRun(runs.mixedWarm);
       const full: ModeRun | NotFit = fits ? modeRun(runs.full) : { fits: false, contextTokens, budget };
       const ratios =
         'ttftMs' in full
@@ -173,9 +176,9 @@ export async function runLatency(model: ArcModel, sourceRoot: string, tree: read
               totalFullOverArcCold: round(full.totalMs.median / arcCold.totalMs.median, 2),
             }
           : null;
-      sizes.push({ targetTokens: target, sourceTokens, files: files.length, chunks: chunks.length, tokenizeMs: sampled(tokenizeMs), arcWarm, arcCold, full, ratios });
+      sizes.push({ targetTokens: target, sourceTokens, files: files.length, chunks: chunks.length, tokenizeMs: sampled(tokenizeMs), arcWarm, arcCold, mixedWarm, full, ratios });
       opts.log(
-        `latency: ${sourceTokens} tokens: first token arc warm ${arcWarm.ttftMs.median} ms, arc cold ${arcCold.ttftMs.median} ms, full ${'ttftMs' in full ? `${full.ttftMs.median} ms` : 'does not fit'}`,
+        `latency: ${sourceTokens} tokens: first token arc warm ${arcWarm.ttftMs.median} ms, arc cold ${arcCold.ttftMs.median} ms, mixed warm ${mixedWarm.ttftMs.median} ms, full ${'ttftMs' in full ? `${full.ttftMs.median} ms` : 'does not fit'}`,
       );
     } finally {
       await rm(warmDir, { recursive: true, force: true });

@@ -71,6 +71,8 @@ export interface LatencySize {
   tokenizeMs: Sampled;
   arcWarm: ModeRun;
   arcCold: ModeRun;
+  /** Mixed mode (best chunks as text, the rest compressed), warm cache. Absent in older results. */
+  mixedWarm?: ModeRun;
   full: ModeRun | NotFit;
   /** full / arc of the median time to first token and total time, where full fits. */
   ratios: { ttftFullOverArcWarm: number; ttftFullOverArcCold: number; totalFullOverArcWarm: number; totalFullOverArcCold: number } | null;

@@ -1,10 +1,13 @@
-// "ARC: Compress Workspace": fill the vector cache for a set of sources without asking anything,
-// so the first question only pays for selection and generation. Built from the pipeline's own
-// stages (collect -> chunk -> compress with cache), so it caches exactly what ask() will look up.
+// "ARC: Compress Workspace", the background compression after a question and the file watcher's
+// recompression all run this: fill the lexical index and the vector cache for a set of sources
+// without asking anything. Built from the pipeline's own stages (collect -> index + chunk ->
+// compress with cache), so it caches exactly what ask() will look up. Every finished encoder
+// batch is in the cache, so a cancelled run loses nothing: the next one starts where it stopped.
 // No `vscode` import: progress and cancellation come in as plain callbacks and a signal.
 import type { ArcModel } from '../core/api';
 import { VectorCache } from '../core/context/cache';
 import { chunkFilesIndexed, openChunkIndex } from '../core/context/chunkIndex';
+import { LexicalIndex, lexicalIndexCap, lexiconsFor } from '../core/context/lexicalIndex';
 import { compressChunks } from '../core/context/compress';
 import { throwIfAborted } from '../core/errors';
 import { collectSources } from '../core/context/sources';
@@ -35,13 +38,14 @@ export async function compressSources(
   // Unchanged files come from the chunk index beside the cache (as ask() and the CLI do), so a
   // second Compress Workspace in a new window does not tokenize them again.
   const index = await openChunkIndex(model, opts.cacheDir, { cacheMaxBytes: opts.cacheMaxBytes, log: opts.log });
-  const chunked = await chunkFilesIndexed(
-    collected.files,
-    model.tokenizer,
-    { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header },
-    index,
-    signal,
-  );
+  const chunkOpts = { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header };
+  if (index) {
+    // The lexical index too, so that the next question ranks these files without tokenizing them.
+    const lexical = new LexicalIndex(opts.cacheDir, index.identity, { maxBytes: opts.cacheMaxBytes !== undefined ? lexicalIndexCap(opts.cacheMaxBytes) : undefined, log: opts.log });
+    await lexiconsFor(collected.files, model.tokenizer, chunkOpts, index, lexical, signal);
+    throwIfAborted(signal, 'Indexing files');
+  }
+  const chunked = await chunkFilesIndexed(collected.files, model.tokenizer, chunkOpts, index, signal);
   throwIfAborted(signal, 'Splitting files into chunks');
   const chunks = chunked.chunks;
   const cache = new VectorCache(opts.cacheDir, { maxBytes: opts.cacheMaxBytes, log: opts.log });

@@ -79,13 +79,12 @@ export async function* compressChunks(chunks: Chunk[], opts: CompressOptions): A
     throwIfAborted(signal, 'Compressing the context');
     const hashes = misses.slice(b, b + batch);
     const t0 = performance.now();
-    const results = await encoder.encode(
-      hashes.map((h) => chunks[(byHash.get(h) as number[])[0]].tokenIds),
-      signal,
-    );
+    // No signal: a started batch runs to the end and is stored, so cancelling costs at most one
+    // batch of waiting and never throws finished work away.
+    const results = await encoder.encode(hashes.map((h) => chunks[(byHash.get(h) as number[])[0]].tokenIds));
     encodeMs += performance.now() - t0;
-    throwIfAborted(signal, 'Compressing the context');
     if (results.length !== hashes.length) throw new Error(`The encoder returned ${results.length} results for ${hashes.length} chunks.`);
+    // A batch that finished is stored even when the signal fired meanwhile: the next run reads it.
     for (let k = 0; k < hashes.length; k++) {
       const idx = byHash.get(hashes[k]) as number[];
       for (const i of idx) out[i] = results[k];
@@ -93,6 +92,7 @@ export async function* compressChunks(chunks: Chunk[], opts: CompressOptions): A
       if (cache) await cache.put(cacheKey(opts.modelIdentity, hashes[k]), results[k]);
     }
     encoded += hashes.length;
+    throwIfAborted(signal, 'Compressing the context');
     yield { done, total: chunks.length, cacheHits, encoded };
   }
   if (cache) await cache.evictIfGrown();

@@ -1,0 +1,150 @@
+// Background compression of the workspace after a question (src/extension/backgroundCompression.ts
+// + compressWorkspace.ts, no vscode import) on the real tiny-arc package and real files: the
+// question encodes only what its window needs, the rest compresses in the background, a question
+// in between pauses it, and across pauses nothing that was finished is encoded again.
+import assert from 'node:assert/strict';
+import { cpSync, mkdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import type { ArcEncoder, ArcModel } from '../../src/core/api';
+import { ask } from '../../src/core/ask';
+import { VectorCache, cacheKey } from '../../src/core/context/cache';
+import { chunkFiles } from '../../src/core/context/chunker';
+import { collectSources } from '../../src/core/context/sources';
+import type { AskEvent, SourceInput } from '../../src/core/types';
+import { BackgroundCompressor, type BackgroundState } from '../../src/extension/backgroundCompression';
+import { compressSources } from '../../src/extension/compressWorkspace';
+import { tempDir, useTinyArc } from './pipeline-helpers';
+
+const REPO = path.resolve(__dirname, '../..');
+const { skip, model: tinyArc } = useTinyArc();
+
+/** The model with an encoder that counts the chunks it encodes (the real encoder does the work). */
+function counting(model: ArcModel): { model: ArcModel; encoded: () => number } {
+  let n = 0;
+  const inner = model.encoder;
+  const encoder: ArcEncoder = {
+    poolingFactor: inner.poolingFactor,
+    maxChunkTokens: inner.maxChunkTokens,
+    dim: inner.dim,
+    cont: inner.cont,
+    encode: (chunks, signal) => {
+      n += chunks.length;
+      return inner.encode(chunks, signal);
+    },
+  };
+  return { model: { ...model, encoder } as ArcModel, encoded: () => n };
+}
+
+async function askDone(model: ArcModel, root: string, cacheDir: string, question: string): Promise<Extract<AskEvent, { type: 'done' }>> {
+  let done: Extract<AskEvent, { type: 'done' }> | null = null;
+  for await (const e of ask(model, { question, mode: 'arc', roots: [root], maxNewTokens: 2 }, { cacheDir })) {
+    if (e.type === 'error') throw new Error(e.message);
+    if (e.type === 'done') done = e;
+  }
+  assert.ok(done);
+  return done;
+}
+
+test('after a question the rest compresses in the background; a question pauses it; nothing finished is encoded twice', { skip }, async () => {
+  const base = await tinyArc();
+  const { model, encoded } = counting(base);
+  const t = tempDir('bg-compress');
+  try {
+    const root = path.join(t.dir, 'ws');
+    cpSync(path.join(REPO, 'test/fixtures/workspace-py'), root, { recursive: true });
+    mkdirSync(path.join(root, 'ts'));
+    cpSync(path.join(REPO, 'src/core/context'), path.join(root, 'ts'), { recursive: true });
+    const cacheDir = path.join(t.dir, 'cache');
+    const files = (await collectSources({ roots: [root] })).files;
+    const unique = new Set(chunkFiles(files, base.tokenizer, { maxTokens: base.encoder.maxChunkTokens, header: base.manifest.documentFormat.header }).map((c) => c.hash));
+    assert.ok(unique.size > 200, `${unique.size} distinct chunks`);
+
+    const first = await askDone(model, root, cacheDir, 'Which file defines `parse_config`?');
+    assert.equal(encoded(), first.stats.cacheMisses, 'the question encoded only its chosen chunks');
+    assert.ok(encoded() < unique.size / 10);
+
+    const sources: SourceInput[] = files.map((f) => ({ path: f.path, absPath: f.absPath as string, origin: 'workspace' }));
+    const states: BackgroundState[] = [];
+    let pausedOnce = false;
+    let bg: BackgroundCompressor;
+    const pauseForAQuestion = async (): Promise<void> => {
+      await bg.pause();
+      // The question runs while the background pass is stopped; its chunks may be new or cached.
+      const q = await askDone(model, root, cacheDir, 'What is the value of `MAX_RETRIES`?');
+      assert.ok(q.stats.chunksIncluded > 0);
+      bg.resume();
+    };
+    bg = new BackgroundCompressor(
+      async (signal, onProgress) => {
+        await compressSources(model, sources, 'Workspace', { cacheDir, signal, onProgress });
+      },
+      (s) => {
+        states.push(s);
+        if (!pausedOnce && s.kind === 'running' && s.done !== undefined && s.total !== undefined && s.done > s.total / 3) {
+          pausedOnce = true;
+          void pauseForAQuestion();
+        }
+      },
+    );
+    bg.start();
+    while (!states.some((s) => s.kind === 'done')) await bg.idle().then(() => new Promise((r) => setTimeout(r, 20)));
+    assert.ok(states.some((s) => s.kind === 'paused'), 'the question paused the background pass');
+    assert.ok(bg.passes >= 2, `${bg.passes} passes`);
+    assert.equal(encoded(), unique.size, 'every distinct chunk went through the encoder exactly once');
+
+    // Every cache entry verifies and there is one per distinct chunk.
+    const cache = new VectorCache(cacheDir);
+    const entries = await cache.listEntries();
+    assert.equal(entries.length, unique.size);
+    for (const h of unique) assert.ok(await cache.get(cacheKey(base.identity, h), base.encoder.dim), `entry for ${h}`);
+
+    // A later question reads everything from the cache.
+    const before = encoded();
+    const again = await askDone(model, root, cacheDir, 'Which file defines `parse_config`?');
+    assert.deepEqual([again.stats.cacheMisses, encoded() - before], [0, 0]);
+    assert.equal(again.answer, first.answer, 'same answer as before the background pass');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('cancel stops the pass; start() later carries on from the cache', { skip }, async () => {
+  const base = await tinyArc();
+  const { model, encoded } = counting(base);
+  const t = tempDir('bg-cancel');
+  try {
+    const root = path.join(t.dir, 'ws');
+    cpSync(path.join(REPO, 'src/core/context'), root, { recursive: true });
+    const cacheDir = path.join(t.dir, 'cache');
+    const files = (await collectSources({ roots: [root] })).files;
+    const sources: SourceInput[] = files.map((f) => ({ path: f.path, absPath: f.absPath as string, origin: 'workspace' }));
+    const unique = new Set(chunkFiles(files, base.tokenizer, { maxTokens: base.encoder.maxChunkTokens, header: base.manifest.documentFormat.header }).map((c) => c.hash));
+    const states: BackgroundState[] = [];
+    let cancelled = false;
+    const bg: BackgroundCompressor = new BackgroundCompressor(
+      (signal, onProgress) => compressSources(model, sources, 'Workspace', { cacheDir, signal, onProgress }).then(() => undefined),
+      (s) => {
+        states.push(s);
+        if (!cancelled && s.kind === 'running' && (s.done ?? 0) > 8) {
+          cancelled = true;
+          void bg.cancel();
+        }
+      },
+    );
+    bg.start();
+    await new Promise((r) => setTimeout(r, 10));
+    await bg.idle();
+    assert.equal(states[states.length - 1].kind, 'cancelled');
+    const atCancel = encoded();
+    assert.ok(atCancel > 0 && atCancel < unique.size, `${atCancel} of ${unique.size}`);
+    assert.equal((await new VectorCache(cacheDir).listEntries()).length, atCancel, 'finished batches are cached');
+    bg.start();
+    await new Promise((r) => setTimeout(r, 10));
+    await bg.idle();
+    assert.equal(states[states.length - 1].kind, 'done');
+    assert.equal(encoded(), unique.size, 'the restart encoded only what was left');
+  } finally {
+    t.cleanup();
+  }
+});
