@@ -14,9 +14,20 @@ export interface AskOptions {
   signal?: AbortSignal;
 }
 
+/** What the controller needs of the background compression (backgroundCompression.ts). */
+export interface BackgroundWork {
+  /** A question starts: background encoding stops between batches. */
+  pause(): Promise<void>;
+  resume(): void;
+  /** A workspace question was answered (it encoded only its own chunks): compress the rest. */
+  afterWorkspaceQuestion(): void;
+}
+
 export class ArcController {
   /** Absolute paths the pipeline has cited or selected this session: always openable. */
   private readonly citedPaths = new Set<string>();
+  /** Set by activate() in a trusted workspace. */
+  background: BackgroundWork | null = null;
 
   constructor(
     readonly runner: AskRunner,
@@ -31,7 +42,9 @@ export class ArcController {
     } catch (e) {
       return this.failBeforeRun(question, opts, sink, e);
     }
-    return this.ask(collected, question, sink, opts);
+    const outcome = await this.ask(collected, question, sink, opts);
+    if (kind === 'workspace' && outcome.outcome === 'done') this.background?.afterWorkspaceQuestion();
+    return outcome;
   }
 
   ask(collected: CollectedSources, question: string, sink: RunSink, opts: AskOptions = {}): Promise<RunOutcome> {
@@ -47,7 +60,19 @@ export class ArcController {
     // explicit sources, which is harmless and keeps selections/open files consistent.
     if (settings.include.length > 0) request.include = settings.include;
     if (settings.exclude.length > 0) request.exclude = settings.exclude;
-    return this.runner.start(info, request, this.remember(sink), opts.signal);
+    return this.withBackgroundPaused(() => this.runner.start(info, request, this.remember(sink), opts.signal));
+  }
+
+  /** Questions go first: the background compression waits while one runs. */
+  private async withBackgroundPaused<T>(fn: () => Promise<T>): Promise<T> {
+    const bg = this.background;
+    if (!bg) return fn();
+    await bg.pause();
+    try {
+      return await fn();
+    } finally {
+      bg.resume();
+    }
   }
 
   /**

@@ -6,6 +6,7 @@ import { ask } from '../core/ask';
 import { loadModel } from '../core/model';
 import type { WebviewCommand } from '../protocol';
 import { AnswerPanel } from './answerPanel';
+import { WorkspaceBackground } from './backgroundWork';
 import { ChatViewProvider } from './chatView';
 import { makeRecompress, registerCommands } from './commands';
 import { cacheUsage } from './compressWorkspace';
@@ -69,6 +70,10 @@ export function activate(context: vscode.ExtensionContext): void {
   };
   const base = { context, log, controller, models: modelManager, cacheDir, refreshCache };
   watcher = new WorkspaceWatcher(makeRecompress(base));
+  // After a workspace question (which encodes only what its window needs) the rest of the tree
+  // compresses in the background; questions pause it.
+  const background = new WorkspaceBackground({ log, models: modelManager, runner, cacheDir, watcher: () => watcher, refreshCache });
+  controller.background = background;
 
   context.subscriptions.push(
     log,
@@ -78,6 +83,7 @@ export function activate(context: vscode.ExtensionContext): void {
     chat,
     panel,
     watcher,
+    background,
     vscode.window.registerWebviewViewProvider(ChatViewProvider.viewId, chat),
     ...registerCommands({ ...base, chat, panel, watcher }),
     // A new API key takes effect on the next load, as the decoder settings do.
