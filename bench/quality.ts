@@ -1,6 +1,7 @@
-// Answer quality: exact match per mode (arc / full / none) and per question kind on the model's
-// held-out questions, and accuracy against codebase size: the answer's file plus 0 / 4 / 16 / 64
-// distractor files at the same decoder budget, arc against full (which fits fewer of them).
+// Answer quality: exact match per mode (mixed / arc / full / none) and per question kind on the
+// model's held-out questions; accuracy against codebase size: the answer's file plus 0 / 4 / 16 /
+// 64 distractor files at the same decoder budget, mixed and arc against full (which fits fewer of
+// them); and the whole-package set (heldout-repos.jsonl), asked like `ask --root FOLDER`.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -9,10 +10,10 @@ import { chunkFiles } from '../src/core/context/chunker';
 import { isArcError } from '../src/core/errors';
 import { seededRandom } from '../src/core/generate';
 import type { SourceInput } from '../src/core/types';
-import { isExactMatch, parseEvalData, type EvalRowInput } from '../src/cli/eval';
+import { evalRows, isExactMatch, parseEvalData, type EvalRowInput } from '../src/cli/eval';
 import { askOnce } from './ask';
 import { chunkOptions } from './latency';
-import type { CurvePoint, QualityExample, QualityModeFigures, QualitySection } from './types';
+import type { CurveFigures, CurvePoint, QualityExample, QualityModeFigures, QualitySection, RepoModeFigures, RepoQuality } from './types';
 import { round, shuffled } from './util';
 
 export interface QaRow extends EvalRowInput {
@@ -25,6 +26,9 @@ export interface QualityOptions {
   /** Rows for the distractor curve. */
   curveRows: number;
   distractors: number[];
+  /** The whole-package set (heldout-repos.jsonl), if any, and how many of its rows (0: all). */
+  reposData?: string;
+  reposRows?: number;
   maxNewTokens?: number;
   signal?: AbortSignal;
   log: (line: string) => void;
@@ -130,7 +134,7 @@ interface RowOutcome {
 
 async function askRow(model: ArcModel, question: string, answers: string[], files: readonly QaFile[], answer: number, mode: AnswerMode, cacheDir: string, opts: QualityOptions): Promise<RowOutcome> {
   try {
-    const out = await askOnce(model, { question, mode, sources: mode === 'none' ? [] : sourcesOf(files), ...(opts.maxNewTokens ? { maxNewTokens: opts.maxNewTokens } : {}) }, mode === 'arc' ? cacheDir : null, opts.signal);
+    const out = await askOnce(model, { question, mode, sources: mode === 'none' ? [] : sourcesOf(files), ...(opts.maxNewTokens ? { maxNewTokens: opts.maxNewTokens } : {}) }, mode === 'arc' || mode === 'mixed' ? cacheDir : null, opts.signal);
     const lo = answer * LINE_STRIDE + 1;
     return {
       prediction: out.answer.trim(),
@@ -166,7 +170,7 @@ export async function runQuality(model: ArcModel, dataPath: string, opts: Qualit
   const cacheDir = await mkdtemp(path.join(os.tmpdir(), 'arc-bench-quality-'));
   try {
     const modes = {} as QualitySection['modes'];
-    for (const mode of ['arc', 'full', 'none'] as const) {
+    for (const mode of ['mixed', 'arc', 'full', 'none'] as const) {
       const correct: boolean[] = [];
       const examples: QualityExample[] = [];
       for (const row of rows) {
@@ -186,7 +190,7 @@ export async function runQuality(model: ArcModel, dataPath: string, opts: Qualit
     const curveRows = interleaveKinds(all).slice(0, opts.curveRows);
     const curve: CurvePoint[] = [];
     for (const k of opts.distractors) {
-      const acc = { arc: { c: 0, inc: 0, src: 0, used: 0 }, full: { c: 0, inc: 0, src: 0, used: 0 } };
+      const acc = { mixed: { c: 0, inc: 0, src: 0, used: 0 }, arc: { c: 0, inc: 0, src: 0, used: 0 }, full: { c: 0, inc: 0, src: 0, used: 0 } };
       for (const [i, row] of curveRows.entries()) {
         const { files, answer } = distractorRow(row, pool, k, 1000 + i);
         const sourceTokens = chunkFiles(
@@ -194,7 +198,7 @@ export async function runQuality(model: ArcModel, dataPath: string, opts: Qualit
           model.tokenizer,
           chunkOptions(model),
         ).reduce((n, c) => n + c.tokenIds.length, 0);
-        for (const mode of ['arc', 'full'] as const) {
+        for (const mode of ['mixed', 'arc', 'full'] as const) {
           const r = await askRow(model, row.question, row.answers, files, answer, mode, cacheDir, opts);
           const a = acc[mode];
           a.c += Number(r.correct);
@@ -204,12 +208,39 @@ export async function runQuality(model: ArcModel, dataPath: string, opts: Qualit
         }
       }
       const n = Math.max(1, curveRows.length);
-      const fig = (a: (typeof acc)['arc']) => ({ exactMatch: round(a.c / n, 4), answerIncluded: round(a.inc / n, 4), meanSourceTokens: Math.round(a.src / n), meanIncludedTokens: Math.round(a.used / n) });
-      curve.push({ distractors: k, rows: curveRows.length, arc: fig(acc.arc), full: fig(acc.full) });
-      opts.log(`quality: ${k} distractors: arc ${fig(acc.arc).exactMatch}, full ${fig(acc.full).exactMatch}`);
+      const fig = (a: (typeof acc)['arc']): CurveFigures => ({ exactMatch: round(a.c / n, 4), answerIncluded: round(a.inc / n, 4), meanSourceTokens: Math.round(a.src / n), meanIncludedTokens: Math.round(a.used / n) });
+      curve.push({ distractors: k, rows: curveRows.length, mixed: fig(acc.mixed), arc: fig(acc.arc), full: fig(acc.full) });
+      opts.log(`quality: ${k} distractors: mixed ${fig(acc.mixed).exactMatch}, arc ${fig(acc.arc).exactMatch}, full ${fig(acc.full).exactMatch}`);
     }
-    return { data: dataPath, rows: rows.length, modes, curve, seconds: round((performance.now() - t0) / 1000) };
+    const repos = opts.reposData ? await runRepoQuality(model, opts.reposData, cacheDir, opts) : undefined;
+    return { data: dataPath, rows: rows.length, modes, curve, ...(repos ? { repos } : {}), seconds: round((performance.now() - t0) / 1000) };
   } finally {
     await rm(cacheDir, { recursive: true, force: true });
   }
+}
+
+/** The whole-package set: every mode through eval's own row runner (`ask --root` per row). */
+export async function runRepoQuality(model: ArcModel, dataPath: string, cacheDir: string, opts: QualityOptions): Promise<RepoQuality> {
+  const t0 = performance.now();
+  const all = parseEvalData(await readFile(dataPath, 'utf8'), dataPath, path.dirname(path.resolve(dataPath)));
+  const rows = opts.reposRows && opts.reposRows > 0 ? all.slice(0, opts.reposRows) : all;
+  const modes: RepoQuality['modes'] = {};
+  for (const mode of ['mixed', 'arc', 'full', 'none'] as const) {
+    const r = await evalRows(model, rows, { mode, cacheDir, signal: opts.signal, ...(opts.maxNewTokens ? { maxNewTokens: opts.maxNewTokens } : {}) });
+    const mean = (f: (x: (typeof r.rows)[number]) => number): number => (r.rows.length > 0 ? r.rows.reduce((s, x) => s + f(x), 0) / r.rows.length : 0);
+    const ttft = r.rows.map((x) => x.ttftMs).sort((a, b) => a - b);
+    const figures: RepoModeFigures = {
+      n: r.n,
+      exactMatch: round(r.exactMatch, 4),
+      perKind: Object.fromEntries(Object.entries(r.byKind).map(([k, g]) => [k, { n: g.n, exactMatch: round(g.exactMatch, 4) }])),
+      answerChunk: { text: round(r.answerChunk?.text ?? 0, 4), compressed: round(r.answerChunk?.compressed ?? 0, 4), absent: round(r.answerChunk?.absent ?? 0, 4) },
+      meanSourceTokens: Math.round(mean((x) => x.sourceTokens)),
+      meanContextPositions: Math.round(mean((x) => x.contextPositions)),
+      medianTtftMs: round(ttft[Math.floor(ttft.length / 2)] ?? 0, 1),
+      errors: r.rows.filter((x) => x.error !== undefined).length,
+    };
+    modes[mode] = figures;
+    opts.log(`quality (whole packages): ${mode} exact match ${figures.exactMatch} on ${r.n} rows, ${figures.meanSourceTokens} source tokens read`);
+  }
+  return { data: dataPath, rows: rows.length, modes, seconds: round((performance.now() - t0) / 1000) };
 }

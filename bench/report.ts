@@ -3,7 +3,7 @@
 //   node --import tsx bench/report.ts [bench/results/latest.json]
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { isSkipped, type BenchResult, type LatencySection, type ModeRun, type NotFit, type Skipped } from './types';
+import { isSkipped, type BenchResult, type LatencySection, type ModeRun, type NotFit, type ScalingSection, type Skipped } from './types';
 
 export const SVG_NAME = 'bench/ttft-vs-context.svg';
 
@@ -165,7 +165,13 @@ export function keyFigures(r: BenchResult): string[] {
   }
   if (!isSkipped(r.quality)) {
     const q = r.quality;
-    lines.push(`Quality (${q.rows} held-out rows): exact match arc ${pct(q.modes.arc.exactMatch)}, full ${pct(q.modes.full.exactMatch)}, none ${pct(q.modes.none.exactMatch)}.`);
+    const mixed = q.modes.mixed ? `mixed ${pct(q.modes.mixed.exactMatch)}, ` : '';
+    lines.push(`Quality (${q.rows} held-out rows, short contexts): exact match ${mixed}arc ${pct(q.modes.arc.exactMatch)}, full ${pct(q.modes.full.exactMatch)}, none ${pct(q.modes.none.exactMatch)}.`);
+    if (q.repos) {
+      const m = q.repos.modes;
+      const part = (k: 'mixed' | 'arc' | 'full' | 'none'): string => (m[k] ? `${k} ${pct(m[k]!.exactMatch)}${k === 'none' ? '' : ` (${m[k]!.meanSourceTokens} source tokens read)`}` : `${k} –`);
+      lines.push(`Quality on whole packages (${q.repos.rows} questions, each over a whole held-out package folder): exact match ${(['mixed', 'arc', 'full', 'none'] as const).map(part).join(', ')}.`);
+    }
   }
   return lines;
 }
@@ -339,6 +345,7 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
   else {
     const q = r.quality;
     const kinds = [...new Set(Object.values(q.modes).flatMap((m) => Object.keys(m.perKind)))].sort();
+    const shortModes = (['mixed', 'arc', 'full', 'none'] as const).filter((m) => q.modes[m] !== undefined);
     out.push(
       `Exact match on ${q.rows} rows of \`${q.data}\` (taken in turn from each kind), through \`ask()\` in each mode, as \`arc-context eval\` does, ` +
         'except that every file of a row is its own source: eval passes files by path, and the pipeline keeps one source per path, so two pieces of one file in a row would collapse into the last one.\n',
@@ -346,7 +353,10 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
     out.push(
       table(
         ['mode', 'exact match', ...kinds],
-        (['arc', 'full', 'none'] as const).map((mode) => [mode, pct(q.modes[mode].exactMatch), ...kinds.map((k) => (q.modes[mode].perKind[k] ? `${pct(q.modes[mode].perKind[k]!.exactMatch)} (n=${q.modes[mode].perKind[k]!.n})` : '–'))]),
+        shortModes.map((mode) => {
+          const m = q.modes[mode]!;
+          return [mode, pct(m.exactMatch), ...kinds.map((k) => (m.perKind[k] ? `${pct(m.perKind[k]!.exactMatch)} (n=${m.perKind[k]!.n})` : '–'))];
+        }),
       ),
     );
     const cell = (t: string): string => (t === '' ? '(empty)' : `\`\` ${t.replace(/\|/g, '\\|').replace(/\n/g, ' ')} \`\``);
@@ -355,20 +365,20 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
       out.push(`The first ${ex.length} rows as answered in each mode:\n`);
       out.push(
         table(
-          ['row', 'question', 'expected', 'arc', 'full', 'none'],
+          ['row', 'question', 'expected', ...shortModes],
           ex.map((e, i) => [
             e.id,
             cell(e.question),
             cell(e.expected),
-            ...(['arc', 'full', 'none'] as const).map((mode) => {
-              const x = q.modes[mode].examples[i];
+            ...shortModes.map((mode) => {
+              const x = q.modes[mode]!.examples[i];
               return x ? `${cell(x.prediction)}${x.correct ? ' ✓' : ''}` : '–';
             }),
           ]),
         ),
       );
     }
-    const errs = (['arc', 'full', 'none'] as const).filter((m) => q.modes[m].errors > 0).map((m) => `${m} ${q.modes[m].errors}`);
+    const errs = shortModes.filter((m) => q.modes[m]!.errors > 0).map((m) => `${m} ${q.modes[m]!.errors}`);
     if (errs.length > 0) out.push(`Rows that ended in a pipeline error (scored as wrong): ${errs.join(', ')}.\n`);
     const c = q.curve[0];
     out.push(
@@ -376,14 +386,68 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
         `${c ? c.rows : 0} rows, same decoder budget. *answer chunk chosen*: how often the pipeline's selection put the answer's chunk into the context; ` +
         '*reads*: source tokens of the chunks that reached the decoder (in full mode a chunk cut at the window counts whole).\n',
     );
+    const hasMixed = q.curve.some((p) => p.mixed !== undefined);
     out.push(
-      table(
-        ['distractors', 'context (source tokens)', 'arc EM', 'full EM', 'arc: answer chunk chosen', 'full: answer chunk chosen', 'arc reads (tokens)', 'full reads (tokens)'],
-        q.curve.map((p) => [p.distractors, p.arc.meanSourceTokens, pct(p.arc.exactMatch), pct(p.full.exactMatch), pct(p.arc.answerIncluded), pct(p.full.answerIncluded), p.arc.meanIncludedTokens, p.full.meanIncludedTokens]),
-      ),
+      hasMixed
+        ? table(
+            ['distractors', 'context (source tokens)', 'mixed EM', 'arc EM', 'full EM', 'mixed: answer chunk chosen', 'arc: answer chunk chosen', 'full: answer chunk chosen', 'mixed reads (tokens)', 'arc reads (tokens)', 'full reads (tokens)'],
+            q.curve.map((p) => [p.distractors, p.arc.meanSourceTokens, pct(p.mixed?.exactMatch ?? 0), pct(p.arc.exactMatch), pct(p.full.exactMatch), pct(p.mixed?.answerIncluded ?? 0), pct(p.arc.answerIncluded), pct(p.full.answerIncluded), p.mixed?.meanIncludedTokens ?? 0, p.arc.meanIncludedTokens, p.full.meanIncludedTokens]),
+          )
+        : table(
+            ['distractors', 'context (source tokens)', 'arc EM', 'full EM', 'arc: answer chunk chosen', 'full: answer chunk chosen', 'arc reads (tokens)', 'full reads (tokens)'],
+            q.curve.map((p) => [p.distractors, p.arc.meanSourceTokens, pct(p.arc.exactMatch), pct(p.full.exactMatch), pct(p.arc.answerIncluded), pct(p.full.answerIncluded), p.arc.meanIncludedTokens, p.full.meanIncludedTokens]),
+          ),
     );
+    if (q.repos) {
+      const rp = q.repos;
+      const rm = (['mixed', 'arc', 'full', 'none'] as const).filter((m) => rp.modes[m] !== undefined);
+      const rkinds = [...new Set(rm.flatMap((m) => Object.keys(rp.modes[m]!.perKind)))].sort();
+      out.push(
+        `Whole packages: ${rp.rows} questions of \`${rp.data}\`, each about a whole held-out package folder several times the decoder window, asked like \`ask --root FOLDER\` (scan, chunk, select, compress) through \`arc-context eval\`'s row runner. ` +
+          '*answer chunk as text / compressed*: how often the chunk defining the asked name reached the decoder in that form; *source tokens*: tokens of the chunks the decoder read in any form.\n',
+      );
+      out.push(
+        table(
+          ['mode', 'exact match', ...rkinds, 'answer chunk as text', 'compressed', 'absent', 'source tokens', 'context positions', 'median TTFT ms'],
+          rm.map((mode) => {
+            const m = rp.modes[mode]!;
+            return [mode, pct(m.exactMatch), ...rkinds.map((k) => (m.perKind[k] ? `${pct(m.perKind[k]!.exactMatch)} (n=${m.perKind[k]!.n})` : '–')), pct(m.answerChunk.text), pct(m.answerChunk.compressed), pct(m.answerChunk.absent), m.meanSourceTokens, m.meanContextPositions, m.medianTtftMs];
+          }),
+        ),
+      );
+    }
     out.push(`Quality section: ${f(q.seconds)} s.\n`);
   }
+  if (r.scaling && !isSkipped(r.scaling)) out.push(renderScaling(r.scaling));
+  return out.join('\n');
+}
+
+/** Section 6: large repositories (cold first answer, whole-tree compression, warm TTFT, peak RSS). */
+export function renderScaling(sc: ScalingSection): string {
+  const out: string[] = ['## 6. Large repositories\n'];
+  out.push(
+    table(
+      ['tree', 'files', 'chunks', 'source tokens', 'cold: first answer TTFT (process)', 'cold: chunks encoded', 'whole-tree compress (process)', 'warm TTFT mixed (process)', 'warm TTFT arc (process)', 'peak RSS ask / compress'],
+      sc.trees.map((t) =>
+        'skipped' in t
+          ? [`${t.targetMB} MB`, '–', '–', '–', t.skipped, '–', '–', '–', '–', '–']
+          : [
+              `${f(t.bytes / 1e6, 2)} MB`,
+              t.files,
+              t.chunks ?? '–',
+              t.sourceTokens ?? '–',
+              `${f(t.cold.ttftMs)} ms (${f(t.cold.wallMs)} ms)`,
+              `${t.cold.encoded} of ${t.chunks ?? '?'}`,
+              `${f(t.compress.wallMs / 1000, 1)} s, ${t.compress.encoded ?? '?'} encoded`,
+              `${f(t.warmMixed.ttftMs)} ms (${f(t.warmMixed.wallMs)} ms)`,
+              `${f(t.warmArc.ttftMs)} ms (${f(t.warmArc.wallMs)} ms)`,
+              `${f(Math.max(t.cold.maxRssMiB, t.warmMixed.maxRssMiB, t.warmArc.maxRssMiB))} / ${f(t.compress.maxRssMiB)} MiB`,
+            ],
+      ),
+    ),
+  );
+  for (const n of sc.notes) out.push(`- ${n}`);
+  out.push('');
   return out.join('\n');
 }
 

@@ -197,18 +197,50 @@ export interface QualityModeFigures {
   examples: QualityExample[];
 }
 
+export interface CurveFigures {
+  exactMatch: number;
+  answerIncluded: number;
+  meanSourceTokens: number;
+  meanIncludedTokens: number;
+}
+
 export interface CurvePoint {
   distractors: number;
   rows: number;
-  arc: { exactMatch: number; answerIncluded: number; meanSourceTokens: number; meanIncludedTokens: number };
-  full: { exactMatch: number; answerIncluded: number; meanSourceTokens: number; meanIncludedTokens: number };
+  arc: CurveFigures;
+  full: CurveFigures;
+  /** Absent in results written before mixed mode existed. */
+  mixed?: CurveFigures;
+}
+
+/** One mode on the whole-package held-out set (rows asked like `ask --root FOLDER`). */
+export interface RepoModeFigures {
+  n: number;
+  exactMatch: number;
+  perKind: Record<string, { n: number; exactMatch: number }>;
+  /** Share of rows whose answer chunk reached the decoder as text / compressed / not at all. */
+  answerChunk: { text: number; compressed: number; absent: number };
+  meanSourceTokens: number;
+  meanContextPositions: number;
+  medianTtftMs: number;
+  errors: number;
+}
+
+export interface RepoQuality {
+  data: string;
+  rows: number;
+  modes: Partial<Record<'mixed' | 'arc' | 'full' | 'none', RepoModeFigures>>;
+  seconds: number;
 }
 
 export interface QualitySection {
   data: string;
   rows: number;
-  modes: Record<'arc' | 'full' | 'none', QualityModeFigures>;
+  /** mixed is absent in results written before mixed mode existed. */
+  modes: Record<'arc' | 'full' | 'none', QualityModeFigures> & { mixed?: QualityModeFigures };
   curve: CurvePoint[];
+  /** The whole-package set (heldout-repos.jsonl beside the model), when the package has one. */
+  repos?: RepoQuality;
   seconds: number;
 }
 

@@ -109,8 +109,12 @@ function summary(r: BenchResult): string {
   } else lines.push(`workspace: ${r.workspace.skipped}`);
   if (!isSkipped(r.quality)) {
     const q = r.quality;
-    lines.push(`quality: EM arc ${q.modes.arc.exactMatch}, full ${q.modes.full.exactMatch}, none ${q.modes.none.exactMatch} (${q.rows} rows)`);
-    for (const p of q.curve) lines.push(`  ${p.distractors} distractors: arc ${p.arc.exactMatch}, full ${p.full.exactMatch}`);
+    lines.push(`quality: EM mixed ${q.modes.mixed?.exactMatch ?? '-'}, arc ${q.modes.arc.exactMatch}, full ${q.modes.full.exactMatch}, none ${q.modes.none.exactMatch} (${q.rows} rows)`);
+    for (const p of q.curve) lines.push(`  ${p.distractors} distractors: mixed ${p.mixed?.exactMatch ?? '-'}, arc ${p.arc.exactMatch}, full ${p.full.exactMatch}`);
+    if (q.repos) {
+      const m = q.repos.modes;
+      lines.push(`quality (whole packages, ${q.repos.rows} rows): EM ${(['mixed', 'arc', 'full', 'none'] as const).map((k) => `${k} ${m[k]?.exactMatch ?? '-'}`).join(', ')}`);
+    }
   } else lines.push(`quality: ${r.quality.skipped}`);
   if (r.scaling && !isSkipped(r.scaling)) {
     for (const t of r.scaling.trees) {
@@ -214,7 +218,9 @@ export const command: Command = {
         if (quick && values.qa === undefined) return { skipped: 'quick mode (quality runs in full mode, or with --qa)' };
         if (noDecoder) return { skipped: noDecoder };
         if (!existsSync(qaPath)) return { skipped: `${qaPath} not found` };
-        return runQuality(model, qaPath, { rows: qaRows, curveRows, distractors: [0, 4, 16, 64], maxNewTokens: maxNew, signal: io.signal, log });
+        // The whole-package set ships beside the model's own held-out file when the package has one.
+        const repos = path.join(path.dirname(qaPath), 'heldout-repos.jsonl');
+        return runQuality(model, qaPath, { rows: qaRows, curveRows, distractors: [0, 4, 16, 64], ...(existsSync(repos) ? { reposData: repos } : {}), maxNewTokens: maxNew, signal: io.signal, log });
       });
 
       // Paths inside this package are recorded relative to it, so results read the same on any clone.
@@ -223,6 +229,7 @@ export const command: Command = {
       if (!isSkipped(encoder)) encoder.source = shown(encoder.source);
       if (!isSkipped(tokenizers)) tokenizers.corpus.root = shown(tokenizers.corpus.root);
       if (!isSkipped(workspace)) workspace.tree = shown(workspace.tree);
+      if (!isSkipped(quality) && quality.repos) quality.repos.data = shown(quality.repos.data);
       if (!isSkipped(quality)) quality.data = shown(quality.data);
       const finished = new Date();
       const result: BenchResult = {

@@ -3,7 +3,7 @@
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { AnswerMode } from '../core/api';
+import type { AnswerMode, ArcModel } from '../core/api';
 import { ask } from '../core/ask';
 import { ArcError, errorMessage } from '../core/errors';
 import { loadModel } from '../core/model';
@@ -242,6 +242,72 @@ export function summaryTable(result: EvalResult): string {
   return [fmt(head), ...body.map(fmt)].join('\n') + '\n';
 }
 
+export interface EvalRunOptions {
+  mode: AnswerMode;
+  textBudget?: number;
+  maxNewTokens?: number;
+  cacheDir?: string | null;
+  signal?: AbortSignal;
+  /** Called before each row with the rows done and correct so far. */
+  onRow?: (done: number, correct: number) => void;
+}
+
+/**
+ * Asks every row through ask() and scores it: the body of `arc-context eval`, shared with the
+ * bench's quality section. A cancelled run throws; any other failure scores its row as wrong.
+ */
+export async function evalRows(model: ArcModel, rows: readonly EvalRowInput[], o: EvalRunOptions): Promise<EvalResult> {
+  const { mode, textBudget } = o;
+  const results: EvalRowResult[] = [];
+  const t0 = performance.now();
+  for (const row of rows) {
+    o.onRow?.(results.length, results.filter((r) => r.correct).length);
+    const sources: SourceInput[] = mergeByPath(row.files).map((f) => ({ path: f.path, text: f.text, origin: 'workspace' }));
+    // A root row is the request `ask --root ROOT` makes; a row's files are given sources.
+    const request: AskRequest = { question: row.question, mode, sources };
+    if (row.root !== undefined) request.roots = [row.root];
+    if (o.maxNewTokens !== undefined) request.maxNewTokens = o.maxNewTokens;
+    if (textBudget !== undefined) request.textBudget = textBudget;
+    let prediction = '';
+    let ttftMs = 0;
+    let error: string | undefined;
+    let selection: SelectionEvent | null = null;
+    let stats: AskStats | null = null;
+    for await (const e of ask(model, request, { signal: o.signal, cacheDir: o.cacheDir ?? undefined })) {
+      if (e.type === 'selection') selection = e;
+      else if (e.type === 'done') {
+        prediction = e.answer;
+        stats = e.stats;
+        ttftMs = Math.round(e.stats.ttftMs * 10) / 10;
+      } else if (e.type === 'error') {
+        if (e.code === 'cancelled') throw new ArcError('cancelled', e.message);
+        error = `${e.code}: ${e.message}`;
+      }
+    }
+    const r: EvalRowResult = {
+      id: row.id,
+      ...(row.kind !== undefined ? { kind: row.kind } : {}),
+      prediction: prediction.trim(),
+      correct: error === undefined && isExactMatch(prediction, row.answers),
+      ttftMs,
+      ...rowFigures(error === undefined ? stats : null),
+    };
+    if (row.answerPath !== undefined && row.answerLine !== undefined) {
+      r.answerChunk = error === undefined ? answerChunkOf(selection, mode, row.answerPath, row.answerLine) : 'absent';
+    }
+    if (error !== undefined) r.error = error;
+    results.push(r);
+  }
+  return {
+    ...summarize(results),
+    mode,
+    ...(textBudget !== undefined ? { textBudget } : {}),
+    wallMs: Math.round(performance.now() - t0),
+    byKind: summarizeByKind(results),
+    rows: results,
+  };
+}
+
 export const command: Command = {
   usage,
   async run(argv, io) {
@@ -282,56 +348,9 @@ export const command: Command = {
     const model = await loadModel(modelDirFrom(values.model), opts);
     try {
       const bar = progressBar(io);
-      const results: EvalRowResult[] = [];
-      const t0 = performance.now();
-      for (const row of rows) {
-        bar.update(results.length, rows.length, `rows (${results.filter((r) => r.correct).length} correct)`);
-        const sources: SourceInput[] = mergeByPath(row.files).map((f) => ({ path: f.path, text: f.text, origin: 'workspace' }));
-        // A root row is the request `ask --root ROOT` makes; a row's files are given sources.
-        const request: AskRequest = { question: row.question, mode, sources };
-        if (row.root !== undefined) request.roots = [row.root];
-        if (maxNew !== undefined) request.maxNewTokens = maxNew;
-        if (textBudget !== undefined) request.textBudget = textBudget;
-        let prediction = '';
-        let ttftMs = 0;
-        let error: string | undefined;
-        let selection: SelectionEvent | null = null;
-        let stats: AskStats | null = null;
-        for await (const e of ask(model, request, { signal: io.signal, cacheDir })) {
-          if (e.type === 'selection') selection = e;
-          else if (e.type === 'done') {
-            prediction = e.answer;
-            stats = e.stats;
-            ttftMs = Math.round(e.stats.ttftMs * 10) / 10;
-          } else if (e.type === 'error') {
-            // A cancelled run stops the evaluation; any other failure scores the row as wrong.
-            if (e.code === 'cancelled') throw new ArcError('cancelled', e.message);
-            error = `${e.code}: ${e.message}`;
-          }
-        }
-        const r: EvalRowResult = {
-          id: row.id,
-          ...(row.kind !== undefined ? { kind: row.kind } : {}),
-          prediction: prediction.trim(),
-          correct: error === undefined && isExactMatch(prediction, row.answers),
-          ttftMs,
-          ...rowFigures(error === undefined ? stats : null),
-        };
-        if (row.answerPath !== undefined && row.answerLine !== undefined) {
-          r.answerChunk = error === undefined ? answerChunkOf(selection, mode, row.answerPath, row.answerLine) : 'absent';
-        }
-        if (error !== undefined) r.error = error;
-        results.push(r);
-      }
+      const out = await evalRows(model, rows, { mode, textBudget, maxNewTokens: maxNew, cacheDir, signal: io.signal, onRow: (done, correct) => bar.update(done, rows.length, `rows (${correct} correct)`) });
       bar.end();
-      const out: EvalResult = {
-        ...summarize(results),
-        mode,
-        ...(textBudget !== undefined ? { textBudget } : {}),
-        wallMs: Math.round(performance.now() - t0),
-        byKind: summarizeByKind(results),
-        rows: results,
-      };
+      const results = out.rows;
       if (values.json) io.stdout.write(JSON.stringify(out) + '\n');
       else {
         for (const r of results) io.stdout.write(`${r.correct ? 'ok  ' : 'miss'} ${r.id}: ${JSON.stringify(r.prediction)}${r.error ? ` (${r.error})` : ''}\n`);
