@@ -7,7 +7,7 @@ import { ArcError, throwIfAborted } from '../core/errors';
 import { loadModel } from '../core/model';
 import { VectorCache } from '../core/context/cache';
 import { chunkFilesIndexed, openChunkIndex } from '../core/context/chunkIndex';
-import { compressChunks } from '../core/context/compress';
+import { compressTree } from '../core/context/compress';
 import { defaultCacheDir, defaultModelDir } from '../core/context/locations';
 import { collectSources, type SkipReport } from '../core/context/sources';
 import { MODEL_OPTIONS, UsageError, loadOptions, parse, parseIntOption, type CommandIo, type Command } from './args';
@@ -147,7 +147,7 @@ export const command: Command = {
       throwIfAborted(io.signal, 'Splitting files into chunks');
       const chunks = chunked.chunks;
       const cache = cacheDir ? new VectorCache(cacheDir, { log }) : null;
-      const it = compressChunks(chunks, { encoder: model.encoder, modelIdentity: model.identity, cache, signal: io.signal });
+      const it = compressTree(chunks, { encoder: model.encoder, modelIdentity: model.identity, cache, signal: io.signal });
       let r = await it.next();
       while (!r.done) {
         bar.update(r.value.done, r.value.total, `chunks (${r.value.cacheHits} cached)`);
@@ -156,7 +156,7 @@ export const command: Command = {
       bar.end();
       const res = r.value;
       const sourceTokens = chunks.reduce((s, c) => s + c.tokenIds.length, 0);
-      const vectors = res.compressed.reduce((s, c) => s + c.count, 0);
+      const vectors = res.counts.reduce((s, n) => s + n, 0);
       const fig: CompressFigures = {
         model: model.manifest.name,
         provider: model.provider,

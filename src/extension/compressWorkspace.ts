@@ -8,7 +8,7 @@ import type { ArcModel } from '../core/api';
 import { VectorCache } from '../core/context/cache';
 import { chunkFilesIndexed, openChunkIndex } from '../core/context/chunkIndex';
 import { LexicalIndex, lexicalIndexCap, lexiconsFor } from '../core/context/lexicalIndex';
-import { compressChunks } from '../core/context/compress';
+import { compressTree } from '../core/context/compress';
 import { throwIfAborted } from '../core/errors';
 import { collectSources } from '../core/context/sources';
 import type { FileCompression, SourceInput } from '../core/types';
@@ -49,7 +49,7 @@ export async function compressSources(
   throwIfAborted(signal, 'Splitting files into chunks');
   const chunks = chunked.chunks;
   const cache = new VectorCache(opts.cacheDir, { maxBytes: opts.cacheMaxBytes, log: opts.log });
-  const it = compressChunks(chunks, { encoder: model.encoder, modelIdentity: model.identity, cache, signal });
+  const it = compressTree(chunks, { encoder: model.encoder, modelIdentity: model.identity, cache, signal });
   let r = await it.next();
   while (!r.done) {
     const p = r.value;
@@ -61,7 +61,7 @@ export async function compressSources(
   chunks.forEach((c, i) => {
     const f = files.get(c.path) ?? { path: c.path, tokens: 0, vectors: 0, chunks: 0, included: 0, textChunks: 0 };
     f.tokens += c.tokenIds.length;
-    f.vectors += result.compressed[i]?.count ?? 0;
+    f.vectors += result.counts[i] ?? 0;
     f.chunks += 1;
     files.set(c.path, f);
   });

@@ -148,3 +148,31 @@ test('cancel stops the pass; start() later carries on from the cache', { skip },
     t.cleanup();
   }
 });
+
+test('compressTree in slices gives the counts of one compressChunks pass and fills the same cache', { skip }, async () => {
+  const model = await tinyArc();
+  const t = tempDir('bg-tree');
+  try {
+    const files = (await collectSources({ roots: [path.join(REPO, 'test/fixtures/workspace-py')] })).files;
+    const chunks = chunkFiles(files, model.tokenizer, { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header });
+    const { compressChunks, compressTree } = await import('../../src/core/context/compress');
+    const whole = compressChunks(chunks, { encoder: model.encoder, modelIdentity: model.identity, cache: null });
+    let w = await whole.next();
+    while (!w.done) w = await whole.next();
+    const cacheDir = path.join(t.dir, 'cache');
+    const sliced = compressTree(chunks, { encoder: model.encoder, modelIdentity: model.identity, cache: new VectorCache(cacheDir), sliceSize: 3 });
+    let s = await sliced.next();
+    const done: number[] = [];
+    while (!s.done) {
+      done.push(s.value.done);
+      assert.equal(s.value.total, chunks.length);
+      s = await sliced.next();
+    }
+    assert.deepEqual(s.value.counts, w.value.compressed.map((c) => c.count));
+    assert.deepEqual(done, [...done].sort((a, b) => a - b), 'progress only goes up');
+    assert.equal(done[done.length - 1], chunks.length);
+    assert.equal((await new VectorCache(cacheDir).listEntries()).length, new Set(chunks.map((c) => c.hash)).size);
+  } finally {
+    t.cleanup();
+  }
+});

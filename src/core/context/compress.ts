@@ -98,3 +98,38 @@ export async function* compressChunks(chunks: Chunk[], opts: CompressOptions): A
   if (cache) await cache.evictIfGrown();
   return { compressed: out as CompressedChunk[], cacheHits, encoded, encodeMs };
 }
+
+/** What compressing a whole tree reports: counts only, no vectors kept. */
+export interface CompressCounts {
+  /** Vectors of each input chunk, same order. */
+  counts: number[];
+  cacheHits: number;
+  encoded: number;
+  encodeMs: number;
+}
+
+/** Chunks per slice when a whole tree is compressed. */
+const TREE_SLICE = 1024;
+
+/**
+ * compressChunks over a whole tree in slices, keeping only counts: memory stays that of one
+ * slice of vectors whatever the tree's size (the vectors are in the cache). Progress is for the
+ * whole list. Used by `arc-context compress` and the extension's workspace compression.
+ */
+export async function* compressTree(chunks: Chunk[], opts: CompressOptions & { sliceSize?: number }): AsyncGenerator<CompressProgress, CompressCounts> {
+  const res: CompressCounts = { counts: [], cacheHits: 0, encoded: 0, encodeMs: 0 };
+  const slice = Math.max(1, opts.sliceSize ?? TREE_SLICE);
+  for (let start = 0; start < chunks.length; start += slice) {
+    const it = compressChunks(chunks.slice(start, start + slice), opts);
+    let r = await it.next();
+    while (!r.done) {
+      yield { done: start + r.value.done, total: chunks.length, cacheHits: res.cacheHits + r.value.cacheHits, encoded: res.encoded + r.value.encoded };
+      r = await it.next();
+    }
+    for (const c of r.value.compressed) res.counts.push(c.count);
+    res.cacheHits += r.value.cacheHits;
+    res.encoded += r.value.encoded;
+    res.encodeMs += r.value.encodeMs;
+  }
+  return res;
+}
