@@ -227,6 +227,9 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
   }
   // Byte order, not locale order: the same tree must give the same chunk order everywhere.
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // This folder's files are read together (libuv's pool overlaps them); their results and skips
+  // are applied in name order afterwards, so the outcome is the same as reading one by one.
+  const reads: { shown: string; abs: string; result: Promise<ContentVerdict> }[] = [];
   for (const ent of entries) {
     const rel = relDir === '' ? ent.name : `${relDir}/${ent.name}`;
     const abs = path.join(absDir, ent.name);
@@ -284,9 +287,35 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
       st.skips.add(shown, 'excluded');
       continue;
     }
-    const file = await readChecked(shown, realAbs, st.maxFileBytes, st.skips);
-    if (file !== null) st.out.push({ path: shown, absPath: abs, text: file, startLine: 1, origin: 'workspace' });
+    reads.push({ shown, abs, result: readVerdict(shown, realAbs, st.maxFileBytes) });
+    if (reads.length >= READ_AHEAD) await flushReads(st, reads);
   }
+  await flushReads(st, reads);
+}
+
+/** Files read ahead within one folder. */
+const READ_AHEAD = 32;
+
+async function flushReads(st: WalkState, reads: { shown: string; abs: string; result: Promise<ContentVerdict> }[]): Promise<void> {
+  for (const r of reads.splice(0)) {
+    const v = await r.result;
+    if (v.ok) st.out.push({ path: r.shown, absPath: r.abs, text: v.text, startLine: 1, origin: 'workspace' });
+    else st.skips.add(r.shown, v.reason);
+  }
+}
+
+/** Reads a file and applies the size and content checks. */
+async function readVerdict(shown: string, abs: string, maxBytes: number): Promise<ContentVerdict> {
+  let buf: Buffer;
+  try {
+    const s = await stat(abs);
+    if (s.size > maxBytes) return { ok: false, reason: 'too-large' };
+    buf = await readFile(abs);
+  } catch {
+    return { ok: false, reason: 'unreadable' };
+  }
+  if (buf.length > maxBytes) return { ok: false, reason: 'too-large' }; // grew between stat and read
+  return classifyContent(shown, buf);
 }
 
 /** Reads a file and applies the size and content checks; null when skipped (and counted). */
