@@ -7,11 +7,13 @@ import { loadModel } from '../core/model';
 import type { WebviewCommand } from '../protocol';
 import { AnswerPanel } from './answerPanel';
 import { WorkspaceBackground } from './backgroundWork';
+import { registerChatParticipant } from './chatParticipant';
 import { ChatViewProvider } from './chatView';
 import { makeRecompress, registerCommands } from './commands';
 import { cacheUsage } from './compressWorkspace';
 import { ArcController } from './controller';
 import { DecoderBackendGate, registerDecoderCommands } from './decoderBackend';
+import { registerChatModelProvider } from './lmProvider';
 import { ModelManager } from './modelManager';
 import { AskRunner } from './runner';
 import { MODEL_SETTINGS, readSettings } from './settings';
@@ -86,6 +88,13 @@ export function activate(context: vscode.ExtensionContext): void {
     background,
     vscode.window.registerWebviewViewProvider(ChatViewProvider.viewId, chat),
     ...registerCommands({ ...base, chat, panel, watcher }),
+    // VS Code's own Chat view (where the host has it): `@arc` and the ARC model in the model picker.
+    ...registerChatParticipant({ ...base, extensionUri: context.extensionUri, watcher, commandIds: COMMAND_IDS }),
+    ...registerChatModelProvider({ extensionPath: context.extensionPath, models: modelManager, runner, log }),
+    // A question fills the cache (what it compressed): the status bar shows it once the run is done.
+    runner.onCompression((s) => {
+      if (s.stats) refreshCache();
+    }),
     // A new API key takes effect on the next load, as the decoder settings do.
     ...registerDecoderCommands(context, () => void runner.exclusive(() => modelManager.unload('decoder API key changed')).catch(() => undefined)),
     modelManager.onDidChangeStatus((s) => {

@@ -1,4 +1,4 @@
-// Owns the loaded model: lazy load on first use (with a progress notification), reload when the
+// Owns the loaded model: lazy load on first use (with progress in the status bar), reload when the
 // model settings change, dispose on deactivate. One load at a time; callers share its promise.
 import * as os from 'node:os';
 import * as vscode from 'vscode';
@@ -99,8 +99,10 @@ export class ModelManager implements vscode.Disposable {
     this.setStatus({ state: 'loading' });
     const skipped: string[] = [];
     const started = Date.now();
+    // Window progress (the status bar), not a notification: a finished progress notification
+    // stays on screen for a while in current VS Code, so "loading model…" outlived the answer.
     const model = await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: 'ARC: loading model…' },
+      { location: vscode.ProgressLocation.Window, title: 'ARC: loading model' },
       () =>
         this.load(choice.dir, {
           provider: settings.provider,
