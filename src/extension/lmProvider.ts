@@ -116,7 +116,11 @@ class ArcChatModelProvider implements LmChatProvider {
           tooltip: `${manifest.description ?? manifest.name}: a small local question-answering decoder with a ${win.contextLength}-token window, no tools. Ask @arc to use it with your workspace compressed.`,
           maxInputTokens: win.maxInputTokens,
           maxOutputTokens: win.maxOutputTokens,
-          capabilities: { imageInput: false, toolCalling: false },
+          // toolCalling: VS Code (1.139) lists only tool-calling models in Agent mode, its default
+          // mode, and a participant's request needs a selected model: without this, `@arc` on a fresh
+          // profile ends in "Language model unavailable". The model never calls a tool; a request
+          // with tools is answered as text if it fits the window and refused (naming @arc) if not.
+          capabilities: { imageInput: false, toolCalling: true },
         },
       ];
     } catch (e) {
