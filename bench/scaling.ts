@@ -6,7 +6,7 @@
 //            the background);
 //   warm   - a new process on the warm cache and indexes, mixed and arc mode.
 // Each run reports the time to first token from ask()'s start (stats.ttftMs), the process's
-// wall time (Node start + model load included) and its peak RSS (getrusage maxRSS at exit).
+// wall time (Node start + model load included) and its peak RSS (VmHWM at exit on Linux).
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -16,8 +16,8 @@ import { round, withTempDir } from './util';
 export interface ScalingOptions {
   /** Tree sizes in MB (10^6 bytes of source). */
   sizesMB: number[];
-  /** Where the real code comes from (this package's node_modules). */
-  from: string;
+  /** Where the real code comes from (default: this package's node_modules), in order. */
+  from: string[];
   cli: string;
   modelDir: string;
   threads: number;
@@ -25,13 +25,19 @@ export interface ScalingOptions {
   log: (line: string) => void;
 }
 
-const CODE = /\.(js|mjs|cjs|ts|mts|cts|tsx|jsx)$/;
+const CODE = /\.(js|mjs|cjs|ts|mts|cts|tsx|jsx|py)$/;
 /** Bundles and minified files are not what people ask about, and one of them could be the whole tree. */
 const SKIP = /\.min\.|\.bundle\.|(^|\/)(dist|umd|esm)\/.*\.map$/;
 const MAX_FILE = 200_000;
 
 /** Code files under `from`, in path order: what the trees are cut from. */
-async function codeFiles(from: string): Promise<{ rel: string; size: number }[]> {
+async function codeFiles(roots: string[]): Promise<{ from: string; rel: string; size: number }[]> {
+  const out: { from: string; rel: string; size: number }[] = [];
+  for (const from of roots) out.push(...(await codeFilesUnder(from)).map((f) => ({ from, ...f })));
+  return out;
+}
+
+async function codeFilesUnder(from: string): Promise<{ rel: string; size: number }[]> {
   const out: { rel: string; size: number }[] = [];
   const walk = async (dir: string): Promise<void> => {
     const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -50,13 +56,15 @@ async function codeFiles(from: string): Promise<{ rel: string; size: number }[]>
 }
 
 /** Copies files in order until `bytes` are reached; returns the file count and bytes copied. */
-async function buildTree(files: { rel: string; size: number }[], from: string, to: string, bytes: number): Promise<{ files: number; bytes: number }> {
+async function buildTree(files: { from: string; rel: string; size: number }[], to: string, bytes: number): Promise<{ files: number; bytes: number }> {
   let total = 0;
   let n = 0;
   for (const f of files) {
     if (total >= bytes) break;
-    await mkdir(path.dirname(path.join(to, f.rel)), { recursive: true });
-    await copyFile(path.join(from, f.rel), path.join(to, f.rel));
+    // Each source root gets its own folder, named after it.
+    const dest = path.join(to, path.basename(f.from), f.rel);
+    await mkdir(path.dirname(dest), { recursive: true });
+    await copyFile(path.join(f.from, f.rel), dest);
     total += f.size;
     n++;
   }
@@ -64,10 +72,10 @@ async function buildTree(files: { rel: string; size: number }[], from: string, t
 }
 
 /** A question about a function defined in the middle of the tree. */
-async function questionFor(root: string, files: { rel: string }[]): Promise<string> {
+async function questionFor(root: string, files: { from: string; rel: string }[]): Promise<string> {
   for (let i = files.length >> 1; i < files.length; i++) {
-    const text = await readFile(path.join(root, files[i].rel), 'utf8');
-    const m = /function\s+([A-Za-z_$][\w$]{5,})\s*\(/.exec(text);
+    const text = await readFile(path.join(root, path.basename(files[i].from), files[i].rel), 'utf8');
+    const m = /(?:function|def)\s+([A-Za-z_$][\w$]{5,})\s*\(/.exec(text);
     if (m) return `Which file defines the function \`${m[1]}\`, and what does it return?`;
   }
   return 'Where is the main entry point defined?';
@@ -116,14 +124,14 @@ export async function runScaling(opts: ScalingOptions): Promise<ScalingSection> 
   for (const mb of opts.sizesMB) {
     const want = mb * 1e6;
     if (want > poolBytes) {
-      trees.push({ targetMB: mb, skipped: `only ${round(poolBytes / 1e6)} MB of code under ${opts.from}` });
+      trees.push({ targetMB: mb, skipped: `only ${round(poolBytes / 1e6)} MB of code under ${opts.from.join(', ')} (--scaling-from adds folders)` });
       continue;
     }
     trees.push(
       await withTempDir('arc-bench-scale-', async (dir) => {
         const root = path.join(dir, 'tree');
         const cache = path.join(dir, 'cache');
-        const built = await buildTree(pool, opts.from, root, want);
+        const built = await buildTree(pool, root, want);
         const question = await questionFor(root, pool.slice(0, built.files));
         opts.log(`scaling: ${mb} MB tree: ${built.files} files, ${round(built.bytes / 1e6, 2)} MB; question: ${question}`);
         const cold = await askRun(opts, root, cache, 'mixed', question);
@@ -150,12 +158,12 @@ export async function runScaling(opts: ScalingOptions): Promise<ScalingSection> 
     );
   }
   return {
-    from: opts.from,
+    from: opts.from.join(', '),
     threads: opts.threads,
     trees,
     notes: [
-      'Trees: .js/.ts files of 200 B to 200 KB (no minified bundles) from this package\'s node_modules, in path order, copied until the size is reached.',
-      'Each run is a new `arc-context` process (`ask --json --max-new-tokens 1`, `compress --json`); TTFT is ask()\'s own figure (from the start of the pipeline, model load excluded), wall time is the whole process, peak RSS is getrusage maxRSS at exit.',
+      `Trees: .js/.ts/.py files of 200 B to 200 KB (no minified bundles) from ${opts.from.join(', ')}, in path order, copied until the size is reached.`,
+      'Each run is a new `arc-context` process (`ask --json --max-new-tokens 1`, `compress --json`); TTFT is ask()\'s own figure (from the start of the pipeline, model load excluded), wall time is the whole process, peak RSS is the high-water mark of that process alone (VmHWM on Linux).',
       'cold: empty cache and indexes; every file is tokenized and indexed, only the chosen chunks are encoded. compress: the whole tree afterwards (its files come from the chunk index). warm: a new process on the warm cache.',
     ],
   };

@@ -42,6 +42,7 @@ throughput, workspace compression and (full runs) answer quality. Writes a JSON 
   --encoder-chunks N chunks for the encoder throughput (default 256; quick 16)
   --scaling-mb LIST  scaling section: tree sizes in MB of real code from node_modules (default 1,10;
                      the issue's 50 MB point: 1,10,50); not in quick runs unless --sections names it
+  --scaling-from L   comma-separated folders the trees are cut from, in order (default node_modules)
   --qa FILE          held-out questions (default: <model>/heldout-qa.jsonl)
   --qa-rows N        rows for the per-mode exact match (default 0 = all)
   --curve-rows N     rows for the accuracy-versus-size curve (default 60)
@@ -138,6 +139,7 @@ export const command: Command = {
         sections: { type: 'string' },
         sizes: { type: 'string' },
         'scaling-mb': { type: 'string' },
+        'scaling-from': { type: 'string' },
         reps: { type: 'string' },
         source: { type: 'string' },
         tree: { type: 'string' },
@@ -211,7 +213,7 @@ export const command: Command = {
       const scaling = await section('scaling', sections.has('scaling') && (!quick || values.sections !== undefined), io, async () => {
         const cli = path.join(root, 'dist', 'cli.js');
         if (!existsSync(cli)) return { skipped: `${cli} not built (npm run build)` };
-        return runScaling({ sizesMB: parseList(values['scaling-mb'], '--scaling-mb') ?? [1, 10], from: path.join(root, 'node_modules'), cli, modelDir, threads, signal: io.signal, log });
+        return runScaling({ sizesMB: parseList(values['scaling-mb'], '--scaling-mb') ?? [1, 10], from: values['scaling-from'] ? values['scaling-from'].split(',').map((d) => path.resolve(d)) : [path.join(root, 'node_modules')], cli, modelDir, threads, signal: io.signal, log });
       });
       const qaPath = path.resolve(values.qa ?? path.join(modelDir, 'heldout-qa.jsonl'));
       const quality = await section('quality', sections.has('quality'), io, async () => {
