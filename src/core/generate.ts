@@ -149,7 +149,7 @@ export interface LoopLimits {
 
 /**
  * The generation loop: prefill, then pick -> stream -> feed until EOS, a stop string,
- * maxNewTokens or the end of the window. The signal is checked before every model call.
+ * maxNewTokens or the end of the window. The signal is checked before and after every model call.
  */
 export async function* decodeLoop(
   source: LogitsSource,
@@ -180,6 +180,9 @@ export async function* decodeLoop(
     if (limits.prefixPositions + ids.length - 1 >= limits.contextLength) break;
     throwIfAborted(opts.signal, 'Generation');
     logits = await source.step(next);
+    // A stop that came during the step: its token is not picked or streamed (measured in the
+    // Chat view, a token used to arrive after Stop).
+    throwIfAborted(opts.signal, 'Generation');
   }
   const rest = stream.flush();
   if (rest) yield rest;

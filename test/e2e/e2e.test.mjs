@@ -8,6 +8,8 @@
 //            streams for seconds: (c) Stop during generation
 //   broken - arcContext.modelPath points at a folder with a corrupt manifest: (e) the error
 //            notification with "Select Model…"
+//   chat   - VS Code's own Chat view on a fresh profile (nobody signed in, no other model):
+//            (f) `@arc /workspace`, (g) `/compare`; (h) Stop in the Chat view runs in `long`
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -204,6 +206,65 @@ async function waitForCardState(frame, states, timeout = ANSWER_TIMEOUT) {
   return cardState(frame);
 }
 
+// --- VS Code's own Chat view (selectors as measured in code-server 4.139.1) --------------
+
+const CHAT_INPUT = '.interactive-input-part .monaco-editor';
+const RESPONSES = '.interactive-list .interactive-item-container.interactive-response';
+
+/** Opens the Chat view and waits until its model picker holds the ARC model (no setup step). */
+async function openVsCodeChat(page) {
+  await h.runCommand(page, 'Chat: Open Chat');
+  await page.locator(CHAT_INPUT).first().waitFor({ timeout: 60_000 });
+  const picker = page.locator('.interactive-input-part .action-label[aria-label^="Models"]').first();
+  await h.expectEventually(async () => {
+    const label = (await picker.getAttribute('aria-label').catch(() => '')) ?? '';
+    return /ARC /.test(label) ? true : `model picker "${label}"`;
+  }, 60_000, 300);
+}
+
+/**
+ * Types a message into the Chat view, sends it and returns the new response's locator. Records
+ * the response's text length at every DOM change (window.__arcChatLengths) to tell streaming
+ * from an answer that appeared at once.
+ */
+async function sendVsCodeChat(page, text) {
+  // The chat list is virtual: rows are found by their data-index, not their DOM order.
+  const lastResponseRow = () => page.locator('.interactive-list .monaco-list-row').evaluateAll((rows) =>
+    Math.max(-1, ...rows.filter((r) => r.querySelector('.interactive-response')).map((r) => Number(r.getAttribute('data-index')))));
+  const before = await lastResponseRow();
+  await page.locator(CHAT_INPUT).first().click();
+  // @arc is sticky: the input may already start with it.
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Backspace');
+  await page.keyboard.type(text, { delay: 5 });
+  await page.keyboard.press('Enter');
+  let index = before;
+  await h.expectEventually(async () => {
+    index = await lastResponseRow();
+    return index > before || 'no response yet';
+  }, 30_000, 100);
+  const response = page.locator(`.interactive-list .monaco-list-row[data-index="${index}"] ${RESPONSES.split(' ').pop()}`);
+  await response.evaluate((el) => {
+    const lengths = [];
+    window.__arcChatLengths = lengths;
+    const value = () => el.querySelector('.value');
+    const record = () => {
+      const n = (value()?.textContent ?? '').length;
+      if (lengths[lengths.length - 1] !== n) lengths.push(n);
+    };
+    new MutationObserver(record).observe(el, { subtree: true, childList: true, characterData: true });
+    record();
+  });
+  return response;
+}
+
+async function chatCompleted(response, timeout = ANSWER_TIMEOUT) {
+  await response.locator('.chat-response-completed-at').waitFor({ timeout });
+}
+
+/** The stats footer line of a chat answer (see statsFooter in src/extension/chatTurn.ts). */
+const CHAT_FOOTER = /ARC mixed \(text \+ compressed\) · \d+(\.\d)?× · [\d,]+ source tokens → [\d,]+ positions · (\d+ text( \/ \d+ compressed)?|\d+ compressed) chunks? · encode [^·]+ · TTFT [^·]+ · [^·]+ tok\/s · cpu/;
+
 describe('the VSIX', () => {
   it('carries the bundle, the default model and only this platform\'s onnxruntime binary', () => {
     const r = spawnSync('/usr/bin/python3', ['-c',
@@ -390,7 +451,7 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
       m.prompt.maxNewTokens = 4000;
       m.decoder.contextLength = 4096;
     });
-    const w = instance('long', { get settings() { return { ...modelSettings(longModel()), 'arcContext.answerMode': 'none' }; } });
+    const w = instance('long', { get settings() { return { ...modelSettings(longModel()), 'arcContext.answerMode': 'none', 'chat.disableAIFeatures': false }; } });
 
     it('(c) Stop during generation stops the answer and keeps the partial text', async () => {
       const { page } = w;
@@ -422,6 +483,95 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
       assert.equal(later, finalText.length, 'the answer kept growing after Stop');
       h.log(`stopped at ${lengthAtStop} characters, final ${finalText.length}`);
       await h.screenshot(page, 'stopped-answer');
+    });
+
+    it('(h) the Chat view\'s stop button stops @arc: the decoder stops, no token after the stop', async () => {
+      const { page } = w;
+      await h.runCommand(page, 'View: Close All Editors');
+      await openVsCodeChat(page);
+      const response = await sendVsCodeChat(page, '@arc /workspace What are the parameters of `restock`?');
+      const text = () => response.locator('.value').innerText().catch(() => '');
+      // Streaming: the text grows over several DOM updates before anything is stopped.
+      await h.expectEventually(async () => {
+        const lengths = await page.evaluate(() => window.__arcChatLengths ?? []);
+        return lengths.filter((n) => n > 0).length >= 5 || `text lengths so far ${JSON.stringify(lengths)}`;
+      }, ANSWER_TIMEOUT, 50);
+      const stop = page.locator('.interactive-input-part a.action-label[aria-label^="Cancel"]').first();
+      await stop.click();
+      const atStop = (await text()).length;
+      await chatCompleted(response, 30_000).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 1500));
+      const later = (await text()).length;
+      const lengths = await page.evaluate(() => window.__arcChatLengths);
+      h.log(`chat stop: ${atStop} characters at the click, ${later} after 1.5 s; lengths ${JSON.stringify(lengths.slice(-5))}`);
+      assert.ok(later > 0, 'the partial answer was thrown away');
+      assert.ok(later - atStop < 40, `the answer kept growing after Stop (${atStop} -> ${later})`);
+      assert.doesNotMatch(await text(), /source tokens →/, 'a stopped answer shows the final stats');
+      // The extension measured it: the stop reached the decoder, nothing was streamed after it.
+      await h.expectEventually(async () => {
+        const logs = h.extensionLogs(w.server);
+        if (!/@arc: stop pressed in the Chat view/.test(logs)) return 'no stop in the extension log';
+        const m = /@arc: stopped; (\d+) tokens arrived after the stop/.exec(logs);
+        if (!m) return 'no stop measurement in the extension log';
+        assert.equal(m[1], '0', 'tokens arrived after the stop');
+        return /run \w+ \(none, workspace \(4 files\)\) cancelled/.test(logs) || 'the run did not end cancelled';
+      }, 15_000, 500);
+      await h.screenshot(page, 'chat-view-stopped');
+    });
+  });
+
+  describe('VS Code Chat view, fresh profile, nobody signed in (@arc participant and ARC model)', () => {
+    const w = instance('chat', { settings: { ...modelSettings(MODEL_DIR), 'chat.disableAIFeatures': false } });
+
+    it('(f) `@arc /workspace` streams an answer with references, anchors to the cited lines and the stats footer', async () => {
+      const { page } = w;
+      await openVsCodeChat(page);
+      await h.screenshot(page, 'chat-view-model-picker');
+      const response = await sendVsCodeChat(page, '@arc /workspace What is the value of `TAX_RATE`?');
+      await chatCompleted(response);
+      const body = await response.locator('.value').innerText();
+      h.log(`@arc answer: ${JSON.stringify(body)}; text lengths ${JSON.stringify(await page.evaluate(() => window.__arcChatLengths))}`);
+      assert.doesNotMatch(body, /Language model unavailable|error/i, body);
+      assert.match(body, CHAT_FOOTER, `no stats footer in "${body}"`);
+      const answer = body.split('\n').map((l) => l.trim()).filter(Boolean)[0] ?? '';
+      assert.ok(answer && !/^Read from:/.test(answer), `no answer text before the citations: "${body}"`);
+      // References: the files read ("Used N references").
+      const used = (await response.locator('.chat-used-context-label').allTextContents()).join(' ');
+      assert.match(used, /Used \d+ references?/, `references label "${used}"`);
+      // Anchors to the cited lines; the one in pricing.ts (or any) opens its file with the lines selected.
+      const anchors = response.locator('a.chat-inline-anchor-widget');
+      const labels = await anchors.allTextContents();
+      assert.ok(labels.length > 0, 'no anchors');
+      for (const l of labels) assert.match(l.trim(), /^[\w./-]+:\d+(-\d+)?$/, `anchor "${l}"`);
+      await h.screenshot(page, 'chat-view-arc');
+      const preferred = response.locator('a.chat-inline-anchor-widget', { hasText: 'pricing.ts' });
+      const anchor = (await preferred.count()) > 0 ? preferred.first() : anchors.first();
+      const label = (await anchor.textContent()).trim();
+      await anchor.click();
+      await h.activeTab(page, label.split(':')[0].split('/').pop());
+      await h.expectEventually(async () =>
+        (await page.locator('.editor-group-container.active .monaco-editor .selected-text').count()) > 0
+          || `the anchor ${label} opened its file without selecting the cited lines`, 10_000);
+      await h.screenshot(page, 'chat-view-anchor-opened');
+      // The status bar counts what the question put into the cache (it said "cache empty" before).
+      const status = (await page.locator('.statusbar-item', { hasText: 'ARC' }).first().textContent()) ?? '';
+      assert.match(status, /\d+ cached/, `status bar "${status}"`);
+      // The model loaded without a notification that outlives the answer.
+      assert.equal(await page.locator('.notifications-toasts .notification-toast', { hasText: 'loading model' }).count(), 0, 'a "loading model" notification is still on screen');
+    });
+
+    it('(g) `@arc /compare` answers in every mode and tabulates the timings', async () => {
+      const { page } = w;
+      const response = await sendVsCodeChat(page, '@arc /compare What is the value of `LOW_STOCK_THRESHOLD`?');
+      await chatCompleted(response);
+      const body = await response.locator('.value').innerText();
+      for (const head of ['Mixed (text + compressed)', 'ARC (compressed)', 'Full text', 'No context']) {
+        assert.ok(body.includes(head), `no ${head} section in "${body}"`);
+      }
+      const rows = await response.locator('table tr').count();
+      assert.equal(rows, 5, 'the side-by-side table has a header and one row per mode');
+      await response.locator('table').scrollIntoViewIfNeeded();
+      await h.screenshot(page, 'chat-view-compare');
     });
   });
 
