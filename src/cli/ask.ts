@@ -9,7 +9,7 @@ import { groupSizes } from '../core/encoder';
 import { ArcError, errorMessage } from '../core/errors';
 import { loadModel } from '../core/model';
 import { buildPrefix, contextBudget, decoderTokenizer, fitCompressed, mixedTextBudget, splitDocument, truncateTokens, type BuiltPrefix, type TruncationReport } from '../core/prompt';
-import { ask as askPipeline } from '../core/ask';
+import { ask as askPipeline, mergeCitations } from '../core/ask';
 import type { AskStats, Citation, SourceInput } from '../core/types';
 import { PIPELINE_MODEL_USAGE, PIPELINE_OPTIONS, cacheDirFrom, describeSkipped, modelDirFrom, progressBar } from './compress';
 import { ENGINE_OPTIONS, ENGINE_USAGE, engineFrom, withBackend } from './engineOptions';
@@ -42,30 +42,31 @@ function displayPath(file: string): string {
   return shown.split(sep).join('/');
 }
 
+/**
+ * What `ask --json` prints, the same object for --root and --file (README "CLI"): the answer,
+ * the line ranges that reached the decoder, what the folder scan skipped, the pipeline's
+ * AskStats, and for --file how the given files were fitted into the window.
+ */
+export interface AskJson {
+  answer: string;
+  citations: { path: string; startLine: number; endLine: number }[];
+  /** e.g. "2 gitignored, 1 binary"; '' when nothing was skipped (always '' for --file). */
+  skipped: string;
+  stats: AskStats;
+  /** --file: chunks kept whole / cut / dropped to fit the window; null for --root (see stats.chunksLeftOut). */
+  truncation: TruncationReport | null;
+}
+
 export interface AskResult {
   answer: string;
-  mode: AnswerMode;
-  provider: string;
-  /** Source tokens of the chunks that reached the decoder (the kept part of a cut chunk). */
-  sourceTokens: number;
-  /** Of those, read as text. */
-  textTokens: number;
-  compressedVectors: number;
-  contextPositions: number;
-  textChunks: number;
-  compressedChunks: number;
-  /** sourceTokens / contextPositions (0 without context). */
-  ratio: number;
-  encodeMs: number;
-  prefillMs: number;
-  ttftMs: number;
-  totalMs: number;
-  generatedTokens: number;
-  tokensPerSecond: number;
+  stats: AskStats;
+  citations: Citation[];
   truncation: TruncationReport | null;
-  /** Set when a serving engine decoded (--backend vllm|sglang), with its request -> first token time. */
-  decoderBackend?: string;
-  serverTtftMs?: number;
+}
+
+/** The one --json shape from a result (absolute paths are left out: the paths shown are the ones asked with). */
+export function askJson(answer: string, citations: readonly Citation[], skipped: string, stats: AskStats, truncation: TruncationReport | null): AskJson {
+  return { answer, citations: citations.map(({ path, startLine, endLine }) => ({ path, startLine, endLine })), skipped, stats, truncation };
 }
 
 async function readSources(files: readonly string[]): Promise<{ path: string; text: string }[]> {
@@ -115,10 +116,14 @@ export async function askFiles(
   let textTokens = 0;
   let textChunks = 0;
   let compressedChunks = 0;
+  let encodedChunks = 0;
+  /** Indices of the chunks that reached the decoder, for the citations. */
+  let included: number[] = [];
   const encode = async (ids: number[][]): Promise<CompressedChunk[]> => {
     const t = performance.now();
     const out = await model.encoder.encode(ids, gen.signal);
     encodeMs = performance.now() - t;
+    encodedChunks = ids.length;
     return out;
   };
   if (mode === 'arc') {
@@ -137,6 +142,7 @@ export async function askFiles(
     // Kept chunks are a prefix of the list.
     keptTokens = chunks.slice(0, fitted.report.kept).reduce((n, c) => n + c.ids.length, 0);
     compressedChunks = fitted.report.kept;
+    included = chunks.slice(0, fitted.report.kept).map((_, i) => i);
     prefix = buildPrefix(model, 'arc', fitted.chunks, question);
   } else if (mode === 'full') {
     const ids = plainIds();
@@ -146,6 +152,7 @@ export async function askFiles(
     keptTokens = fitted.chunks.reduce((n, kept, i) => n + (ids[i]!.length > 0 ? Math.round((chunks[i]!.ids.length * kept.length) / ids[i]!.length) : 0), 0);
     textTokens = keptTokens;
     textChunks = fitted.chunks.length;
+    included = fitted.chunks.map((_, i) => i);
     prefix = buildPrefix(model, 'full', fitted.chunks, question);
   } else if (mode === 'mixed') {
     const ids = plainIds();
@@ -159,6 +166,7 @@ export async function askFiles(
     keptTokens = textTokens + plan.compressed.reduce((n, i) => n + chunks[i]!.ids.length, 0);
     textChunks = plan.text.length;
     compressedChunks = plan.compressed.length;
+    included = [...plan.text, ...plan.compressed].sort((a, b) => a - b);
     truncation = {
       chunks: chunks.length,
       kept: textChunks + compressedChunks,
@@ -185,26 +193,31 @@ export async function askFiles(
     answer += r.value;
     onPiece(r.value);
   }
-  return {
-    answer,
+  const stats: AskStats = {
     mode,
     provider: model.provider,
     sourceTokens: keptTokens,
     textTokens,
     compressedVectors,
     contextPositions: prefix.contextPositions,
-    textChunks,
-    compressedChunks,
     ratio: prefix.contextPositions > 0 ? keptTokens / prefix.contextPositions : 0,
     encodeMs,
     prefillMs: timings.prefillMs,
     ttftMs: encodeMs + timings.ttftMs,
     totalMs: performance.now() - start,
-    generatedTokens: timings.generatedTokens,
     tokensPerSecond: timings.tokensPerSecond,
-    truncation,
+    generatedTokens: timings.generatedTokens,
+    // No cache for --file: every chunk read compressed was encoded.
+    cacheHits: 0,
+    cacheMisses: encodedChunks,
+    chunksIncluded: textChunks + compressedChunks,
+    textChunks,
+    compressedChunks,
+    chunksLeftOut: chunks.length - (textChunks + compressedChunks),
+    truncatedTokens: chunks.reduce((n, c) => n + c.ids.length, 0) - keptTokens,
     ...(timings.backend ? { decoderBackend: timings.backend, serverTtftMs: timings.serverTtftMs } : {}),
   };
+  return { answer, stats, citations: mergeCitations(included.map((i) => chunks[i]!)), truncation };
 }
 
 function describeCut(r: TruncationReport): string {
@@ -273,16 +286,17 @@ export const command: Command = {
       }, textBudget);
       const cut = result.truncation && result.truncation.cutPositions > 0 ? result.truncation : null;
       if (values.json) {
-        io.stdout.write(JSON.stringify(result) + '\n');
+        io.stdout.write(JSON.stringify(askJson(result.answer, result.citations, '', result.stats, result.truncation)) + '\n');
       } else {
         io.stdout.write('\n');
         if (cut) io.stderr.write(`arc-context: ${describeCut(cut)}\n`);
       }
       if (values.verbose) {
+        const r = result.stats;
         io.stderr.write(
-          `arc-context: ${mode}, ${result.provider}${result.decoderBackend ? `, decoder ${result.decoderBackend} (server first token ${result.serverTtftMs?.toFixed(0)} ms)` : ''}: ${result.sourceTokens} source tokens -> ${result.contextPositions} context positions (x${result.ratio.toFixed(2)}; ${result.textChunks} text / ${result.compressedChunks} compressed chunks); ` +
-            `encode ${result.encodeMs.toFixed(0)} ms, prefill ${result.prefillMs.toFixed(0)} ms, first token ${result.ttftMs.toFixed(0)} ms, ` +
-            `${result.generatedTokens} tokens at ${result.tokensPerSecond.toFixed(1)}/s, total ${result.totalMs.toFixed(0)} ms\n`,
+          `arc-context: ${mode}, ${r.provider}${r.decoderBackend ? `, decoder ${r.decoderBackend} (server first token ${r.serverTtftMs?.toFixed(0)} ms)` : ''}: ${r.sourceTokens} source tokens -> ${r.contextPositions} context positions (x${r.ratio.toFixed(2)}; ${r.textChunks} text / ${r.compressedChunks} compressed chunks); ` +
+            `encode ${r.encodeMs.toFixed(0)} ms, prefill ${r.prefillMs.toFixed(0)} ms, first token ${r.ttftMs.toFixed(0)} ms, ` +
+            `${r.generatedTokens} tokens at ${r.tokensPerSecond.toFixed(1)}/s, total ${r.totalMs.toFixed(0)} ms\n`,
         );
       }
       return 0;
@@ -329,7 +343,8 @@ async function askRoots(
   }
   bar.end();
   if (flags.json) {
-    io.stdout.write(JSON.stringify({ answer, citations: citations.map(({ path, startLine, endLine }) => ({ path, startLine, endLine })), skipped, stats }) + '\n');
+    if (!stats) throw new ArcError('internal', 'The pipeline ended without a result.');
+    io.stdout.write(JSON.stringify(askJson(answer, citations, skipped, stats, null)) + '\n');
     return 0;
   }
   io.stdout.write('\n');

@@ -86,7 +86,9 @@ test('ask --json in mixed, arc, full and none modes reports the figures', { skip
     for (const f of files) args.push('--file', f);
     const r = await cli(...args, 'What is the value of `X`?');
     assert.equal(r.code, 0, r.err);
-    const j = JSON.parse(r.out) as Record<string, unknown>;
+    // The one ask --json shape (cli-ask-json.test.ts): figures under stats, truncation beside them.
+    const parsed = JSON.parse(r.out) as { answer: string; truncation: unknown; stats: Record<string, unknown> };
+    const j: Record<string, unknown> = { answer: parsed.answer, truncation: parsed.truncation, ...parsed.stats };
     for (const k of ['answer', 'mode', 'sourceTokens', 'textTokens', 'compressedVectors', 'contextPositions', 'textChunks', 'compressedChunks', 'ratio', 'encodeMs', 'prefillMs', 'ttftMs', 'totalMs', 'provider']) {
       assert.ok(k in j, `missing ${k}`);
     }
