@@ -79,7 +79,7 @@ def main() -> None:
         "encoder": {"maxChunkTokens": 256, "source": "trained here (tools/train.py)"},
         "prompt": {"questionTemplate": C.QUESTION_TEMPLATE, "stop": [C.ANSWER_END], "maxNewTokens": 48,
                    **({"mixedTextBudget": a.text_budget} if a.text_budget is not None else {})},
-        "documentFormat": {"header": C.HEADER},
+        "documentFormat": {"header": C.HEADER, **({"compressedHeader": True} if cfg.get("compressed_headers") else {})},
         "training": {"stage": state["stage"], "stages": [s["name"] for s in cfg["stages"]],
                      "tokens": state["tokens"], "seconds": round(state["seconds"])},
     }

@@ -60,6 +60,13 @@ def save_final(run: str, dec, enc, state: dict, cfg: dict) -> None:
 
 
 DEV = torch.device("cpu")  # set by --device; every tensor the trainer makes goes there
+# config "compressed_headers": each compressed chunk is preceded by its "### path" header as text
+# (manifest documentFormat.compressedHeader, docs/DESIGN.md); set by main()
+HEADERS = False
+
+
+def header_ids(data, path: str) -> List[int]:
+    return data.enc(C.HEADER.format(path=path)) if HEADERS else []
 
 
 def tt(x, dtype=torch.long) -> torch.Tensor:
@@ -303,8 +310,13 @@ def arc_qa_item(data: Data, chunks: Sequence[C.Chunk], q) -> dict:
     """QA over compressed chunks; `q` is one QA or a list asked one after the other (qa_turns),
     each answer supervised."""
     after, mask = qa_turns(data, q)
-    return {"docs": [data.enc(c.render())[: data.max_chunk] for c in chunks], "special": "cont",
-            "before": [bpe.BOS], "after": after, "loss_mask": mask}
+    segs = [("t", [bpe.BOS])]
+    for c in chunks:
+        h = header_ids(data, c.path)
+        if h:
+            segs.append(("t", h))
+        segs.append(("c", data.enc(c.render())[: data.max_chunk]))
+    return {"segments": segs, "special": "cont", "after": after, "loss_mask": mask}
 
 
 # --------------------------------------------------------------------------- window-shaped items
@@ -324,10 +336,11 @@ class WindowSource:
                         for qi, _ in enumerate(c["qa"])]
         self.x = None  # pooling factor, set on first use
 
-    def costs(self, ids: List[int]) -> Tuple[int, int]:
-        """(positions as text, positions compressed incl. <Cont>) of one rendered chunk."""
+    def costs(self, ids: List[int], header: int = 0) -> Tuple[int, int]:
+        """(positions as text, positions compressed incl. <Cont> and, with HEADERS, the header
+        tokens) of one rendered chunk."""
         ids = ids[: self.data.max_chunk]
-        return len(ids), len(group_sizes(len(ids), self.x or 4)) + 1
+        return len(ids), len(group_sizes(len(ids), self.x or 4)) + 1 + header
 
     def pick(self, rng: random.Random, target: int, forms: str, text_budget: int, p_answer_text: float,
              n_questions: int):
@@ -343,7 +356,8 @@ class WindowSource:
             o = rng.randrange(len(self.docs))
             cands.append((o, rng.randrange(len(self.docs[o]["chunks"]))))
         rng.shuffle(cands)
-        t0, c0 = self.costs(d["chunks"][ci]["ids"])
+        hl = lambda doc: len(header_ids(self.data, doc["path"]))  # noqa: E731
+        t0, c0 = self.costs(d["chunks"][ci]["ids"], hl(d))
         ans_text = forms == "full" or (forms == "mixed" and rng.random() < p_answer_text)
         picked = [((di, ci), ans_text)]
         used, text_used = (t0 if ans_text else c0), (t0 if ans_text else 0)
@@ -353,7 +367,7 @@ class WindowSource:
             ch = self.docs[o]["chunks"][oc]
             if first.name in {x["name"] for x in ch["qa"]}:
                 continue  # the asked name must be defined once
-            tc, cc = self.costs(ch["ids"])
+            tc, cc = self.costs(ch["ids"], hl(self.docs[o]))
             as_text = forms == "full" or (forms == "mixed" and text_used + tc <= text_budget and rng.random() < 0.5)
             cost = tc if as_text else cc
             if used + cost > target:
@@ -402,6 +416,7 @@ class WindowSource:
         after, mask = qa_turns(data, qs)
         order = sorted(range(len(chunks)), key=lambda i: (chunks[i].path, chunks[i].start_line))
         ids = {i: data.enc(chunks[i].render())[: data.max_chunk] for i in order}
+        heads = {i: header_ids(data, chunks[i].path) for i in order}
         keep = set(order)
         answer_paths = {q.answer for q in qs if q.kind == "file"}
 
@@ -409,7 +424,7 @@ class WindowSource:
             return chunks[i].path in answer_paths or any(q.name in chunks[i].body for q in qs)
 
         def total() -> int:
-            return 1 + len(after) + sum(self.costs(ids[i])[0 if is_text[i] else 1] for i in keep)
+            return 1 + len(after) + sum(self.costs(ids[i], len(heads[i]))[0 if is_text[i] else 1] for i in keep)
 
         for i in reversed(order):  # over the window after renaming: drop chunks no question needs
             if total() <= T:
@@ -418,7 +433,12 @@ class WindowSource:
                 keep.discard(i)
         if total() > T:
             return None
-        segs = [("t", [bpe.BOS])] + [("c", ids[i]) for i in order if i in keep and not is_text[i]]
+        segs = [("t", [bpe.BOS])]
+        for i in order:
+            if i in keep and not is_text[i]:
+                if heads[i]:
+                    segs.append(("t", heads[i]))
+                segs.append(("c", ids[i]))
         text = [t for i in order if i in keep and is_text[i] for t in ids[i]]
         if text:
             segs.append(("t", text))
@@ -514,7 +534,10 @@ def evaluate(data: Data, dec: Decoder, enc: Optional[ArcEncoder], rows: List[dic
                 parts.append(dec.embed(tt(ctx)))
             elif mode == "arc":
                 docs = [data.enc(c.render())[: data.max_chunk] for c in chunks]
-                for v in encode_documents(enc, docs):
+                for c, v in zip(chunks, encode_documents(enc, docs)):
+                    h = header_ids(data, c.path)
+                    if h:
+                        parts.append(dec.embed(tt(h)))
                     parts.extend([v, enc.cont().unsqueeze(0)])
             parts.append(dec.embed(prompt))
             pred = greedy(dec, torch.cat(parts), 24, "\n", data.tok)
@@ -599,6 +622,8 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     cfg = json.load(open(a.config))
+    global HEADERS
+    HEADERS = bool(cfg.get("compressed_headers", False))
     os.makedirs(a.run, exist_ok=True)
     seed = cfg.get("seed", 0)
     torch.manual_seed(seed)

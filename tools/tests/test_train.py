@@ -130,3 +130,32 @@ class WindowLayoutTest(unittest.TestCase):
                "after": after, "loss_mask": mask}
         with torch.no_grad():
             self.assertAlmostEqual(float(train.arc_forward(dec, enc, [legacy])), float(train.arc_forward(dec, enc, [seg])), places=5)
+
+
+class CompressedHeaderTest(unittest.TestCase):
+    """With "compressed_headers" each compressed chunk is preceded by its header as text
+    (manifest documentFormat.compressedHeader); text chunks are unchanged."""
+
+    def setUp(self):
+        self.data = _TextData()
+        self.src = train.WindowSource.__new__(train.WindowSource)
+        self.src.data, self.src.x = self.data, 4
+        self.chunks = [C.Chunk("pkg/b.py", "def area(w, h):\n    return w * h\n", 1), C.Chunk("pkg/a.py", "RATE = 3\n", 1)]
+        self.q = C.QA("params", "area", C.Q_PARAMS.format(name="area"), "w, h")
+        train.HEADERS = True
+
+    def tearDown(self):
+        train.HEADERS = False
+
+    def test_header_text_before_each_compressed_chunk(self):
+        it = self.src.layout(self.chunks, [True, False], [self.q], 512)
+        self.assertEqual([k for k, _ in it["segments"]], ["t", "t", "c", "t"])
+        self.assertEqual(it["segments"][1][1], self.data.enc("### pkg/a.py\n"))
+        self.assertEqual(it["segments"][2][1], self.data.enc(self.chunks[1].render()))  # the encoder still sees the header
+        self.assertEqual(it["segments"][3][1], self.data.enc(self.chunks[0].render()))
+        item = train.arc_qa_item(self.data, self.chunks, self.q)
+        self.assertEqual([k for k, _ in item["segments"]], ["t", "t", "c", "t", "c"])
+
+    def test_cost_counts_the_header(self):
+        ids = self.data.enc(self.chunks[1].render())
+        self.assertEqual(self.src.costs(ids, 5)[1], self.src.costs(ids)[1] + 5)
