@@ -1,5 +1,6 @@
 // The manifest contributions the end-to-end tests and users depend on: command titles exactly as
-// documented, activation only on our commands/view, machine-scoped model settings, restricted mode.
+// documented, activation on our commands/view (and after startup, for the Chat view's model picker),
+// machine-scoped model settings, restricted mode.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -19,9 +20,14 @@ test('commands have the documented titles and every one activates the extension'
   for (const c of cmds) assert.ok(events.includes(`onCommand:${c.command}`), c.command);
   assert.ok(events.includes('onView:arcContext.chat'));
   assert.ok(events.includes('onWebviewPanel:arcContext.answer'), 'the answer panel is restored after a restart');
+  // onStartupFinished: VS Code's Chat view sends `@arc` only when a model is selected, and on a
+  // profile with no other model provider that is the ARC model, which the picker holds only after
+  // the extension registered it and asked for it (measured in code-server 1.139: activated on the
+  // first @arc request instead, that request ends in "Language model unavailable"). Activation
+  // loads no model; the model loads on the first question.
   assert.ok(
-    events.every((e) => e.startsWith('onCommand:arcContext.') || e === 'onView:arcContext.chat' || e === 'onWebviewPanel:arcContext.answer'),
-    'no broad activation',
+    events.every((e) => e.startsWith('onCommand:arcContext.') || e === 'onView:arcContext.chat' || e === 'onWebviewPanel:arcContext.answer' || e === 'onStartupFinished'),
+    'no broad activation beyond onStartupFinished',
   );
   assert.equal(pkg.main, './dist/extension.js');
 });
