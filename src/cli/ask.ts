@@ -8,7 +8,7 @@ import { planMixedFor } from '../core/context/plan';
 import { groupSizes } from '../core/encoder';
 import { ArcError, errorMessage } from '../core/errors';
 import { loadModel } from '../core/model';
-import { buildPrefix, contextBudget, decoderTokenizer, fitCompressed, mixedTextBudget, splitDocument, truncateTokens, type BuiltPrefix, type TruncationReport } from '../core/prompt';
+import { buildPrefix, compressedCoster, compressedHeaderIds, contextBudget, decoderTokenizer, fitCompressed, mixedTextBudget, splitDocument, truncateTokens, type BuiltPrefix, type TruncationReport } from '../core/prompt';
 import { ask as askPipeline, mergeCitations } from '../core/ask';
 import type { AskStats, Citation, SourceInput } from '../core/types';
 import { PIPELINE_MODEL_USAGE, PIPELINE_OPTIONS, cacheDirFrom, describeSkipped, modelDirFrom, progressBar } from './compress';
@@ -126,18 +126,21 @@ export async function askFiles(
     encodedChunks = ids.length;
     return out;
   };
+  // A compressed chunk's positions: its header tokens (documentFormat.compressedHeader), vectors, <Cont>.
+  const coster = compressedCoster(model);
+  const compressedCost = (c: (typeof chunks)[number]) => coster(c.path, vectorCount(model, c.ids.length));
   if (mode === 'arc') {
     // A chunk's vector count is known before encoding, so chunks that cannot fit are never encoded.
     let left = budget;
     let fits = 0;
-    while (fits < chunks.length && vectorCount(model, chunks[fits]!.ids.length) + 1 <= left) {
-      left -= vectorCount(model, chunks[fits]!.ids.length) + 1;
+    while (fits < chunks.length && compressedCost(chunks[fits]!) <= left) {
+      left -= compressedCost(chunks[fits]!);
       fits++;
     }
-    const compressed = await encode(chunks.slice(0, fits).map((c) => c.ids));
-    const fitted = fitCompressed(compressed, budget);
+    const compressed = (await encode(chunks.slice(0, fits).map((c) => c.ids))).map((c, i) => ({ ...c, path: chunks[i]!.path }));
+    const fitted = fitCompressed(compressed, budget, compressed.map((c) => compressedHeaderIds(model, c.path).length));
     truncation = { ...fitted.report, chunks: chunks.length, dropped: chunks.length - fitted.report.kept };
-    truncation.cutPositions = chunks.slice(fitted.report.kept).reduce((n, c) => n + vectorCount(model, c.ids.length) + 1, 0);
+    truncation.cutPositions = chunks.slice(fitted.report.kept).reduce((n, c) => n + compressedCost(c), 0);
     compressedVectors = fitted.chunks.reduce((n, c) => n + c.count, 0);
     // Kept chunks are a prefix of the list.
     keptTokens = chunks.slice(0, fitted.report.kept).reduce((n, c) => n + c.ids.length, 0);
@@ -156,11 +159,11 @@ export async function askFiles(
     prefix = buildPrefix(model, 'full', fitted.chunks, question);
   } else if (mode === 'mixed') {
     const ids = plainIds();
-    const costs = chunks.map((c, i) => ({ text: ids[i]!.length, compressed: vectorCount(model, c.ids.length) + 1 }));
+    const costs = chunks.map((c, i) => ({ text: ids[i]!.length, compressed: compressedCost(c) }));
     const items = chunks.map((c) => ({ path: c.path, body: c.text, origin: 'explicit' as const }));
     const plan = planMixedFor(items, costs, question, mixedTextBudget(m, textBudget), budget);
     // Only the chunks planned as compressed are encoded.
-    const compressed = await encode(plan.compressed.map((i) => chunks[i]!.ids));
+    const compressed = (await encode(plan.compressed.map((i) => chunks[i]!.ids))).map((c, k) => ({ ...c, path: chunks[plan.compressed[k]!]!.path }));
     compressedVectors = compressed.reduce((n, c) => n + c.count, 0);
     textTokens = plan.text.reduce((n, i) => n + chunks[i]!.ids.length, 0);
     keptTokens = textTokens + plan.compressed.reduce((n, i) => n + chunks[i]!.ids.length, 0);

@@ -40,7 +40,14 @@ export interface Manifest {
     /** Mixed mode's text budget in decoder tokens, as measured for this model (optional). */
     mixedTextBudget?: number;
   };
-  documentFormat: { header: string };
+  documentFormat: {
+    header: string;
+    /**
+     * true: in arc and mixed mode each compressed chunk is preceded in the prefix by the decoder
+     * token ids of its rendered header (docs/DESIGN.md). Absent means false.
+     */
+    compressedHeader?: boolean;
+  };
 }
 
 export type ProviderName = 'cuda' | 'webgpu' | 'dml' | 'coreml' | 'cpu';

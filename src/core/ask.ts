@@ -17,7 +17,7 @@ import { boostScores } from './context/select';
 import { collectSources, type SkipReport, type SourceFile } from './context/sources';
 import { groupSizes } from './encoder';
 import { ArcError, errorMessage, throwIfAborted } from './errors';
-import { buildPrefix, contextBudget, decoderTokenizer, mixedTextBudget, type BuiltPrefix } from './prompt';
+import { buildPrefix, compressedCoster, contextBudget, decoderTokenizer, mixedTextBudget, type BuiltPrefix, type PlacedChunk } from './prompt';
 
 export type { AskOptions };
 
@@ -228,16 +228,20 @@ interface Costs {
   decoderIds: number[][] | null;
   /** Predicted vectors (arc, mixed). */
   vectors: number[];
+  /** Positions of the compressed form: header tokens (documentFormat.compressedHeader) + vectors + <Cont>. */
+  compressed: number[];
 }
 
 function costsFor(model: ArcModel, refs: readonly ChunkRef[], mode: ContextMode): Costs {
   const vectors = refs.map((r) => predictedVectors(model, r.tokens));
-  if (mode === 'arc') return { text: null, decoderIds: null, vectors };
+  const coster = compressedCoster(model);
+  const compressed = mode === 'full' ? [] : refs.map((r, i) => coster(r.path, vectors[i]));
+  if (mode === 'arc') return { text: null, decoderIds: null, vectors, compressed };
   // The decoder may read text with its own tokenizer; chunks were sized with the encoder's.
   const tok = decoderTokenizer(model);
-  if (tok === model.tokenizer) return { text: refs.map((r) => r.tokens), decoderIds: null, vectors };
+  if (tok === model.tokenizer) return { text: refs.map((r) => r.tokens), decoderIds: null, vectors, compressed };
   const decoderIds = refs.map((r) => tok.encode(r.text));
-  return { text: decoderIds.map((ids) => ids.length), decoderIds, vectors };
+  return { text: decoderIds.map((ids) => ids.length), decoderIds, vectors, compressed };
 }
 
 /** Stage 5: compressed vectors (from the cache or the encoder) and/or decoder token ids of the chosen chunks only. */
@@ -286,7 +290,7 @@ async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs:
 /** Stage 3: which chunks reach the decoder, and in which form (from token counts alone). */
 function plan(mode: ContextMode, g: Gathered, costs: Costs, question: string, budget: number, textBudget: number): ContextPlan {
   const rankable = (i: number) => ({ path: g.refs[i].path, body: g.refs[i].body, origin: g.refs[i].origin });
-  const compressedCost = (i: number) => costs.vectors[i] + 1;
+  const compressedCost = (i: number) => costs.compressed[i];
   const textCost = (i: number) => (costs.text as number[])[i];
   const scores = g.scores ?? undefined;
   if (mode === 'arc') return planArc(g.refs.map((_, i) => ({ ...rankable(i), cost: compressedCost(i) })), question, budget, scores);
@@ -335,8 +339,9 @@ function selectionEvent(chunks: ChunkRef[], costs: Costs, mode: ContextMode, p: 
 }
 
 /** Stage 6: the decoder prefix the plan describes (layout in prompt.ts and docs/DESIGN.md). */
-function layout(model: ArcModel, mode: ContextMode, forms: Materialized, p: ContextPlan, question: string): BuiltPrefix {
-  const vectorsOf = (i: number) => (forms.compressed as CompressedChunk[])[i];
+function layout(model: ArcModel, mode: ContextMode, refs: readonly ChunkRef[], forms: Materialized, p: ContextPlan, question: string): BuiltPrefix {
+  // The path comes with the chunk, not from the cache (keyed by content): its header as text needs it.
+  const vectorsOf = (i: number): PlacedChunk => ({ ...(forms.compressed as CompressedChunk[])[i], path: refs[i].path });
   const idsOf = (i: number) => {
     const all = (forms.plainIds as number[][])[i];
     return p.partial && p.partial.index === i ? all.slice(0, p.partial.keep) : all;
@@ -426,7 +431,7 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
       }
       yield selectionEvent(g.refs, costs, mode, p, budget);
       const forms = yield* materialize(model, g, p, costs, mode, options, stats);
-      prefix = layout(model, mode, forms, p, question);
+      prefix = layout(model, mode, g.refs, forms, p, question);
       contextStats(stats, g.refs, costs, forms, p, prefix);
     }
 

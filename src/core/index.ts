@@ -23,6 +23,9 @@ export { groupSizes, groupRanges } from './encoder';
 export { prefixLength } from './decoder';
 export {
   buildPrefix,
+  chunkHeader,
+  compressedCoster,
+  compressedHeaderIds,
   contextBudget,
   DEFAULT_MIXED_TEXT_BUDGET,
   decoderTokenizer,
@@ -35,6 +38,7 @@ export {
   type BuiltPrefix,
   type DocumentChunk,
   type MixedContext,
+  type PlacedChunk,
   type PlainChunk,
   type TruncationReport,
 } from './prompt';

@@ -145,6 +145,7 @@ export function validateManifest(raw: unknown, file: string): Manifest {
 
   const f = c.object(root, 'documentFormat', '');
   const documentFormat: Manifest['documentFormat'] = { header: c.string(f, 'header', 'documentFormat.') ?? '' };
+  if (f.compressedHeader !== undefined) documentFormat.compressedHeader = c.bool(f, 'compressedHeader', 'documentFormat.');
 
   const manifest: Manifest = { format: MANIFEST_FORMAT, name: c.requiredString(root, 'name', ''), encoder, decoder, prompt, documentFormat };
   const description = c.string(root, 'description', '', true);

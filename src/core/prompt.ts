@@ -2,7 +2,8 @@
 // splitting a document into encoder-sized chunks, and fitting context into the window.
 //
 //   prefix = [BOS] + context + tokens(questionTemplate with {question})
-//   arc:  per chunk, its compressed vectors then the <Cont> vector
+//   arc:  per chunk, its compressed vectors then the <Cont> vector; with
+//         documentFormat.compressedHeader, the token ids of its rendered header come first
 //   full: per chunk, the token ids of the rendered chunk (header + body ending in one "\n")
 //   mixed: the compressed chunks as in arc, then the text chunks as in full (each group in
 //          document order; which chunk takes which form is context/plan.ts's planMixed)
@@ -23,9 +24,38 @@ function fill(template: string, name: string, value: string): string {
   return template.split(`{${name}}`).join(value);
 }
 
+/** documentFormat.header with {path} filled in: the start of every rendered chunk. */
+export function chunkHeader(format: Manifest['documentFormat'], path: string): string {
+  return fill(format.header, 'path', path);
+}
+
+/**
+ * Decoder token ids that precede a compressed chunk's vectors: its rendered header tokenized on
+ * its own (no BOS) when documentFormat.compressedHeader is set, else none.
+ */
+export function compressedHeaderIds(model: PromptModel, path: string): number[] {
+  const format = model.manifest.documentFormat;
+  return format.compressedHeader ? decoderTokenizer(model).encode(chunkHeader(format, path)) : [];
+}
+
+/**
+ * Decoder positions a compressed chunk of `vectors` vectors takes: its header tokens (with
+ * documentFormat.compressedHeader), its vectors and the <Cont> vector. Memoizes header costs
+ * by path, since a file's chunks share one header.
+ */
+export function compressedCoster(model: PromptModel): (path: string, vectors: number) => number {
+  if (!model.manifest.documentFormat.compressedHeader) return (_path, vectors) => vectors + 1;
+  const headers = new Map<string, number>();
+  return (path, vectors) => {
+    let h = headers.get(path);
+    if (h === undefined) headers.set(path, (h = compressedHeaderIds(model, path).length));
+    return h + vectors + 1;
+  };
+}
+
 /** A chunk as the model sees it: documentFormat.header, then the body with exactly one final "\n". */
 export function renderChunk(format: Manifest['documentFormat'], path: string, body: string): string {
-  return fill(format.header, 'path', path) + body.replace(/\n+$/, '') + '\n';
+  return chunkHeader(format, path) + body.replace(/\n+$/, '') + '\n';
 }
 
 /** The text after the context: the question template filled with the (trimmed) question. */
@@ -37,16 +67,27 @@ export interface BuiltPrefix {
   parts: PrefixPart[];
   /** Decoder positions of the whole prefix. */
   positions: number;
-  /** Positions taken by the context alone (vectors + <Cont> per compressed chunk, plus text tokens). */
+  /**
+   * Positions taken by the context alone: per compressed chunk its header tokens (with
+   * documentFormat.compressedHeader), vectors and <Cont>; plus the text tokens.
+   */
   contextPositions: number;
 }
 
 /** A chunk for full mode: its rendered text, or that text's decoder token ids. */
 export type PlainChunk = string | readonly number[];
 
+/**
+ * A compressed chunk laid out in the prefix: the encoder output (from the cache or the encoder)
+ * and the display path of the chunk, which its header as text needs when the manifest sets
+ * documentFormat.compressedHeader (the cache is keyed by content, so the path comes from the
+ * caller, never from the cache).
+ */
+export type PlacedChunk = CompressedChunk & { readonly path?: string };
+
 /** Mixed mode's context: the compressed chunks and the text chunks, each in document order. */
 export interface MixedContext {
-  compressed: readonly CompressedChunk[];
+  compressed: readonly PlacedChunk[];
   text: readonly PlainChunk[];
 }
 
@@ -62,17 +103,30 @@ export function mixedTextBudget(manifest: Manifest, requested?: number): number 
   return manifest.prompt.mixedTextBudget ?? DEFAULT_MIXED_TEXT_BUDGET;
 }
 
-/** Each compressed chunk as its vectors followed by the <Cont> vector. */
+/**
+ * Each compressed chunk as its vectors followed by the <Cont> vector, preceded by its header's
+ * token ids when the manifest sets documentFormat.compressedHeader.
+ */
 function compressedParts(model: PromptModel, chunks: readonly unknown[], mode: string): { parts: PrefixPart[]; positions: number } {
   const cont = model.encoder.cont;
+  const withHeader = model.manifest.documentFormat.compressedHeader === true;
+  const headers = new Map<string, number[]>();
   const parts: PrefixPart[] = [];
   let positions = 0;
   for (const c of chunks) {
     if (typeof c !== 'object' || c === null || Array.isArray(c) || !('vectors' in c)) {
       throw new ArcError('internal', `${mode} mode takes compressed chunks (encoder output) for its compressed context.`);
     }
-    const cc = c as CompressedChunk;
+    const cc = c as PlacedChunk;
     if (cc.dim !== model.encoder.dim) throw new ArcError('internal', `A compressed chunk has width ${cc.dim}, the model expects ${model.encoder.dim}; it was made by another model.`);
+    if (withHeader) {
+      if (typeof cc.path !== 'string') throw new ArcError('internal', `${model.manifest.name} reads each compressed chunk after its header (documentFormat.compressedHeader); a compressed chunk came without its path.`);
+      let ids = headers.get(cc.path);
+      if (!ids) headers.set(cc.path, (ids = compressedHeaderIds(model, cc.path)));
+      // Each part gets its own array: a consumer may keep or change one part's ids.
+      if (ids.length > 0) parts.push({ kind: 'tokens', ids: [...ids] });
+      positions += ids.length;
+    }
     parts.push({ kind: 'vectors', data: cc.vectors, count: cc.count }, { kind: 'vectors', data: cont, count: 1 });
     positions += cc.count + 1;
   }
@@ -94,12 +148,12 @@ function textParts(tok: TextTokenizer, chunks: readonly unknown[], mode: string)
   return { parts, positions };
 }
 
-export function buildPrefix(model: PromptModel, mode: 'arc', chunks: readonly CompressedChunk[], question: string): BuiltPrefix;
+export function buildPrefix(model: PromptModel, mode: 'arc', chunks: readonly PlacedChunk[], question: string): BuiltPrefix;
 export function buildPrefix(model: PromptModel, mode: 'full', chunks: readonly PlainChunk[], question: string): BuiltPrefix;
 export function buildPrefix(model: PromptModel, mode: 'mixed', context: MixedContext, question: string): BuiltPrefix;
 export function buildPrefix(model: PromptModel, mode: 'none', chunks: readonly never[], question: string): BuiltPrefix;
-export function buildPrefix(model: PromptModel, mode: AnswerMode, chunks: readonly (CompressedChunk | PlainChunk)[] | MixedContext, question: string): BuiltPrefix;
-export function buildPrefix(model: PromptModel, mode: AnswerMode, chunks: readonly (CompressedChunk | PlainChunk)[] | MixedContext, question: string): BuiltPrefix {
+export function buildPrefix(model: PromptModel, mode: AnswerMode, chunks: readonly (PlacedChunk | PlainChunk)[] | MixedContext, question: string): BuiltPrefix;
+export function buildPrefix(model: PromptModel, mode: AnswerMode, chunks: readonly (PlacedChunk | PlainChunk)[] | MixedContext, question: string): BuiltPrefix {
   const dec = model.decoder;
   const cfg = model.manifest.decoder;
   if (!dec || !cfg) {
@@ -144,7 +198,7 @@ export interface TruncationReport {
   kept: number;
   partial: number;
   dropped: number;
-  /** Context positions kept and cut (tokens in full mode, vectors + <Cont> in arc mode). */
+  /** Context positions kept and cut (tokens in full mode; header tokens, vectors + <Cont> in arc mode). */
   keptPositions: number;
   cutPositions: number;
 }
@@ -178,15 +232,16 @@ export function truncateTokens(chunks: readonly (readonly number[])[], budget: n
 }
 
 /**
- * Arc-mode fitting: a chunk costs its vectors + one <Cont>; chunks that no longer fit are
- * left out whole (part of a chunk's vectors is not a meaningful context).
+ * Arc-mode fitting: a chunk costs its vectors + one <Cont>, plus `extra[i]` positions (its
+ * header tokens with documentFormat.compressedHeader, see compressedHeaderIds); chunks that no
+ * longer fit are left out whole (part of a chunk's vectors is not a meaningful context).
  */
-export function fitCompressed(chunks: readonly CompressedChunk[], budget: number): { chunks: CompressedChunk[]; report: TruncationReport } {
-  const out: CompressedChunk[] = [];
+export function fitCompressed<C extends CompressedChunk>(chunks: readonly C[], budget: number, extra?: readonly number[]): { chunks: C[]; report: TruncationReport } {
+  const out: C[] = [];
   const report: TruncationReport = { chunks: chunks.length, kept: 0, partial: 0, dropped: 0, keptPositions: 0, cutPositions: 0 };
   let left = Math.max(0, budget);
-  for (const c of chunks) {
-    const cost = c.count + 1;
+  for (const [i, c] of chunks.entries()) {
+    const cost = c.count + 1 + (extra?.[i] ?? 0);
     // Later chunks are also left out, so the kept context stays a prefix of the given order.
     if (report.dropped === 0 && cost <= left) {
       out.push(c);
@@ -226,7 +281,7 @@ export function splitDocument(tokenizer: TextTokenizer, format: Manifest['docume
   // Per-line counts (each with its "\n") give a first guess; tokenizing the rendered candidate
   // then makes it exact, since BPE can merge across line ends.
   const lineCost = lines.map((l) => tokenizer.encode(l + '\n').length);
-  const headerCost = tokenizer.encode(fill(format.header, 'path', path)).length;
+  const headerCost = tokenizer.encode(chunkHeader(format, path)).length;
   let start = 0;
   while (start < lines.length) {
     let end = start;

@@ -55,8 +55,12 @@ export interface AskStats {
   sourceTokens: number;
   /** Of sourceTokens, those read as text. */
   textTokens: number;
+  /** Vectors of the compressed chunks (their headers as text, with documentFormat.compressedHeader, are not vectors). */
   compressedVectors: number;
-  /** Decoder positions used by the context: vectors + one <Cont> per compressed chunk, plus text tokens. */
+  /**
+   * Decoder positions used by the context: per compressed chunk its header tokens (with
+   * documentFormat.compressedHeader), vectors and one <Cont>; plus text tokens.
+   */
   contextPositions: number;
   /** sourceTokens / contextPositions (0 when there is no context): about x in arc mode, 1 in full. */
   ratio: number;

@@ -26,7 +26,10 @@ function byDocument(n: number, chosen: ReadonlySet<number>): { included: number[
   return { included, leftOut };
 }
 
-/** arc: every chosen chunk compressed; `cost` is its vectors + 1 for <Cont>. */
+/**
+ * arc: every chosen chunk compressed; `cost` is its vectors + 1 for <Cont>, plus its header
+ * tokens when the manifest sets documentFormat.compressedHeader (prompt.ts compressedCoster).
+ */
 export function planArc(items: SelectItem[], question: string, budget: number, scores?: ArrayLike<number>): ContextPlan {
   const sel = selectChunks(items, question, budget, scores);
   return { text: [], compressed: sel.included, leftOut: sel.leftOut, partial: null, used: sel.used };
@@ -65,7 +68,7 @@ export function planFull(items: SelectItem[], question: string, budget: number, 
 export interface FormCosts {
   /** Decoder tokens of the rendered chunk. */
   text: number;
-  /** Its compressed vectors + 1 for <Cont>. */
+  /** Its compressed vectors + 1 for <Cont> (+ its header tokens with documentFormat.compressedHeader). */
   compressed: number;
 }
 
@@ -73,7 +76,8 @@ export interface FormCosts {
  * mixed (selective expansion): walk the chunks best first. A chunk is read as text when its
  * tokens fit both the text budget and the window left; the best-ranked chunk is read as text
  * even beyond the text budget, as long as it fits the window. Otherwise it is read compressed
- * when its vectors + <Cont> fit the window left, else it is left out.
+ * when its compressed cost (header tokens with documentFormat.compressedHeader, vectors, <Cont>)
+ * fits the window left, else it is left out.
  */
 export function planMixed(ranked: readonly number[], costs: readonly FormCosts[], textBudget: number, budget: number): ContextPlan {
   let textLeft = Math.max(0, textBudget);

@@ -13,7 +13,7 @@ export interface RankItem {
 }
 
 export interface SelectItem extends RankItem {
-  /** Decoder positions this chunk takes (arc: vectors + 1 for <Cont>; full: tokens). */
+  /** Decoder positions this chunk takes (arc: [header tokens +] vectors + 1 for <Cont>; full: tokens). */
   cost: number;
 }
 
