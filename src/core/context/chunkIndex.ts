@@ -267,13 +267,15 @@ export async function chunkFilesIndexed(
 
 /**
  * One file's chunks: from this process's memo, else the on-disk index, else the tokenizer (then
- * stored). The caller runs `index.evictIfGrown()` once after a batch of files.
+ * stored). The caller runs `index.evictIfGrown()` once after a batch of files. `remember: false`
+ * keeps them out of the memo (indexing a whole tree needs each file's token ids only once).
  */
 export async function chunkFileIndexed(
   f: SourceFile,
   tokenizer: TextTokenizer,
   opts: ChunkOptions,
   index: ChunkIndex | null,
+  remember = true,
 ): Promise<{ chunks: Chunk[]; from: 'memo' | 'index' | 'chunked' }> {
   const hit = memoLookup(f, tokenizer, opts);
   if (hit) return { chunks: hit, from: 'memo' };
@@ -283,6 +285,6 @@ export async function chunkFileIndexed(
     chunks = chunkFile(f, tokenizer, opts);
     if (index) await index.put(f, opts, chunks);
   }
-  memoStore(f, tokenizer, opts, chunks);
+  if (remember) memoStore(f, tokenizer, opts, chunks);
   return { chunks: chunks.map((c) => ({ ...c, origin: f.origin, absPath: f.absPath })), from };
 }

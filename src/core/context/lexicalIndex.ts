@@ -148,11 +148,16 @@ export interface LexicalIndexOptions {
   log?: (line: string) => void;
 }
 
-/** Entries read or built in this process, by key (the extension asks many questions of one tree). */
-const memo = new Map<string, FileLexicon>();
+/**
+ * Entries read or built in this process, by key (the extension asks many questions of one tree),
+ * with their entry sizes: the memo holds at most MEMO_MAX_BYTES of entries (a 20 MB tree's worth)
+ * so that a very large tree does not keep them all in memory.
+ */
+const memo = new Map<string, { lex: FileLexicon; bytes: number }>();
+const MEMO_MAX_BYTES = 24 * 1024 ** 2;
+let memoBytes = 0;
 /** Entry reads in flight at once. */
 const READ_CONCURRENCY = 16;
-const MEMO_MAX_FILES = 20_000;
 
 export class LexicalIndex {
   readonly root: string;
@@ -180,7 +185,10 @@ export class LexicalIndex {
   /** The entry, from this process's memo or the disk; null on a miss or a bad entry (deleted). */
   async get(key: string, file: SourceFile): Promise<FileLexicon | null> {
     const hit = memo.get(key);
-    if (hit) return hit;
+    if (hit) {
+      remember(key, hit.lex, hit.bytes); // most recently used
+      return hit.lex;
+    }
     const entry = this.entryPath(key);
     let buf: Buffer;
     try {
@@ -198,15 +206,15 @@ export class LexicalIndex {
     // Recency for eviction; nothing waits for it.
     const now = new Date();
     void utimes(entry, now, now).catch(() => {});
-    remember(key, lex);
+    remember(key, lex, buf.length);
     return lex;
   }
 
   async put(key: string, file: SourceFile, lex: FileLexicon): Promise<void> {
-    remember(key, lex);
     const entry = this.entryPath(key);
     try {
       const buf = encodeLexiconEntry(key, lex);
+      remember(key, lex, buf.length);
       await writeStoreEntry(entry, buf);
       this.written += buf.length;
     } catch (e) {
@@ -230,15 +238,26 @@ export class LexicalIndex {
   }
 }
 
-function remember(key: string, lex: FileLexicon): void {
-  memo.delete(key);
-  memo.set(key, lex);
-  if (memo.size > MEMO_MAX_FILES) memo.delete(memo.keys().next().value as string);
+function remember(key: string, lex: FileLexicon, bytes: number): void {
+  const old = memo.get(key);
+  if (old) {
+    memo.delete(key);
+    memoBytes -= old.bytes;
+  }
+  memo.set(key, { lex, bytes });
+  memoBytes += bytes;
+  // Map order is recency order: drop the least recently used.
+  for (const [k, v] of memo) {
+    if (memoBytes <= MEMO_MAX_BYTES || k === key) break;
+    memo.delete(k);
+    memoBytes -= v.bytes;
+  }
 }
 
 /** Forgets this process's entries (tests and the benchmark use it to act as a new process). */
 export function clearLexiconMemo(): void {
   memo.clear();
+  memoBytes = 0;
 }
 
 function findTerm(terms: readonly string[], t: string): number {
@@ -389,7 +408,8 @@ export async function lexiconsFor(
       let lexicon = await index.get(key, f);
       if (lexicon) res.fromIndex++;
       else {
-        const { chunks } = await chunkFileIndexed(f, tokenizer, opts, chunkIndex);
+        // Out of the chunk memo: only the chosen chunks' token ids are needed later (loaded again).
+        const { chunks } = await chunkFileIndexed(f, tokenizer, opts, chunkIndex, false);
         lexicon = buildLexicon(f, chunks);
         await index.put(key, f, lexicon);
         res.indexed++;
