@@ -10,7 +10,8 @@
 #     CONFIG     the config that run used (default tools/configs/arc-tiny-code.json)
 #     CONTINUES  the previous package's arc-model.json + train-log.jsonl, when RUN started from
 #                its weights (train.py --init-from): training cost and log become cumulative
-#   env: SWEEP="1 96 192 320"  mixed text budgets to measure (tokens besides the best chunk)
+#   env: SWEEP="1 96 192 320"  mixed text budgets to measure (tokens as text; the best-ranked chunk is
+#                              text even when larger, so 1 means "that chunk only")
 #        TEXT_BUDGET=N         skip the sweep and use N
 #        NOTES=FILE            run notes (Markdown) for MODEL.md
 #        OUT=DIR               package folder (default models/arc-tiny-code)

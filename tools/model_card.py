@@ -101,8 +101,9 @@ def repo_section(results: list, sweep: list) -> list:
     out += ["", "Command: `node dist/cli.js eval --model models/arc-tiny-code --data models/arc-tiny-code/heldout-repos.jsonl "
             "--mode MODE --json --threads 1 --cache DIR` (tools/finalize_default.sh).", ""]
     if sweep:
-        out += ["Mixed-mode text budget (tokens of text besides the best-ranked chunk, which is always text), measured on",
-                "the same set; the package's `prompt.mixedTextBudget` is the one chosen:", "",
+        out += ["Mixed-mode text budget (tokens read as text; the best-ranked chunk goes in as text even when it alone is",
+                "larger), measured on the same set; the package's `prompt.mixedTextBudget` is the best exact match among the",
+                "budgets that read at least twice full mode's source tokens:", "",
                 "| text budget | exact match | mean source tokens | mean text tokens | answer chunk as text |", "|---|---|---|---|---|"]
         for r in sorted(sweep, key=lambda r: r.get("textBudget") or 0):
             out.append(f"| {r.get('textBudget')} | {pct(r['exactMatch'])} | {mean(r['rows'], 'sourceTokens'):.0f} | "
