@@ -233,6 +233,10 @@ export const command: Command = {
       if (!isSkipped(workspace)) workspace.tree = shown(workspace.tree);
       if (!isSkipped(quality) && quality.repos) quality.repos.data = shown(quality.repos.data);
       if (!isSkipped(quality)) quality.data = shown(quality.data);
+      if (!isSkipped(scaling)) {
+        for (const dir of scaling.from.split(', ')) scaling.notes = scaling.notes.map((n) => n.split(dir).join(shown(dir)));
+        scaling.from = scaling.from.split(', ').map(shown).join(', ');
+      }
       const finished = new Date();
       const result: BenchResult = {
         schema: BENCH_SCHEMA,
