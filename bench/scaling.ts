@@ -12,6 +12,7 @@ import { copyFile, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { ScalingRun, ScalingSection, ScalingTree } from './types';
 import { round, withTempDir } from './util';
+import { RACY_MS } from '../src/core/context/treeIndex';
 
 export interface ScalingOptions {
   /** Tree sizes in MB (10^6 bytes of source). */
@@ -133,6 +134,10 @@ export async function runScaling(opts: ScalingOptions): Promise<ScalingSection> 
         const cache = path.join(dir, 'cache');
         const built = await buildTree(pool, root, want);
         const question = await questionFor(root, pool.slice(0, built.files));
+        // A tree written just now is "racily clean" (treeIndex.ts): files whose mtime is within the
+        // timestamp granularity of the scan are read again until the next question. A repository
+        // is not written the instant before it is asked about: let that margin pass first.
+        await new Promise((r) => setTimeout(r, RACY_MS + 100));
         opts.log(`scaling: ${mb} MB tree: ${built.files} files, ${round(built.bytes / 1e6, 2)} MB; question: ${question}`);
         const cold = await askRun(opts, root, cache, 'mixed', question);
         opts.log(`scaling: ${mb} MB cold first answer ${cold.ttftMs} ms (process ${cold.wallMs} ms, ${cold.encoded} chunks encoded, peak RSS ${cold.maxRssMiB} MiB)`);

@@ -8,13 +8,16 @@
 import type { AnswerMode, AskFn, AskOptions, ArcModel, CompressedChunk, GenerationTimings } from './api';
 import type { ArcErrorCode, AskEvent, AskRequest, AskStats, Citation, FileCompression } from './types';
 import { VectorCache } from './context/cache';
-import { renderHeader, type Chunk, type ChunkOptions } from './context/chunker';
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { hashText, renderHeader, type Chunk, type ChunkOptions } from './context/chunker';
 import { chunkFileIndexed, openChunkIndex, type ChunkIndex } from './context/chunkIndex';
 import { compressChunks } from './context/compress';
-import { bm25Scores, bodyOf, LexicalIndex, lexicalIndexCap, lexiconsFor } from './context/lexicalIndex';
+import { LexicalIndex, lexicalIndexCap, lexiconsFor, type FileLexicon } from './context/lexicalIndex';
 import { planArc, planFull, planMixedFor, type ContextPlan } from './context/plan';
-import { boostScores } from './context/select';
-import { collectSources, type SkipReport, type SourceFile } from './context/sources';
+import { boostScores, quotedIdentifiers } from './context/select';
+import { classifyContent, collectSources, DEFAULT_MAX_FILE_BYTES, type SkipReport, type SourceFile, type UnreadFile } from './context/sources';
+import { buildTreeIndex, chunkField, chunkHash, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
 import { groupSizes } from './encoder';
 import { ArcError, errorMessage, throwIfAborted } from './errors';
 import { buildPrefix, compressedCoster, contextBudget, decoderTokenizer, mixedTextBudget, type BuiltPrefix, type PlacedChunk } from './prompt';
@@ -103,7 +106,10 @@ interface Materialized {
 
 /** What gatherChunks found: chunk refs in document order and what ranking and loading need. */
 interface Gathered {
-  files: SourceFile[];
+  /** Number of documents (files, selections) the refs point into (ChunkRef.file). */
+  docCount: number;
+  /** Document `k` with its text (read now when a tree snapshot vouched for it unread). */
+  sourceFile: (k: number) => Promise<SourceFile>;
   refs: ChunkRef[];
   /** scoreChunks' numbers from the lexical index; null when ranking must build them (no cache folder). */
   scores: Float64Array | null;
@@ -111,6 +117,8 @@ interface Gathered {
   full: Chunk[] | null;
   chunkIndex: ChunkIndex | null;
   chunkOpts: ChunkOptions;
+  /** Makes every document's text available to the refs' `body` / `text` (only ranking by text needs them all). */
+  loadAllTexts: () => Promise<void>;
 }
 
 /** Vectors the encoder makes for a chunk of `tokens` tokens (the group rule; BOS counts when added). */
@@ -118,14 +126,120 @@ export function predictedVectors(model: ArcModel, tokens: number): number {
   return groupSizes(tokens + (model.manifest.encoder.addBos ? 1 : 0), model.encoder.poolingFactor).length;
 }
 
+/** A document of the question: read now (text known) or vouched for by the tree snapshot (read on demand). */
+type Doc = { file: SourceFile } | { unread: UnreadFile; textHash: string };
+
+/**
+ * The documents' texts, read on demand for documents the snapshot vouched for: a read text must
+ * still hash as the snapshot says (the file may change while the question runs).
+ */
+class DocTexts {
+  private readonly texts = new Map<number, string>();
+  constructor(readonly docs: readonly Doc[]) {}
+  async load(ks: Iterable<number>): Promise<void> {
+    const want = [...new Set(ks)].filter((k) => !this.texts.has(k) && 'unread' in this.docs[k]);
+    for (let at = 0; at < want.length; at += 32) {
+      await Promise.all(
+        want.slice(at, at + 32).map(async (k) => {
+          const d = this.docs[k] as Extract<Doc, { unread: UnreadFile }>;
+          const buf = await readFile(d.unread.absPath).catch(() => null);
+          const v = buf === null ? null : classifyContent(d.unread.path, buf);
+          if (!v || !v.ok || hashText(v.text) !== d.textHash) throw new Error(`${d.unread.path} changed while the question was being answered; ask again.`);
+          this.texts.set(k, v.text);
+        }),
+      );
+    }
+  }
+  text(k: number): string {
+    const d = this.docs[k];
+    if ('file' in d) return d.file.text;
+    const t = this.texts.get(k);
+    if (t === undefined) throw new Error(`internal: the text of ${d.unread.path} was not loaded`);
+    return t;
+  }
+  async sourceFile(k: number): Promise<SourceFile> {
+    const d = this.docs[k];
+    if ('file' in d) return d.file;
+    await this.load([k]);
+    return { path: d.unread.path, absPath: d.unread.absPath, text: this.text(k), startLine: 1, origin: 'workspace' };
+  }
+}
+
+/** A chunk of the tree index; its hash, body and text are read from the index and the file only when asked for. */
+class TreeRef {
+  constructor(
+    readonly path: string,
+    readonly absPath: string | undefined,
+    readonly origin: SourceFile['origin'],
+    readonly startLine: number,
+    readonly endLine: number,
+    readonly tokens: number,
+    readonly file: number,
+    private readonly chunk: number,
+    private readonly tree: TreeIndexData,
+    private readonly texts: DocTexts,
+    private readonly header: string,
+  ) {}
+  get hash(): string {
+    return chunkHash(this.tree, this.chunk);
+  }
+  get body(): string {
+    const text = this.texts.text(this.file);
+    return `${text.slice(chunkField(this.tree, this.chunk, 'bodyStart'), chunkField(this.tree, this.chunk, 'bodyEnd'))}\n`;
+  }
+  get text(): string {
+    return this.header + this.body;
+  }
+}
+
+/**
+ * Chunks that can match the identifier boosts of `question` (select.ts boostScores): every whole
+ * word of a quoted identifier must be among the chunk body's search terms (the mention and
+ * definition patterns need the identifier bounded by non-identifier characters). null: any chunk
+ * may (an identifier without word characters).
+ */
+function boostCandidates(tree: TreeIndexData, question: string): Set<number> | null {
+  const out = new Set<number>();
+  for (const ident of quotedIdentifiers(question)) {
+    const words = (ident.match(/[A-Za-z0-9_$]+/g) ?? []).map((w) => w.toLowerCase());
+    if (words.length === 0) return null;
+    let common: number[] | null = null;
+    for (const w of words) {
+      const list = chunksWithTerm(tree, w);
+      if (common === null) common = list;
+      else {
+        const has = new Set(list);
+        common = common.filter((c) => has.has(c));
+      }
+    }
+    for (const c of common ?? []) out.add(c);
+  }
+  return out;
+}
+
 /**
  * Stages 1-2: sources, then chunks sized for the encoder (every mode uses them, so citations
- * agree). With a cache folder, unchanged files come from the lexical index (ranges, token
- * counts, search terms) without tokenizing or reading token ids; the others are chunked through
- * the chunk index and indexed.
+ * agree). With a cache folder, a tree snapshot (treeIndex.ts) vouches for unchanged files by
+ * their stat alone (they are not read), changed files come from the lexical index or are chunked
+ * through the chunk index and indexed, and ranking reads the postings of the question's terms.
  */
 async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskOptions, question: string): AsyncGenerator<AskEvent, Gathered> {
   const { signal } = options;
+  const indexLog: string[] = [];
+  const log = (line: string) => {
+    indexLog.push(line);
+    options.log?.(line);
+  };
+  const chunkIndex = await openChunkIndex(model, options.cacheDir, { cacheMaxBytes: options.cacheMaxBytes, log });
+  const chunkOpts: ChunkOptions = { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header };
+  const useTree = chunkIndex !== null && !!options.cacheDir;
+  const roots = request.roots ?? [];
+  const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  // The snapshot is of the scanned roots; files given by the caller are never stored in it.
+  const key = useTree && roots.length > 0 ? treeKey((chunkIndex as ChunkIndex).identity, chunkOpts, { roots: roots.map((r) => path.resolve(r)), include: request.include, exclude: request.exclude, maxFileBytes }) : null;
+  const old = key ? await loadTree(options.cacheDir as string, key, log) : null;
+  const oldAt = old ? new Map(old.files.map((f, i) => [f.path, i])) : null;
+  const scanStart = Date.now();
   yield { type: 'progress', stage: 'scan', message: 'Looking for source files' };
   const collected = await collectSources({
     roots: request.roots,
@@ -134,43 +248,97 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
     exclude: request.exclude,
     maxFileBytes: options.maxFileBytes,
     signal,
+    unchanged:
+      old && oldAt
+        ? (shown, stamp) => {
+            const i = oldAt.get(shown);
+            return i !== undefined && unchangedSince(old.files[i], stamp, old.takenAtMs);
+          }
+        : undefined,
   });
-  yield { type: 'progress', stage: 'scan', message: `Scanned ${collected.scanned} files, ${collected.files.length} usable`, done: collected.scanned, total: collected.scanned };
+  const found = collected.files.length + collected.unread.length;
+  yield { type: 'progress', stage: 'scan', message: `Scanned ${collected.scanned} files, ${found} usable${collected.unread.length > 0 ? ` (${collected.unread.length} unchanged, not read)` : ''}`, done: collected.scanned, total: collected.scanned };
   if (Object.keys(collected.skipped.counts).length > 0) yield { type: 'skipped', ...collected.skipped };
-  const where = request.roots && request.roots.length > 0 ? ` in ${request.roots.join(', ')}` : '';
-  if (collected.files.length === 0) {
+  const where = roots.length > 0 ? ` in ${roots.join(', ')}` : '';
+  if (found === 0) {
     throw new ArcError('no-sources', `No readable text files to answer from${where}${describeSkips(collected.skipped)}. Open a folder with source code or add files to the question.`);
   }
-  const indexLog: string[] = [];
-  const log = (line: string) => {
-    indexLog.push(line);
-    options.log?.(line);
-  };
-  const chunkIndex = await openChunkIndex(model, options.cacheDir, { cacheMaxBytes: options.cacheMaxBytes, log });
-  const chunkOpts: ChunkOptions = { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header };
-  const files = collected.files;
   let refs: ChunkRef[];
   let scores: Float64Array | null = null;
   let full: Chunk[] | null = null;
   let message: string;
-  if (chunkIndex && options.cacheDir) {
-    const lexical = new LexicalIndex(options.cacheDir, chunkIndex.identity, { maxBytes: options.cacheMaxBytes !== undefined ? lexicalIndexCap(options.cacheMaxBytes) : undefined, log });
-    const r = await lexiconsFor(files, model.tokenizer, chunkOpts, chunkIndex, lexical, signal);
-    throwIfAborted(signal, 'Indexing files');
-    refs = r.files.flatMap((lf, k) => {
-      const f = files[k];
-      const header = renderHeader(chunkOpts.header, f.path);
-      return lf.lexicon.chunks.map((m) => {
-        const body = bodyOf(f, m);
-        return { path: f.path, absPath: f.absPath, origin: f.origin, startLine: m.startLine, endLine: m.endLine, body, text: header + body, hash: m.hash, tokens: m.tokens, file: k };
-      });
+  let docs: Doc[];
+  let texts: DocTexts;
+  if (useTree) {
+    // Documents in path order (then start line), as collectSources orders its files.
+    docs = [];
+    {
+      const a = collected.files;
+      const b = collected.unread;
+      let i = 0;
+      let j = 0;
+      while (i < a.length || j < b.length) {
+        if (j >= b.length || (i < a.length && (a[i].path < b[j].path || (a[i].path === b[j].path && a[i].startLine <= 1)))) docs.push({ file: a[i++] });
+        else {
+          const u = b[j++];
+          docs.push({ unread: u, textHash: (old as TreeIndexData).files[(oldAt as Map<string, number>).get(u.path) as number].textHash });
+        }
+      }
+    }
+    texts = new DocTexts(docs);
+    const lexical = new LexicalIndex(options.cacheDir as string, (chunkIndex as ChunkIndex).identity, { maxBytes: options.cacheMaxBytes !== undefined ? lexicalIndexCap(options.cacheMaxBytes) : undefined, log });
+    let tree: TreeIndexData;
+    let fromIndex = collected.unread.length;
+    if (old && collected.files.length === 0 && collected.unread.length === old.files.length) {
+      tree = old; // nothing changed, added or removed: the stored tree as it is
+    } else {
+      const r = await lexiconsFor(collected.files, model.tokenizer, chunkOpts, chunkIndex, lexical, signal);
+      throwIfAborted(signal, 'Indexing files');
+      fromIndex += r.fromIndex;
+      const lexOf = new Map(collected.files.map((f, k) => [f, r.files[k].lexicon]));
+      const NO_STAMP = { size: 0, mtimeMs: 0, ctimeMs: 0, ino: 0 };
+      const sources: TreeSource[] = [];
+      let storable = key !== null;
+      for (const d of docs) {
+        if ('unread' in d) sources.push({ path: d.unread.path, stamp: d.unread.stamp, textHash: d.textHash, from: old as TreeIndexData, fileIdx: (oldAt as Map<string, number>).get(d.unread.path) as number });
+        else {
+          const f = d.file;
+          const own = f.stamp !== undefined && f.origin === 'workspace' && f.startLine === 1;
+          if (!own) storable = false;
+          sources.push({ path: f.path, stamp: f.stamp ?? NO_STAMP, textHash: hashText(f.text), lexicon: lexOf.get(f) as FileLexicon });
+        }
+      }
+      tree = buildTreeIndex(sources, scanStart);
+      if (key) {
+        // Only what the scan read from disk goes into the snapshot; caller-given texts do not.
+        const stored = storable ? tree : buildTreeIndex(sources.filter((_, k) => { const d = docs[k]; return 'unread' in d || (d.file.stamp !== undefined && d.file.origin === 'workspace' && d.file.startLine === 1); }), scanStart);
+        await storeTree(options.cacheDir as string, key, stored, log);
+      }
+    }
+    const header = (k: number) => renderHeader(chunkOpts.header, 'file' in docs[k] ? (docs[k] as { file: SourceFile }).file.path : (docs[k] as { unread: UnreadFile }).unread.path);
+    refs = [];
+    tree.files.forEach((tf, k) => {
+      const d = docs[k];
+      const f = 'file' in d ? d.file : { ...d.unread, origin: 'workspace' as const };
+      const h = header(k);
+      for (let c = tf.firstChunk; c < tf.firstChunk + tf.chunkCount; c++) {
+        refs.push(new TreeRef(f.path, f.absPath, f.origin, chunkField(tree, c, 'startLine'), chunkField(tree, c, 'endLine'), chunkField(tree, c, 'tokens'), k, c, tree, texts, h));
+      }
     });
-    const bm25 = bm25Scores(r.files, question);
-    scores = Float64Array.from(boostScores(refs, bm25, question));
-    message = `${refs.length} chunks from ${files.length} files${r.fromIndex > 0 ? ` (${r.fromIndex} unchanged, read from the index)` : ''}`;
+    const bm25 = treeBm25(tree, question);
+    // The identifier boosts read chunk bodies; only chunks that can match are read.
+    const candidates = quotedIdentifiers(question).length > 0 ? boostCandidates(tree, question) : new Set<number>();
+    if (candidates === null) await texts.load(docs.keys());
+    else await texts.load([...candidates].map((c) => chunkField(tree, c, 'file')));
+    const items = refs.map((r, i) => (candidates === null || candidates.has(i) ? r : { path: r.path, origin: r.origin, body: '' }));
+    scores = Float64Array.from(boostScores(items, bm25, question));
+    message = `${refs.length} chunks from ${docs.length} files${fromIndex > 0 ? ` (${fromIndex} unchanged, read from the index)` : ''}`;
   } else {
     // No lexical index (no cache folder, or a tokenizer not loaded from a file): every chunk
     // is made here anyway, so keep them; ranking builds its search index from the bodies.
+    const files = collected.files;
+    docs = files.map((file) => ({ file }));
+    texts = new DocTexts(docs);
     full = [];
     refs = [];
     let unchanged = 0;
@@ -188,11 +356,12 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
     message = `${refs.length} chunks from ${files.length} files${unchanged > 0 ? ` (${unchanged} unchanged, not tokenized again)` : ''}`;
   }
   for (const line of indexLog) yield { type: 'progress', stage: 'tokenize', message: line };
-  yield { type: 'progress', stage: 'tokenize', message, done: files.length, total: files.length };
+  yield { type: 'progress', stage: 'tokenize', message, done: docs.length, total: docs.length };
   if (refs.length === 0) {
     throw new ArcError('no-sources', `The files found${where} contain only whitespace${describeSkips(collected.skipped)}. Open a folder with source code or add files to the question.`);
   }
-  return { files, refs, scores, full, chunkIndex, chunkOpts };
+  const t = texts;
+  return { docCount: docs.length, sourceFile: (k) => t.sourceFile(k), refs, scores, full, chunkIndex, chunkOpts, loadAllTexts: () => t.load(docs.keys()) };
 }
 
 /** The chosen chunks with their token ids: from the full list, else their files' chunks (memo, chunk index or tokenizer). */
@@ -209,7 +378,7 @@ async function loadChunks(model: ArcModel, g: Gathered, chosen: readonly number[
     else byFile.set(g.refs[i].file, [i]);
   }
   for (const [k, list] of byFile) {
-    const { chunks } = await chunkFileIndexed(g.files[k], model.tokenizer, g.chunkOpts, g.chunkIndex);
+    const { chunks } = await chunkFileIndexed(await g.sourceFile(k), model.tokenizer, g.chunkOpts, g.chunkIndex);
     const byStart = new Map(chunks.map((c) => [`${c.startLine}:${c.hash}`, c]));
     for (const i of list) {
       const c = byStart.get(`${g.refs[i].startLine}:${g.refs[i].hash}`);
@@ -240,7 +409,7 @@ function costsFor(model: ArcModel, refs: readonly ChunkRef[], mode: ContextMode)
   // The decoder may read text with its own tokenizer; chunks were sized with the encoder's.
   const tok = decoderTokenizer(model);
   if (tok === model.tokenizer) return { text: refs.map((r) => r.tokens), decoderIds: null, vectors, compressed };
-  const decoderIds = refs.map((r) => tok.encode(r.text));
+  const decoderIds = refs.map((r) => tok.encode(r.text)); // the caller loaded every text (Gathered.loadAllTexts)
   return { text: decoderIds.map((ids) => ids.length), decoderIds, vectors, compressed };
 }
 
@@ -289,12 +458,20 @@ async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs:
 
 /** Stage 3: which chunks reach the decoder, and in which form (from token counts alone). */
 function plan(mode: ContextMode, g: Gathered, costs: Costs, question: string, budget: number, textBudget: number): ContextPlan {
-  const rankable = (i: number) => ({ path: g.refs[i].path, body: g.refs[i].body, origin: g.refs[i].origin });
+  // Bodies are read only when ranking has no scores yet (a tree's refs read them on demand).
+  const rankable = (i: number) => {
+    const r = g.refs[i];
+    return { path: r.path, origin: r.origin, get body() { return r.body; } };
+  };
+  const withCost = (i: number, cost: number) => {
+    const r = g.refs[i];
+    return { path: r.path, origin: r.origin, cost, get body() { return r.body; } };
+  };
   const compressedCost = (i: number) => costs.compressed[i];
   const textCost = (i: number) => (costs.text as number[])[i];
   const scores = g.scores ?? undefined;
-  if (mode === 'arc') return planArc(g.refs.map((_, i) => ({ ...rankable(i), cost: compressedCost(i) })), question, budget, scores);
-  if (mode === 'full') return planFull(g.refs.map((_, i) => ({ ...rankable(i), cost: textCost(i) })), question, budget, scores);
+  if (mode === 'arc') return planArc(g.refs.map((_, i) => withCost(i, compressedCost(i))), question, budget, scores);
+  if (mode === 'full') return planFull(g.refs.map((_, i) => withCost(i, textCost(i))), question, budget, scores);
   return planMixedFor(
     g.refs.map((_, i) => rankable(i)),
     g.refs.map((_, i) => ({ text: textCost(i), compressed: compressedCost(i) })),
@@ -422,6 +599,7 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
       const textBudget = mode === 'mixed' ? mixedTextBudget(model.manifest, request.textBudget) : 0;
       const g = yield* gatherChunks(model, request, options, question);
       yield { type: 'progress', stage: 'select', message: `Choosing chunks for ${budget} context positions${mode === 'mixed' ? ` (up to ${textBudget} tokens as text)` : ''}` };
+      if (mode !== 'arc' && decoderTokenizer(model) !== model.tokenizer) await g.loadAllTexts();
       const costs = costsFor(model, g.refs, mode);
       const p = plan(mode, g, costs, question, budget, textBudget);
       const chosen = new Set([...p.text, ...p.compressed]);

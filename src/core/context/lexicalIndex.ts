@@ -21,6 +21,7 @@ import { hashText, type Chunk, type ChunkOptions } from './chunker';
 import { chunkFileIndexed, type ChunkIndex } from './chunkIndex';
 import { codeTerms } from './select';
 import type { SourceFile } from './sources';
+import { clearTreeMemo } from './treeIndex';
 
 export const LEXICAL_INDEX_FORMAT_VERSION = 1;
 const MAGIC = 0x4c435241; // "ARCL" read as little-endian u32
@@ -256,6 +257,7 @@ function remember(key: string, lex: FileLexicon, bytes: number): void {
 
 /** Forgets this process's entries (tests and the benchmark use it to act as a new process). */
 export function clearLexiconMemo(): void {
+  clearTreeMemo();
   memo.clear();
   memoBytes = 0;
 }

@@ -7,6 +7,7 @@ import ignore, { type Ignore } from 'ignore';
 import picomatch from 'picomatch';
 import { throwIfAborted } from '../errors';
 import type { SkipReason, SourceInput } from '../types';
+import type { FileStamp } from './treeIndex';
 
 export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 /** Examples kept per skip reason: enough to explain a count without flooding the UI. */
@@ -20,6 +21,15 @@ export interface SourceFile {
   /** 1-based line of the file where `text` starts (selections start mid-file). */
   startLine: number;
   origin: SourceInput['origin'];
+  /** Size, times and inode when a folder scan read it (stat before the read). */
+  stamp?: FileStamp;
+}
+
+/** A file a folder scan found unchanged (CollectOptions.unchanged) and did not read. */
+export interface UnreadFile {
+  path: string;
+  absPath: string;
+  stamp: FileStamp;
 }
 
 export interface SkipReport {
@@ -36,10 +46,17 @@ export interface CollectOptions {
   signal?: AbortSignal;
   /** Called now and then with the number of directory entries looked at so far. */
   onProgress?: (scanned: number) => void;
+  /**
+   * Asked for each file a folder scan finds, with a fresh stat of it: true when the caller knows
+   * the file as it is (a tree snapshot), so that it is listed in `unread` instead of being read.
+   */
+  unchanged?: (shown: string, stamp: FileStamp) => boolean;
 }
 
 export interface CollectResult {
   files: SourceFile[];
+  /** Scanned files `unchanged` vouched for, not read, sorted by path; none a caller source overrides. */
+  unread: UnreadFile[];
   skipped: SkipReport;
   /** Files looked at (kept or skipped). */
   scanned: number;
@@ -51,6 +68,7 @@ function checkAborted(signal?: AbortSignal): void {
 }
 
 type ContentVerdict = { ok: true; text: string } | { ok: false; reason: SkipReason };
+type ReadVerdict = (ContentVerdict & { stamp?: FileStamp }) | { ok: 'unchanged'; stamp: FileStamp };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -208,6 +226,8 @@ interface WalkState {
   maxFileBytes: number;
   skips: SkipCounter;
   out: SourceFile[];
+  unread: UnreadFile[];
+  unchanged?: (shown: string, stamp: FileStamp) => boolean;
   visitedDirs: Set<string>;
   scanned: number;
   signal?: AbortSignal;
@@ -229,7 +249,7 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   // This folder's files are read together (libuv's pool overlaps them); their results and skips
   // are applied in name order afterwards, so the outcome is the same as reading one by one.
-  const reads: { shown: string; abs: string; result: Promise<ContentVerdict> }[] = [];
+  const reads: { shown: string; abs: string; result: Promise<ReadVerdict> }[] = [];
   for (const ent of entries) {
     const rel = relDir === '' ? ent.name : `${relDir}/${ent.name}`;
     const abs = path.join(absDir, ent.name);
@@ -287,7 +307,7 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
       st.skips.add(shown, 'excluded');
       continue;
     }
-    reads.push({ shown, abs, result: readVerdict(shown, realAbs, st.maxFileBytes) });
+    reads.push({ shown, abs, result: readVerdict(shown, realAbs, st.maxFileBytes, st.unchanged) });
     if (reads.length >= READ_AHEAD) await flushReads(st, reads);
   }
   await flushReads(st, reads);
@@ -296,26 +316,33 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
 /** Files read ahead within one folder. */
 const READ_AHEAD = 32;
 
-async function flushReads(st: WalkState, reads: { shown: string; abs: string; result: Promise<ContentVerdict> }[]): Promise<void> {
+async function flushReads(st: WalkState, reads: { shown: string; abs: string; result: Promise<ReadVerdict> }[]): Promise<void> {
   for (const r of reads.splice(0)) {
     const v = await r.result;
-    if (v.ok) st.out.push({ path: r.shown, absPath: r.abs, text: v.text, startLine: 1, origin: 'workspace' });
+    if (v.ok === 'unchanged') st.unread.push({ path: r.shown, absPath: r.abs, stamp: v.stamp });
+    else if (v.ok) st.out.push({ path: r.shown, absPath: r.abs, text: v.text, startLine: 1, origin: 'workspace', ...(v.stamp ? { stamp: v.stamp } : {}) });
     else st.skips.add(r.shown, v.reason);
   }
 }
 
-/** Reads a file and applies the size and content checks. */
-async function readVerdict(shown: string, abs: string, maxBytes: number): Promise<ContentVerdict> {
+/**
+ * Reads a file and applies the size and content checks; a file `unchanged` vouches for (by its
+ * stat) is not read. The stamp is taken before the read, so a later change always shows in it.
+ */
+async function readVerdict(shown: string, abs: string, maxBytes: number, unchanged?: (shown: string, stamp: FileStamp) => boolean): Promise<ReadVerdict> {
   let buf: Buffer;
+  let stamp: FileStamp;
   try {
     const s = await stat(abs);
+    stamp = { size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, ino: s.ino };
     if (s.size > maxBytes) return { ok: false, reason: 'too-large' };
+    if (unchanged?.(shown, stamp)) return { ok: 'unchanged', stamp };
     buf = await readFile(abs);
   } catch {
     return { ok: false, reason: 'unreadable' };
   }
   if (buf.length > maxBytes) return { ok: false, reason: 'too-large' }; // grew between stat and read
-  return classifyContent(shown, buf);
+  return { ...classifyContent(shown, buf), stamp };
 }
 
 /** Reads a file and applies the size and content checks; null when skipped (and counted). */
@@ -359,6 +386,7 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
   const maxFileBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const roots = opts.roots ?? [];
   const scannedFiles: SourceFile[] = [];
+  const unread: UnreadFile[] = [];
   let scanned = 0;
   const include = matcher(opts.include);
   const exclude = matcher(opts.exclude);
@@ -383,6 +411,8 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
       maxFileBytes,
       skips,
       out: scannedFiles,
+      unread,
+      unchanged: opts.unchanged,
       visitedDirs: new Set([rootReal]),
       scanned: 0,
       signal: opts.signal,
@@ -395,6 +425,8 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
   const byPath = new Map<string, SourceFile>();
   for (const f of scannedFiles) byPath.set(f.path, f);
   const extra: SourceFile[] = [];
+  const overridden = new Set<string>();
+  const unreadAbs = new Map(unread.map((u) => [u.path, u.absPath]));
   for (const src of opts.sources ?? []) {
     checkAborted(opts.signal);
     scanned++;
@@ -424,9 +456,14 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
       origin: src.origin,
     };
     if (src.origin === 'selection' || file.startLine !== 1) extra.push(file);
-    else byPath.set(shown, { ...file, absPath: file.absPath ?? byPath.get(shown)?.absPath });
+    else {
+      byPath.set(shown, { ...file, absPath: file.absPath ?? byPath.get(shown)?.absPath ?? unreadAbs.get(shown) });
+      overridden.add(shown);
+    }
   }
   const files = [...byPath.values(), ...extra];
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.startLine - b.startLine));
-  return { files, skipped: skips.report(), scanned };
+  const kept = unread.filter((u) => !overridden.has(u.path));
+  kept.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { files, unread: kept, skipped: skips.report(), scanned };
 }
