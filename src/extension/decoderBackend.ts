@@ -15,6 +15,18 @@ export const API_KEY_SECRET = 'arcContext.decoderApiKey';
 const CONSENT_KEY = 'arcContext.decoderConsent';
 const ALLOW = 'Allow';
 
+/**
+ * The user said no to sending anything to the server. Not a model error: the question's own
+ * answer (sidebar card, panel, chat response) says what happened, and the next question asks
+ * again.
+ */
+export class ConsentDeclinedError extends ArcError {
+  constructor(message: string) {
+    super('decoder-server', message);
+    this.name = 'ConsentDeclinedError';
+  }
+}
+
 /** Hosts the user allowed, stored per machine (globalState), keyed by backend and host. */
 function consentId(kind: string, url: string): string {
   return `${kind} ${engineHost(url)}`;
@@ -61,7 +73,7 @@ export class DecoderBackendGate {
       ALLOW,
     );
     if (pick !== ALLOW) {
-      throw new ArcError('decoder-server', `Nothing was sent: using the ${kind} server at ${host} was not allowed. Allow it on the next question, or set arcContext.decoderBackend to onnx.`);
+      throw new ConsentDeclinedError(`Nothing was sent: using the ${kind} server at ${host} was not allowed. Allow it on the next question, or set arcContext.decoderBackend to onnx.`);
     }
     await this.context.globalState.update(CONSENT_KEY, [...allowed, id]);
   }

@@ -6,6 +6,7 @@ import type { ArcModel, LoadOptions } from '../core/api';
 import { ArcError } from '../core/errors';
 import type { ModelStatus } from '../protocol';
 import { chooseModelDir } from './config';
+import { ConsentDeclinedError } from './decoderBackend';
 import { errorCodeOf, errorText } from './runner';
 import { readSettings } from './settings';
 
@@ -56,7 +57,11 @@ export class ModelManager implements vscode.Disposable {
         },
         (e: unknown) => {
           this.loading = undefined;
-          this.reportLoadError(e);
+          if (e instanceof ConsentDeclinedError) {
+            // The user's own choice, not a broken model: no error status or notification.
+            this.setStatus({ state: 'not-loaded' });
+            this.log.info(`decoder server not allowed: ${e.message}`);
+          } else this.reportLoadError(e);
           throw e;
         },
       );

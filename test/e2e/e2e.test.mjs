@@ -10,11 +10,15 @@
 //            notification with "Select Model…"
 //   chat   - VS Code's own Chat view on a fresh profile (nobody signed in, no other model):
 //            (f) `@arc /workspace`, (g) `/compare`; (h) Stop in the Chat view runs in `long`
+//   engine - the decoder on tools/engine_test_server.py (the stand-in for vLLM) through the
+//            machine settings: (i) consent declined -> nothing sent; (j)-(l) sidebar chat, the
+//            palette flow and @arc answer as the in-process decoder (the CLI) does
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { marked } from 'marked';
 import * as h from './harness.mjs';
 
 const TITLES = [
@@ -264,6 +268,48 @@ async function chatCompleted(response, timeout = ANSWER_TIMEOUT) {
 
 /** The stats footer line of a chat answer (see statsFooter in src/extension/chatTurn.ts). */
 const CHAT_FOOTER = /ARC mixed \(text \+ compressed\) · \d+(\.\d)?× · [\d,]+ source tokens → [\d,]+ positions · (\d+ text( \/ \d+ compressed)?|\d+ compressed) chunks? · encode [^·]+ · TTFT [^·]+ · [^·]+ tok\/s · cpu/;
+
+// --- the decoder on a serving engine ------------------------------------------------------
+
+const PYTHON = process.env.ARC_PYTHON ?? '/usr/bin/python3';
+/** Why the engine scenario is skipped (no Python with torch for the stand-in server), or false. */
+const NO_TORCH = (() => {
+  const r = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
+  if (r.error) return `${PYTHON} not found; install python3-torch`;
+  return r.status === 0 ? false : `${PYTHON} has no torch (install python3-torch)`;
+})();
+
+/** The in-process (ONNX) answer from the CLI: same model, workspace, question and mode, greedy. */
+function cliAnswer(modelDir, mode, question) {
+  const r = spawnSync(process.execPath, [join(h.ROOT, 'dist', 'cli.js'), 'ask', '--model', modelDir, '--no-cache', '--threads', '1',
+    '--root', join(h.E2E_DIR, 'workspace'), '--mode', mode, '--json', question], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, `arc-context ask failed: ${r.stderr}`);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.stats.decoderBackend, undefined, 'the reference answer came from a server');
+  return out.answer;
+}
+
+/** The text a Markdown answer shows (the webview renders answers with marked). */
+function renderedText(md) {
+  const html = marked.parse(md, { async: false, gfm: true, breaks: true });
+  return html.replace(/<[^>]*>/g, '').replace(/&#39;/g, "'").replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+}
+const flat = (t) => t.replace(/\s+/g, '');
+
+/** The shown answer equals the reference answer as rendered (whitespace aside); an empty answer is a failure. */
+async function sameAnswer(locator, reference, what) {
+  const shown = (await locator.textContent()) ?? '';
+  h.log(`${what}: shown ${JSON.stringify(shown.trim())}, in-process ${JSON.stringify(reference)}`);
+  assert.ok(reference.trim() !== '', `${what}: the in-process answer is empty`);
+  assert.equal(flat(shown), flat(renderedText(reference)), `${what}: the answer through the engine differs from the in-process one`);
+}
+
+/** The modal consent dialog's text, once it is on screen. */
+async function consentDialog(page) {
+  const box = page.locator('.monaco-dialog-box');
+  await box.waitFor({ timeout: ANSWER_TIMEOUT });
+  return (await box.textContent()) ?? '';
+}
 
 describe('the VSIX', () => {
   it('carries the bundle, the default model and only this platform\'s onnxruntime binary', () => {
@@ -572,6 +618,135 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
       assert.equal(rows, 5, 'the side-by-side table has a header and one row per mode');
       await response.locator('table').scrollIntoViewIfNeeded();
       await h.screenshot(page, 'chat-view-compare');
+    });
+  });
+
+  describe('decoder on a serving engine (tools/engine_test_server.py standing in for vLLM)', { skip: NO_TORCH }, () => {
+    // One snapshot of the model package for all three: the extension's encoder (modelPath), the
+    // stand-in's decoder weights (--package) and the CLI's in-process reference answers, so a
+    // model re-exported during the run cannot make them differ.
+    const SERVED = 'arc-e2e-served';
+    const snapshot = () => {
+      const dir = tmpDir('model-engine');
+      cpSync(MODEL_DIR, dir, { recursive: true, filter: (src) => !/heldout/.test(src) });
+      return dir;
+    };
+    const env = { engine: undefined, model: undefined };
+    before(async () => {
+      try {
+        env.model = snapshot();
+        // As the README says for vLLM: --max-model-len at least decoder.contextLength + 1 (the
+        // engine counts prompt + max_tokens; the in-process decoder needs one position less).
+        const { decoder } = JSON.parse(readFileSync(join(env.model, 'arc-model.json'), 'utf8'));
+        env.engine = await h.startEngineServer({ name: 'engine-server', python: PYTHON, packageDir: env.model, servedModel: SERVED,
+          args: ['--max-model-len', String(decoder.contextLength + 1)] });
+      } catch (e) {
+        failures += 1;
+        throw e;
+      }
+    }, { timeout: 3 * 60_000 });
+    after(async () => {
+      await env.engine?.stop();
+    });
+    const w = instance('engine', {
+      get settings() {
+        return {
+          'arcContext.modelPath': env.model,
+          'arcContext.decoderBackend': 'vllm',
+          'arcContext.decoderUrl': env.engine.url,
+          'arcContext.servedModel': SERVED,
+          'chat.disableAIFeatures': false,
+        };
+      },
+    });
+    const stats = () => new RegExp(`decoder vllm @ ${env.engine.host.replace(/\./g, '\\.')} \\(server TTFT [^)]+\\)`);
+
+    it('(i) consent declined: the dialog names the host, nothing reaches the server, the message says so', async () => {
+      const { page } = w;
+      const chat = await openChat(page);
+      await chooseSource(chat, 'Workspace');
+      await askInChat(chat, 'What is the value of `TAX_RATE`?');
+      const dialog = await consentDialog(page);
+      assert.ok(dialog.includes(env.engine.host), `the consent dialog does not name ${env.engine.host}: "${dialog}"`);
+      assert.match(dialog, /vllm server/);
+      await h.screenshot(page, 'engine-consent');
+      await page.locator('.monaco-dialog-box .dialog-buttons .monaco-button', { hasText: 'Cancel' }).click();
+      assert.equal(await waitForCardState(chat, ['done', 'error', 'cancelled']), 'error', await lastCard(chat).textContent());
+      const err = (await lastCard(chat).locator('[data-testid="answer-error"]').textContent()) ?? '';
+      assert.match(err, /Nothing was sent/, `card error "${err}"`);
+      assert.ok(err.includes(env.engine.host), `the message does not name the host: "${err}"`);
+      // Declining is not a model error: no "could not load the model" notification, no error status.
+      assert.equal(await page.locator('.notifications-toasts .notification-toast', { hasText: 'could not load' }).count(), 0, 'a "could not load the model" notification');
+      assert.notEqual(await chat.locator('[data-testid="model-status"]').getAttribute('data-state'), 'error', 'the model status shows an error');
+      assert.deepEqual(env.engine.requests(), [], 'requests reached the engine server after consent was declined');
+      assert.deepEqual(await env.engine.served(), []);
+      await h.screenshot(page, 'engine-consent-declined');
+    });
+
+    it('(j) sidebar chat through the engine: consent allowed, the answers in every mode equal the in-process ones', async () => {
+      const { page } = w;
+      const chat = await openChat(page);
+      const question = 'What is the value of `TAX_RATE`?';
+      await askInChat(chat, question);
+      const dialog = await consentDialog(page);
+      assert.ok(dialog.includes(env.engine.host), dialog);
+      await page.locator('.monaco-dialog-box .dialog-buttons .monaco-button', { hasText: 'Allow' }).click();
+      assert.equal(await waitForCardState(chat, ['done', 'error', 'cancelled']), 'done', await lastCard(chat).textContent());
+      const card = lastCard(chat);
+      const line = (await card.locator('[data-testid="stats-line"]').textContent()) ?? '';
+      assert.match(line, stats(), `the stats line does not name the backend: "${line}"`);
+      await sameAnswer(card.locator('[data-testid="answer-text"]'), cliAnswer(env.model, 'mixed', question), 'sidebar, mixed');
+      const served = await env.engine.served();
+      assert.ok(served.length >= 1 && served.every((r) => r.path === '/v1/completions' && r.outcome === 'ok'), JSON.stringify(served));
+      await h.screenshot(page, 'engine-chat-answer');
+      // The other modes, asked through the card's Compare button, through the engine as well.
+      await card.locator('[data-testid="compare-answer"]').click();
+      await h.expectEventually(async () => {
+        const states = Object.fromEntries(await chat.locator('[data-testid="compare"] section.compare-col').evaluateAll((cols) => cols.map((c) => [c.getAttribute('data-mode'), c.getAttribute('data-state')])));
+        return ['arc', 'full', 'none'].every((m) => ['done', 'error', 'cancelled'].includes(states[m])) || `compare columns ${JSON.stringify(states)}`;
+      }, ANSWER_TIMEOUT, 300);
+      for (const mode of ['arc', 'full', 'none']) {
+        const col = chat.locator(`[data-testid="compare"] section.compare-col[data-mode="${mode}"]`).last();
+        assert.equal(await col.getAttribute('data-state'), 'done', `${mode}: ${await col.textContent()}`);
+        await sameAnswer(col.locator('[data-testid="answer-text"]'), cliAnswer(env.model, mode, question), `sidebar compare, ${mode}`);
+      }
+      assert.equal((await env.engine.served()).length, served.length + 3, 'each mode is one request to the engine');
+    });
+
+    it('(k) "Compress and Ask…" through the engine answers as the in-process decoder does', async () => {
+      const { page } = w;
+      const question = 'Which file defines `applyDiscount`?';
+      await h.runCommand(page, 'ARC: Compress and Ask…');
+      await h.pickQuickItem(page, '(1/2)', 'Workspace');
+      await h.answerInputBox(page, '(2/2)', question);
+      const panel = await h.frameWith(page, '[data-testid="panel-question"]');
+      const line = panel.locator('[data-testid="answer"] [data-testid="stats-line"]');
+      await line.waitFor({ timeout: ANSWER_TIMEOUT });
+      assert.match((await line.textContent()) ?? '', stats());
+      await sameAnswer(panel.locator('[data-testid="answer"] [data-testid="answer-text"]'), cliAnswer(env.model, 'mixed', question), 'Compress and Ask');
+      // Consent is asked once per host: no second dialog.
+      assert.equal(await page.locator('.monaco-dialog-box').count(), 0, 'a second consent dialog');
+      await h.screenshot(page, 'engine-compress-and-ask');
+    });
+
+    it('(l) `@arc /workspace` in the Chat view answers through the engine with the backend in its footer', async () => {
+      const { page } = w;
+      await h.runCommand(page, 'View: Close All Editors');
+      // A toast over the Chat view's input would take the click meant for it.
+      await h.runCommand(page, 'Notifications: Clear All Notifications');
+      await openVsCodeChat(page);
+      const question = 'What is the value of `LOW_STOCK_THRESHOLD`?';
+      const before = (await env.engine.served()).length;
+      const response = await sendVsCodeChat(page, `@arc /workspace ${question}`);
+      await chatCompleted(response);
+      const body = await response.locator('.value').innerText();
+      assert.match(body, stats(), `no backend in the footer of "${body}"`);
+      // The answer is what follows the progress summary ("Completed N steps in …") and precedes
+      // the "Read from:" anchors and the footer.
+      const shown = body.replace(/^\s*Completed \d+ steps?[^\n]*\n/, '').split(/\n\s*Read from:|\n\s*ARC mixed/)[0];
+      assert.equal(flat(shown), flat(renderedText(cliAnswer(env.model, 'mixed', question))), `@arc answer "${shown}"`);
+      assert.equal((await env.engine.served()).length, before + 1);
+      await h.screenshot(page, 'engine-chat-view');
     });
   });
 

@@ -211,6 +211,58 @@ export async function startCodeServer(tc, { name, vsix, workspace, settings = {}
   };
 }
 
+/**
+ * tools/engine_test_server.py (the stand-in for vLLM / SGLang) on a free loopback port, in its
+ * own process group under the same watchdog as code-server. `--verbose` makes it log every HTTP
+ * request line on stderr; `requests()` returns those lines (the suite's own /_test/ calls left
+ * out), so a test can tell that nothing at all reached the server.
+ */
+export async function startEngineServer({ name, python = '/usr/bin/python3', packageDir, servedModel, args = [] }) {
+  mkdirSync(TMP, { recursive: true });
+  const dir = mkdtempSync(join(TMP, `${name}-`));
+  const logFile = join(dir, 'engine-server.log');
+  const out = createWriteStream(logFile);
+  const child = spawn('bash', ['-c', WATCHDOG, 'engine-test-server', python,
+    join(ROOT, 'tools', 'engine_test_server.py'), '--package', packageDir, '--host', '127.0.0.1', '--port', '0',
+    '--test-controls', '--verbose', ...(servedModel ? ['--served-model-name', servedModel] : []), ...args,
+  ], { env: { ...process.env, OMP_NUM_THREADS: '1', ARC_E2E_OWNER: String(process.pid) }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  groups.add(child.pid);
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d.toString(); out.write(d); });
+  let exited = null;
+  child.on('exit', (code, signal) => { exited = code ?? signal; });
+  const started = Date.now();
+  const url = await new Promise((res, rej) => {
+    let buf = '';
+    const timer = setInterval(() => {
+      if (exited !== null) { clearInterval(timer); rej(new Error(`engine_test_server exited (${exited}):\n${stderr}`)); }
+      else if (Date.now() - started > 90_000) { clearInterval(timer); rej(new Error(`engine_test_server did not start in 90 s:\n${stderr}`)); }
+    }, 200);
+    child.stdout.on('data', (d) => {
+      out.write(d);
+      buf += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(buf);
+      if (m) { clearInterval(timer); res(m[1]); }
+    });
+  });
+  log(`[${name}] engine test server on ${url} (${((Date.now() - started) / 1000).toFixed(0)} s), log ${logFile}`);
+  return {
+    url, host: new URL(url).host, logFile,
+    /** Every request line the server logged, except the suite's own /_test/ calls. */
+    requests: () => [...stderr.matchAll(/^engine-test-server: "(\w+ \S+) HTTP\/[\d.]+" (\d+)/gm)]
+      .map((m) => `${m[1]} ${m[2]}`).filter((l) => !/ \/_test\//.test(l)),
+    /** The generation requests it served: path, outcome, tokens. */
+    async served() { return (await fetch(`${url}/_test/log`)).json(); },
+    async stop() {
+      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+      const until = Date.now() + 5000;
+      while (Date.now() < until && alive(child.pid)) await sleep(100);
+      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+      groups.delete(child.pid);
+    },
+  };
+}
+
 /** The extension's own log files (LogOutputChannel) under the server's user-data folder. */
 export function extensionLogs(server) {
   const r = spawnSync('bash', ['-c', `find "${server.userData}/logs" -type f -iname '*arc*' -exec sh -c 'echo "== $1"; tail -c 4000 "$1"' _ {} \\;`], { encoding: 'utf8' });
