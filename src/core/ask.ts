@@ -402,7 +402,8 @@ interface Costs {
 }
 
 function costsFor(model: ArcModel, refs: readonly ChunkRef[], mode: ContextMode): Costs {
-  const vectors = refs.map((r) => predictedVectors(model, r.tokens));
+  const byTokens: number[] = []; // token counts repeat (most chunks are full): one group rule each
+  const vectors = refs.map((r) => (byTokens[r.tokens] ??= predictedVectors(model, r.tokens)));
   const coster = compressedCoster(model);
   const compressed = mode === 'full' ? [] : refs.map((r, i) => coster(r.path, vectors[i]));
   if (mode === 'arc') return { text: null, decoderIds: null, vectors, compressed };
@@ -456,17 +457,28 @@ async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs:
   return out;
 }
 
+/** What planning reads of a chunk: its body only when ranking has no scores yet. */
+class PlanItem {
+  constructor(
+    private readonly ref: ChunkRef,
+    readonly cost: number,
+  ) {}
+  get path(): string {
+    return this.ref.path;
+  }
+  get origin(): ChunkRef['origin'] {
+    return this.ref.origin;
+  }
+  get body(): string {
+    return this.ref.body;
+  }
+}
+
 /** Stage 3: which chunks reach the decoder, and in which form (from token counts alone). */
 function plan(mode: ContextMode, g: Gathered, costs: Costs, question: string, budget: number, textBudget: number): ContextPlan {
   // Bodies are read only when ranking has no scores yet (a tree's refs read them on demand).
-  const rankable = (i: number) => {
-    const r = g.refs[i];
-    return { path: r.path, origin: r.origin, get body() { return r.body; } };
-  };
-  const withCost = (i: number, cost: number) => {
-    const r = g.refs[i];
-    return { path: r.path, origin: r.origin, cost, get body() { return r.body; } };
-  };
+  const rankable = (i: number) => new PlanItem(g.refs[i], 0);
+  const withCost = (i: number, cost: number) => new PlanItem(g.refs[i], cost);
   const compressedCost = (i: number) => costs.compressed[i];
   const textCost = (i: number) => (costs.text as number[])[i];
   const scores = g.scores ?? undefined;

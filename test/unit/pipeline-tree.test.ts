@@ -13,7 +13,7 @@ import { chunkFile, hashText, type ChunkOptions } from '../../src/core/context/c
 import { bm25Scores, clearLexiconMemo, LexicalIndex, lexiconsFor } from '../../src/core/context/lexicalIndex';
 import { bm25Normalized } from '../../src/core/context/select';
 import { collectSources, type SourceFile } from '../../src/core/context/sources';
-import { buildTreeIndex, decodeTreeIndex, encodeTreeIndex, RACY_MS, treeBm25, unchangedSince, type TreeSource } from '../../src/core/context/treeIndex';
+import { buildTreeIndex, decodeTreeIndex, encodeTreeIndex, RACY_MS, TREE_INDEX_FORMAT_VERSION, treeBm25, unchangedSince, type TreeSource } from '../../src/core/context/treeIndex';
 import type { AskEvent, AskRequest } from '../../src/core/types';
 import { LEXICAL_QUESTION } from './pipeline-lexical-child';
 import { fixtureTokenizer, hasTinyArc, runTs, TINY_ARC, tempDir, useTinyArc } from './pipeline-helpers';
@@ -150,7 +150,7 @@ test('ask(): a warm question reads no unchanged file; same-size edits with the o
     await agreesWithClean(root, cache, q); // stores stamps older than the margin
     const warm = await agreesWithClean(root, cache, q);
     assert.equal(unread(warm), n, 'every file vouched for by its stat');
-    assert.ok(readdirSync(path.join(cache, 'trees', 'v1')).some((f) => f.endsWith('.arct')));
+    assert.ok(readdirSync(path.join(cache, 'trees', `v${TREE_INDEX_FORMAT_VERSION}`)).some((f) => f.endsWith('.arct')));
     // The same size and the same mtime (restored): the ctime still moves.
     const before = statSync(target);
     const text = readFileSync(target, 'utf8');
@@ -188,7 +188,7 @@ test('ask(): a damaged tree entry is logged, deleted and rebuilt; answers stay t
     await agreesWithClean(root, cache, q);
     await settle();
     await agreesWithClean(root, cache, q);
-    const dir = path.join(cache, 'trees', 'v1');
+    const dir = path.join(cache, 'trees', `v${TREE_INDEX_FORMAT_VERSION}`);
     const entry = path.join(dir, readdirSync(dir).find((f) => f.endsWith('.arct')) as string);
     const damage: ((f: string) => void)[] = [
       (f) => truncateSync(f, 100),
@@ -233,7 +233,7 @@ test('several processes ask on one cache while files change: every answer equals
       // A file may change under a running question: it says so (ask again), nothing worse.
       for (const e of r.errors) assert.match(e, /changed while the question was being answered/);
     }
-    const dir = path.join(cache, 'trees', 'v1');
+    const dir = path.join(cache, 'trees', `v${TREE_INDEX_FORMAT_VERSION}`);
     for (const name of readdirSync(dir).filter((n) => n.endsWith('.arct'))) {
       const key = name.slice(0, 64);
       assert.ok(typeof decodeTreeIndex(key, readFileSync(path.join(dir, name))) !== 'string', name);

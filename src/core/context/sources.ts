@@ -218,6 +218,12 @@ export async function filterGitignored(root: string, relPaths: readonly string[]
   return { kept, ignored };
 }
 
+interface PendingRead {
+  shown: string;
+  abs: string;
+  result: Promise<ReadVerdict>;
+}
+
 interface WalkState {
   rootReal: string;
   prefix: string; // display prefix for multi-root requests ('' for one root)
@@ -227,6 +233,8 @@ interface WalkState {
   skips: SkipCounter;
   out: SourceFile[];
   unread: UnreadFile[];
+  /** Reads started and not yet applied, oldest first. */
+  pending: PendingRead[];
   unchanged?: (shown: string, stamp: FileStamp) => boolean;
   visitedDirs: Set<string>;
   scanned: number;
@@ -234,10 +242,9 @@ interface WalkState {
   onProgress?: (scanned: number) => void;
 }
 
-async function walkDir(st: WalkState, absDir: string, relDir: string, layers: IgnoreLayer[]): Promise<void> {
+/** `realDir`: absDir with symbolic links resolved (a folder's identity for the loop check). */
+async function walkDir(st: WalkState, absDir: string, relDir: string, layers: IgnoreLayer[], realDir: string): Promise<void> {
   checkAborted(st.signal);
-  const own = await loadGitignore(absDir, relDir);
-  const active = own ? [...layers, own] : layers;
   let entries;
   try {
     entries = await readdir(absDir, { withFileTypes: true });
@@ -245,11 +252,14 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
     st.skips.add(st.prefix + (relDir || '.') + '/', 'unreadable');
     return;
   }
+  // Only folders that list a .gitignore are asked for one.
+  const own = entries.some((e) => e.name === '.gitignore') ? await loadGitignore(absDir, relDir) : null;
+  const active = own ? [...layers, own] : layers;
   // Byte order, not locale order: the same tree must give the same chunk order everywhere.
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  // This folder's files are read together (libuv's pool overlaps them); their results and skips
-  // are applied in name order afterwards, so the outcome is the same as reading one by one.
-  const reads: { shown: string; abs: string; result: Promise<ReadVerdict> }[] = [];
+  // Files are read (or stat-ed) ahead across folders (libuv's pool overlaps them); their results
+  // and skips are applied in the order found (st.pending), and the kept files are sorted at the end.
+  const reads = st.pending;
   for (const ent of entries) {
     const rel = relDir === '' ? ent.name : `${relDir}/${ent.name}`;
     const abs = path.join(absDir, ent.name);
@@ -296,10 +306,11 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
         continue;
       }
       // A link back up the tree would loop forever; a link to a sibling would duplicate it.
-      const key = await realpath(realAbs).catch(() => realAbs);
+      // A folder that is not a link is its real parent's real path plus its name.
+      const key = realAbs === abs ? path.join(realDir, ent.name) : realAbs;
       if (st.visitedDirs.has(key)) continue;
       st.visitedDirs.add(key);
-      await walkDir(st, abs, rel, active);
+      await walkDir(st, abs, rel, active, key);
       continue;
     }
     if (!isFile) continue; // sockets, fifos, devices: not text sources
@@ -308,16 +319,16 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
       continue;
     }
     reads.push({ shown, abs, result: readVerdict(shown, realAbs, st.maxFileBytes, st.unchanged) });
-    if (reads.length >= READ_AHEAD) await flushReads(st, reads);
+    if (reads.length >= READ_AHEAD) await flushReads(st, reads, READ_AHEAD >> 1);
   }
-  await flushReads(st, reads);
 }
 
-/** Files read ahead within one folder. */
-const READ_AHEAD = 32;
+/** Files read (or stat-ed) ahead. */
+const READ_AHEAD = 64;
 
-async function flushReads(st: WalkState, reads: { shown: string; abs: string; result: Promise<ReadVerdict> }[]): Promise<void> {
-  for (const r of reads.splice(0)) {
+/** Applies the oldest pending reads until at most `keep` are left in flight. */
+async function flushReads(st: WalkState, reads: PendingRead[], keep = 0): Promise<void> {
+  for (const r of reads.splice(0, Math.max(0, reads.length - keep))) {
     const v = await r.result;
     if (v.ok === 'unchanged') st.unread.push({ path: r.shown, absPath: r.abs, stamp: v.stamp });
     else if (v.ok) st.out.push({ path: r.shown, absPath: r.abs, text: v.text, startLine: 1, origin: 'workspace', ...(v.stamp ? { stamp: v.stamp } : {}) });
@@ -412,13 +423,20 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
       skips,
       out: scannedFiles,
       unread,
+      pending: [],
       unchanged: opts.unchanged,
       visitedDirs: new Set([rootReal]),
       scanned: 0,
       signal: opts.signal,
       onProgress: opts.onProgress ? (n) => opts.onProgress?.(scanned + n) : undefined,
     };
-    await walkDir(st, rootAbs, '', await loadInfoExclude(rootAbs));
+    try {
+      await walkDir(st, rootAbs, '', await loadInfoExclude(rootAbs), rootReal);
+      await flushReads(st, st.pending);
+    } finally {
+      // Cancelled: let reads in flight settle (unobserved) before the error goes up.
+      for (const r of st.pending.splice(0)) void r.result.catch(() => {});
+    }
     scanned += st.scanned;
   }
 

@@ -27,7 +27,7 @@ import { isErrno, writeStoreEntry } from './cache';
 import type { FileLexicon } from './lexicalIndex';
 import { codeTerms } from './select';
 
-export const TREE_INDEX_FORMAT_VERSION = 1;
+export const TREE_INDEX_FORMAT_VERSION = 2;
 const MAGIC = 0x54435241; // "ARCT" read as little-endian u32
 const HEADER_BYTES = 80; // magic, version, payload bytes, reserved, key[32], checksum[32]
 const CHECKSUM_OFFSET = 48;
@@ -70,6 +70,13 @@ export interface TreeIndexData {
   /** Postings of term i: postings[postOff[i] .. postOff[i+1]) as (chunk, count) pairs. */
   postOff: Uint32Array;
   postings: Uint32Array;
+  /** Per file: distinct search terms of its path (the `path` field length). */
+  pathLength: Uint32Array;
+  /** The same for path terms: sorted terms, and (file, count) pairs per term. */
+  pathTermBlob: Buffer;
+  pathTermOff: Uint32Array;
+  pathPostOff: Uint32Array;
+  pathPostings: Uint32Array;
 }
 
 export function chunkCount(t: TreeIndexData): number {
@@ -164,6 +171,40 @@ export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number
       }
     }
   }
+  const body = termTables(postingsOf);
+  // Path terms, as MiniSearch indexes the `path` field: counts per file, field length = distinct terms.
+  const pathPostingsOf = new Map<string, number[]>();
+  const pathLength = new Uint32Array(files.length);
+  files.forEach((f, k) => {
+    const counts = new Map<string, number>();
+    for (const w of codeTerms(f.path)) counts.set(w, (counts.get(w) ?? 0) + 1);
+    pathLength[k] = counts.size;
+    for (const [w, n] of counts) {
+      const list = pathPostingsOf.get(w);
+      if (list) list.push(k, n);
+      else pathPostingsOf.set(w, [k, n]);
+    }
+  });
+  const paths = termTables(pathPostingsOf);
+  return {
+    takenAtMs,
+    files,
+    chunks,
+    hashes,
+    termBlob: body.blob,
+    termOff: body.termOff,
+    postOff: body.postOff,
+    postings: body.postings,
+    pathLength,
+    pathTermBlob: paths.blob,
+    pathTermOff: paths.termOff,
+    pathPostOff: paths.postOff,
+    pathPostings: paths.postings,
+  };
+}
+
+/** Sorted term table and postings from term -> pairs. */
+function termTables(postingsOf: Map<string, number[]>): { blob: Buffer; termOff: Uint32Array; postOff: Uint32Array; postings: Uint32Array } {
   const terms = [...postingsOf.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const termOff = new Uint32Array(terms.length + 1);
   const postOff = new Uint32Array(terms.length + 1);
@@ -177,13 +218,13 @@ export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number
   });
   termOff[terms.length] = blobLen;
   postOff[terms.length] = postLen;
-  const termBlob = Buffer.alloc(blobLen);
+  const blob = Buffer.alloc(blobLen);
   const postings = new Uint32Array(postLen);
   terms.forEach((t, j) => {
-    termBlob.write(t, termOff[j], 'latin1');
+    blob.write(t, termOff[j], 'latin1');
     postings.set(postingsOf.get(t) as number[], postOff[j]);
   });
-  return { takenAtMs, files, chunks, hashes, termBlob, termOff, postOff, postings };
+  return { blob, termOff, postOff, postings };
 }
 
 function pickStamp(s: FileStamp): FileStamp {
@@ -206,12 +247,17 @@ export function encodeTreeIndex(key: string, t: TreeIndexData): Buffer {
   const head = Buffer.alloc(4);
   head.writeUInt32LE(json.length, 0);
   parts.push(head, json, Buffer.alloc(align4(json.length) - json.length));
-  const counts = Buffer.alloc(16);
+  const counts = Buffer.alloc(28);
   counts.writeUInt32LE(nChunks, 0);
   counts.writeUInt32LE(nTerms, 4);
   counts.writeUInt32LE(t.termBlob.length, 8);
   counts.writeUInt32LE(t.postings.length, 12);
-  parts.push(counts, u32(t.chunks), t.hashes, u32(t.termOff), u32(t.postOff), u32(t.postings), t.termBlob);
+  counts.writeUInt32LE(t.pathTermOff.length - 1, 16);
+  counts.writeUInt32LE(t.pathTermBlob.length, 20);
+  counts.writeUInt32LE(t.pathPostings.length, 24);
+  parts.push(counts, u32(t.chunks), t.hashes, u32(t.termOff), u32(t.postOff), u32(t.postings), u32(t.pathLength), u32(t.pathTermOff), u32(t.pathPostOff), u32(t.pathPostings));
+  const blobs = Buffer.concat([t.termBlob, t.pathTermBlob]);
+  parts.push(blobs);
   const payload = Buffer.concat(parts);
   const buf = Buffer.alloc(HEADER_BYTES + payload.length);
   buf.writeUInt32LE(MAGIC, 0);
@@ -252,9 +298,9 @@ export function decodeTreeIndex(key: string, buf: Buffer): TreeIndexData | strin
     need(jsonLen);
     const raw = JSON.parse(payload.toString('utf8', o, o + jsonLen)) as { takenAtMs?: unknown; files?: unknown };
     o = align4(o + jsonLen);
-    need(16);
-    const [nChunks, nTerms, blobLen, nPost] = [0, 4, 8, 12].map((d) => payload.readUInt32LE(o + d));
-    o += 16;
+    need(28);
+    const [nChunks, nTerms, blobLen, nPost, nPathTerms, pathBlobLen, nPathPost] = [0, 4, 8, 12, 16, 20, 24].map((d) => payload.readUInt32LE(o + d));
+    o += 28;
     const view = (n: number) => {
       need(n * 4);
       const a = new Uint32Array(payload.buffer, payload.byteOffset + o, n);
@@ -268,9 +314,16 @@ export function decodeTreeIndex(key: string, buf: Buffer): TreeIndexData | strin
     const termOff = view(nTerms + 1);
     const postOff = view(nTerms + 1);
     const postings = view(nPost);
-    need(blobLen);
+    const files0 = Array.isArray(raw.files) ? raw.files.length : 0;
+    const pathLength = view(files0);
+    const pathTermOff = view(nPathTerms + 1);
+    const pathPostOff = view(nPathTerms + 1);
+    const pathPostings = view(nPathPost);
+    need(blobLen + pathBlobLen);
     const termBlob = payload.subarray(o, o + blobLen);
     o += blobLen;
+    const pathTermBlob = payload.subarray(o, o + pathBlobLen);
+    o += pathBlobLen;
     if (o !== payload.length) return 'trailing bytes';
     if (!isUint(raw.takenAtMs) || !Array.isArray(raw.files)) return 'malformed payload';
     const files: TreeFile[] = [];
@@ -285,7 +338,8 @@ export function decodeTreeIndex(key: string, buf: Buffer): TreeIndexData | strin
     }
     if (next !== nChunks) return 'chunk count mismatch';
     if (termOff[nTerms] !== blobLen || postOff[nTerms] !== nPost || nPost % 2 !== 0) return 'term tables mismatch';
-    return { takenAtMs: raw.takenAtMs, files, chunks, hashes, termBlob, termOff, postOff, postings };
+    if (pathTermOff[nPathTerms] !== pathBlobLen || pathPostOff[nPathTerms] !== nPathPost || nPathPost % 2 !== 0) return 'path term tables mismatch';
+    return { takenAtMs: raw.takenAtMs, files, chunks, hashes, termBlob, termOff, postOff, postings, pathLength, pathTermBlob, pathTermOff, pathPostOff, pathPostings };
   } catch (e) {
     return `unreadable payload (${(e as Error).message})`;
   }
@@ -326,13 +380,17 @@ export async function storeTreeIndex(cacheDir: string, key: string, t: TreeIndex
 
 /** Index of `term` in the sorted term table, or -1. */
 export function findTreeTerm(t: TreeIndexData, term: string): number {
+  return findIn(t.termBlob, t.termOff, term);
+}
+
+function findIn(blob: Buffer, termOff: Uint32Array, term: string): number {
   const want = Buffer.from(term, 'latin1');
   if (want.toString('latin1') !== term) return -1; // not latin1: no such term is stored
   let lo = 0;
-  let hi = t.termOff.length - 2;
+  let hi = termOff.length - 2;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
-    const c = t.termBlob.compare(want, 0, want.length, t.termOff[mid], t.termOff[mid + 1]);
+    const c = blob.compare(want, 0, want.length, termOff[mid], termOff[mid + 1]);
     if (c === 0) return mid;
     if (c < 0) lo = mid + 1;
     else hi = mid - 1;
@@ -370,17 +428,12 @@ export function treeBm25(t: TreeIndexData, question: string): Float64Array {
   const out = new Float64Array(total);
   const query = codeTerms(question);
   if (total === 0 || query.length === 0) return out;
-  const pathTf = t.files.map((f) => {
-    const counts = new Map<string, number>();
-    for (const w of codeTerms(f.path)) counts.set(w, (counts.get(w) ?? 0) + 1);
-    return counts;
-  });
   // Running averages in document order, as bm25Scores (and MiniSearch) compute them.
   let avgPath = 0;
   let avgBody = 0;
   let count = 0;
   t.files.forEach((f, k) => {
-    const pl = pathTf[k].size;
+    const pl = t.pathLength[k];
     for (let i = 0; i < f.chunkCount; i++) {
       avgPath = (avgPath * count + pl) / (count + 1);
       avgBody = (avgBody * count + t.chunks[(f.firstChunk + i) * CF + 5]) / (count + 1);
@@ -404,14 +457,17 @@ export function treeBm25(t: TreeIndexData, question: string): Float64Array {
         termScore[doc] = s;
       } else termScore[doc] = termScore[doc] + s;
     };
-    let pathCount = 0;
-    for (let k = 0; k < t.files.length; k++) if (pathTf[k].has(term)) pathCount += t.files[k].chunkCount;
-    if (pathCount > 0) {
-      for (let k = 0; k < t.files.length; k++) {
-        const tf = pathTf[k].get(term);
-        if (tf === undefined) continue;
+    const pj = findIn(t.pathTermBlob, t.pathTermOff, term);
+    if (pj >= 0) {
+      const from = t.pathPostOff[pj];
+      const to = t.pathPostOff[pj + 1];
+      let pathCount = 0;
+      for (let q = from; q < to; q += 2) pathCount += t.files[t.pathPostings[q]].chunkCount;
+      // Files in document order, as bm25Scores visits them.
+      for (let q = from; q < to; q += 2) {
+        const k = t.pathPostings[q];
         const f = t.files[k];
-        const s = PATH_BOOST * bm25(tf, pathCount, total, pathTf[k].size, avgPath);
+        const s = PATH_BOOST * bm25(t.pathPostings[q + 1], pathCount, total, t.pathLength[k], avgPath);
         for (let i = 0; i < f.chunkCount; i++) touch(f.firstChunk + i, s);
       }
     }
