@@ -1,7 +1,8 @@
 // Collects the text sources a question is asked about: folder trees (respecting .gitignore,
 // include/exclude globs, size and content checks) plus files, open editors and selections
 // given by the caller. No editor API here: the caller hands in SourceInput objects.
-import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { readdirSync, statSync } from 'node:fs';
+import { lstat, readFile, realpath, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import ignore, { type Ignore } from 'ignore';
 import picomatch from 'picomatch';
@@ -247,7 +248,10 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
   checkAborted(st.signal);
   let entries;
   try {
-    entries = await readdir(absDir, { withFileTypes: true });
+    // Synchronous on purpose: a folder listing from the page cache takes microseconds, a trip
+    // through libuv's pool per folder takes far longer on a busy machine, and folders are walked
+    // one after another (a tree of thousands of folders is what a warm question waits on).
+    entries = readdirSync(absDir, { withFileTypes: true });
   } catch {
     st.skips.add(st.prefix + (relDir || '.') + '/', 'unreadable');
     return;
@@ -344,7 +348,8 @@ async function readVerdict(shown: string, abs: string, maxBytes: number, unchang
   let buf: Buffer;
   let stamp: FileStamp;
   try {
-    const s = await stat(abs);
+    // Synchronous for the same reason as the folder listing: metadata from the cache, no pool trip.
+    const s = statSync(abs);
     stamp = { size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, ino: s.ino };
     if (s.size > maxBytes) return { ok: false, reason: 'too-large' };
     if (unchanged?.(shown, stamp)) return { ok: 'unchanged', stamp };
