@@ -302,6 +302,23 @@ export interface BenchResult {
   scaling?: ScalingSection | Skipped;
 }
 
+/**
+ * Other runs BENCHMARKS.md shows beside the main one (bench/report-companions.json; paths relative
+ * to the package): `realistic` - a latency run on a decoder of realistic shape (section 7);
+ * `scaling` - runs whose scaling trees join section 6 (a tree size measured on its own, or after
+ * the main run).
+ */
+export interface Companions {
+  realistic?: string;
+  scaling?: string[];
+}
+
+/** A companion run as read: its file and its result. */
+export interface CompanionRun {
+  file: string;
+  result: BenchResult;
+}
+
 export function isSkipped<T extends object>(v: T | Skipped): v is Skipped {
   return typeof (v as Skipped).skipped === 'string';
 }
