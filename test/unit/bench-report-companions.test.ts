@@ -1,0 +1,57 @@
+// BENCHMARKS.md's sections 6 and 7 from companion runs (bench/report-companions.json): generated
+// from the result JSONs, nothing typed by hand.
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { loadCompanions, renderMarkdown, renderRealistic, renderScalingRuns } from '../../bench/report';
+import type { BenchResult } from '../../bench/types';
+import { tempDir } from './pipeline-helpers';
+
+const REPO = path.resolve(__dirname, '../..');
+const REALISTIC = 'bench/results/2026-12-01T23-32-52Z-realistic-103m.json';
+const SCALING = 'bench/results/2026-12-02T00-00-51Z-scaling-50mb.json';
+const read = (rel: string) => JSON.parse(readFileSync(path.join(REPO, rel), 'utf8')) as BenchResult;
+
+test('section 7 is rendered from the realistic run: one row per size, ratios and positions from its JSON', () => {
+  const r = read(REALISTIC);
+  const md = renderRealistic({ file: REALISTIC, result: r, svg: 'bench/x.svg' });
+  assert.match(md, /^## 7\./);
+  assert.match(md, /Random weights/);
+  assert.ok(!('skipped' in r.latency));
+  if ('skipped' in r.latency) return;
+  for (const s of r.latency.sizes) {
+    const row = md.split('\n').find((l) => l.startsWith(`| ${s.sourceTokens} |`));
+    assert.ok(row, `row for ${s.sourceTokens}`);
+    assert.ok(row.includes(`${s.arcWarm.ttftMs.median.toFixed(0)} ms`));
+    if (s.ratios) assert.ok(row.includes(s.ratios.ttftFullOverArcWarm.toFixed(2)));
+  }
+  assert.match(md, /!\[.*\]\(bench\/x\.svg\)/);
+});
+
+test('section 6 joins the trees of several runs, each row naming its run', () => {
+  const main = read('bench/results/latest.json');
+  const extra = read(SCALING);
+  const runs = [main, extra].flatMap((result, k) => (result.scaling && !('skipped' in result.scaling) ? [{ file: k === 0 ? 'main.json' : SCALING, result, section: result.scaling }] : []));
+  const md = renderScalingRuns(runs);
+  assert.match(md, /\| 50\.00 MB \|.*\| \[2\] \|/);
+  assert.match(md, /\[2\] `bench\/results\/2026-12-02T00-00-51Z-scaling-50mb\.json`/);
+});
+
+test('companions are read from bench/report-companions.json; the header names every run', () => {
+  const t = tempDir('report-companions');
+  try {
+    mkdirSync(path.join(t.dir, 'bench', 'results'), { recursive: true });
+    for (const rel of [REALISTIC, SCALING]) writeFileSync(path.join(t.dir, rel), readFileSync(path.join(REPO, rel)));
+    writeFileSync(path.join(t.dir, 'bench', 'report-companions.json'), JSON.stringify({ realistic: REALISTIC, scaling: [SCALING] }));
+    const c = loadCompanions(t.dir);
+    assert.equal(c.realistic?.file, REALISTIC);
+    assert.deepEqual(c.scaling?.map((s) => s.file), [SCALING]);
+    const md = renderMarkdown(read('bench/results/latest.json'), 'bench/results/latest.json', null, { realistic: { ...c.realistic!, svg: null }, scaling: c.scaling });
+    assert.match(md, /and the runs named in `bench\/report-companions\.json`/);
+    assert.match(md, /## 7\./);
+    assert.deepEqual(loadCompanions(path.join(t.dir, 'nothing-here')), {});
+  } finally {
+    t.cleanup();
+  }
+});
