@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { hashText, renderHeader, type Chunk, type ChunkOptions } from './context/chunker';
 import { chunkFileIndexed, openChunkIndex, type ChunkIndex } from './context/chunkIndex';
 import { compressChunks } from './context/compress';
-import { LexicalIndex, lexicalIndexCap, lexiconsFor, type FileLexicon } from './context/lexicalIndex';
+import { bm25Scores, bodyOf, LexicalIndex, lexicalIndexCap, lexiconsFor, type FileLexicon } from './context/lexicalIndex';
 import { planArc, planFull, planMixedFor, type ContextPlan } from './context/plan';
 import { boostScores, quotedIdentifiers } from './context/select';
 import { classifyContent, collectSources, DEFAULT_MAX_FILE_BYTES, type SkipReport, type SourceFile, type UnreadFile } from './context/sources';
@@ -269,7 +269,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
   let message: string;
   let docs: Doc[];
   let texts: DocTexts;
-  if (useTree) {
+  if (useTree && key !== null) {
     // Documents in path order (then start line), as collectSources orders its files.
     docs = [];
     {
@@ -298,7 +298,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
       const lexOf = new Map(collected.files.map((f, k) => [f, r.files[k].lexicon]));
       const NO_STAMP = { size: 0, mtimeMs: 0, ctimeMs: 0, ino: 0 };
       const sources: TreeSource[] = [];
-      let storable = key !== null;
+      let storable = true;
       for (const d of docs) {
         if ('unread' in d) sources.push({ path: d.unread.path, stamp: d.unread.stamp, textHash: d.textHash, from: old as TreeIndexData, fileIdx: (oldAt as Map<string, number>).get(d.unread.path) as number });
         else {
@@ -309,11 +309,9 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
         }
       }
       tree = buildTreeIndex(sources, scanStart);
-      if (key) {
-        // Only what the scan read from disk goes into the snapshot; caller-given texts do not.
-        const stored = storable ? tree : buildTreeIndex(sources.filter((_, k) => { const d = docs[k]; return 'unread' in d || (d.file.stamp !== undefined && d.file.origin === 'workspace' && d.file.startLine === 1); }), scanStart);
-        await storeTree(options.cacheDir as string, key, stored, log);
-      }
+      // Only what the scan read from disk goes into the snapshot; caller-given texts do not.
+      const stored = storable ? tree : buildTreeIndex(sources.filter((_, k) => { const d = docs[k]; return 'unread' in d || (d.file.stamp !== undefined && d.file.origin === 'workspace' && d.file.startLine === 1); }), scanStart);
+      await storeTree(options.cacheDir as string, key, stored, log);
     }
     const header = (k: number) => renderHeader(chunkOpts.header, 'file' in docs[k] ? (docs[k] as { file: SourceFile }).file.path : (docs[k] as { unread: UnreadFile }).unread.path);
     refs = [];
@@ -333,6 +331,25 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
     const items = refs.map((r, i) => (candidates === null || candidates.has(i) ? r : { path: r.path, origin: r.origin, body: '' }));
     scores = Float64Array.from(boostScores(items, bm25, question));
     message = `${refs.length} chunks from ${docs.length} files${fromIndex > 0 ? ` (${fromIndex} unchanged, read from the index)` : ''}`;
+  } else if (useTree) {
+    // Caller-given files only (the extension lists the workspace itself): no tree to snapshot;
+    // per-file lexical entries for unchanged files, BM25 over them.
+    const files = collected.files;
+    docs = files.map((file) => ({ file }));
+    texts = new DocTexts(docs);
+    const lexical = new LexicalIndex(options.cacheDir as string, (chunkIndex as ChunkIndex).identity, { maxBytes: options.cacheMaxBytes !== undefined ? lexicalIndexCap(options.cacheMaxBytes) : undefined, log });
+    const r = await lexiconsFor(files, model.tokenizer, chunkOpts, chunkIndex, lexical, signal);
+    throwIfAborted(signal, 'Indexing files');
+    refs = r.files.flatMap((lf, k) => {
+      const f = files[k];
+      const header = renderHeader(chunkOpts.header, f.path);
+      return lf.lexicon.chunks.map((m) => {
+        const body = bodyOf(f, m);
+        return { path: f.path, absPath: f.absPath, origin: f.origin, startLine: m.startLine, endLine: m.endLine, body, text: header + body, hash: m.hash, tokens: m.tokens, file: k };
+      });
+    });
+    scores = Float64Array.from(boostScores(refs, bm25Scores(r.files, question), question));
+    message = `${refs.length} chunks from ${files.length} files${r.fromIndex > 0 ? ` (${r.fromIndex} unchanged, read from the index)` : ''}`;
   } else {
     // No lexical index (no cache folder, or a tokenizer not loaded from a file): every chunk
     // is made here anyway, so keep them; ranking builds its search index from the bodies.

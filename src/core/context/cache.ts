@@ -7,7 +7,7 @@
 // share one directory: writes never collide (unique temp names), reads tolerate files that
 // vanish, and the eviction pass takes a lock so only one process trims at a time.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import * as path from 'node:path';
 import { lock } from 'proper-lockfile';
@@ -175,14 +175,26 @@ export class VectorCache {
 }
 
 /**
- * Writes a store entry so that readers never see a partial file: a uniquely named temp file
- * beside it, then a rename over it (the temp file is removed when that fails).
+ * Writes a store entry (one buffer, or parts written in order) so that readers never see a
+ * partial file: a uniquely named temp file beside it, then a rename over it (the temp file is
+ * removed when that fails).
  */
-export async function writeStoreEntry(file: string, buf: Buffer): Promise<void> {
+export async function writeStoreEntry(file: string, buf: Buffer | Buffer[]): Promise<void> {
   const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(tmp, buf, { flag: 'wx' });
+    if (Buffer.isBuffer(buf)) await writeFile(tmp, buf, { flag: 'wx' });
+    else {
+      // Parts one after another (a large entry is not joined into one more buffer first).
+      const fh = await open(tmp, 'wx');
+      try {
+        for (const part of buf) {
+          for (let at = 0; at < part.length; ) at += (await fh.write(part, at, part.length - at)).bytesWritten;
+        }
+      } finally {
+        await fh.close();
+      }
+    }
     await renameWithRetry(tmp, file);
   } catch (e) {
     await unlink(tmp).catch(() => {});

@@ -121,13 +121,21 @@ export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number
   const chunks = new Uint32Array(total * CF);
   const hashes = Buffer.alloc(total * 32);
   const files: TreeFile[] = [];
-  const postingsOf = new Map<string, number[]>();
-  const add = (term: string, chunk: number, n: number) => {
-    const list = postingsOf.get(term);
-    if (list) list.push(chunk, n);
-    else postingsOf.set(term, [chunk, n]);
+  // Body postings in two passes, sizes first, then straight into one typed array (a large tree
+  // has millions of postings: no JS array per term).
+  const termId = new Map<string, number>();
+  const sizes: number[] = [];
+  const idOf = (term: string): number => {
+    let id = termId.get(term);
+    if (id === undefined) {
+      id = sizes.length;
+      termId.set(term, id);
+      sizes.push(0);
+    }
+    return id;
   };
-  // Terms of older trees, decoded once per tree; chunk renumbering per old tree.
+  const fromLexicons: { lex: FileLexicon; first: number; ids: Int32Array }[] = [];
+  // Chunk renumbering per older tree.
   const oldTrees = new Map<TreeIndexData, Int32Array>();
   let c = 0;
   sources.forEach((s, k) => {
@@ -138,10 +146,12 @@ export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number
         chunks.set([m.startLine, m.endLine, m.bodyStart, m.bodyEnd, m.tokens, m.bodyLength, k], (first + i) * CF);
         hashes.write(m.hash, (first + i) * 32, 32, 'hex');
       });
+      const ids = new Int32Array(lex.terms.length);
       lex.terms.forEach((t, j) => {
-        const p = lex.postings[j];
-        for (let q = 0; q < p.length; q += 2) add(t, first + p[q], p[q + 1]);
+        ids[j] = idOf(t);
+        sizes[ids[j]] += lex.postings[j].length;
       });
+      fromLexicons.push({ lex, first, ids });
       c += lex.chunks.length;
     } else {
       const old = s.from;
@@ -159,19 +169,63 @@ export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number
     }
     files.push({ path: s.path, ...pickStamp(s.stamp), textHash: s.textHash, firstChunk: first, chunkCount: c - first });
   });
+  const oldIds = new Map<TreeIndexData, Int32Array>();
   for (const [old, map] of oldTrees) {
     const nTerms = old.termOff.length - 1;
+    const ids = new Int32Array(nTerms).fill(-1);
     for (let j = 0; j < nTerms; j++) {
-      let term: string | null = null;
-      for (let q = old.postOff[j]; q < old.postOff[j + 1]; q += 2) {
-        const to = map[old.postings[q]];
-        if (to < 0) continue;
-        term ??= old.termBlob.toString('latin1', old.termOff[j], old.termOff[j + 1]);
-        add(term, to, old.postings[q + 1]);
+      let kept = 0;
+      for (let q = old.postOff[j]; q < old.postOff[j + 1]; q += 2) if (map[old.postings[q]] >= 0) kept += 2;
+      if (kept === 0) continue;
+      ids[j] = idOf(old.termBlob.toString('latin1', old.termOff[j], old.termOff[j + 1]));
+      sizes[ids[j]] += kept;
+    }
+    oldIds.set(old, ids);
+  }
+  const terms = [...termId.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const rankOf = new Int32Array(terms.length);
+  const termOff = new Uint32Array(terms.length + 1);
+  const postOff = new Uint32Array(terms.length + 1);
+  let blobLen = 0;
+  let postLen = 0;
+  terms.forEach((t, r) => {
+    const id = termId.get(t) as number;
+    rankOf[id] = r;
+    termOff[r] = blobLen;
+    postOff[r] = postLen;
+    blobLen += t.length;
+    postLen += sizes[id];
+  });
+  termOff[terms.length] = blobLen;
+  postOff[terms.length] = postLen;
+  const termBlob = Buffer.alloc(blobLen);
+  terms.forEach((t, r) => termBlob.write(t, termOff[r], 'latin1'));
+  const postings = new Uint32Array(postLen);
+  const cursor = postOff.slice(0, terms.length);
+  for (const { lex, first, ids } of fromLexicons) {
+    for (let j = 0; j < ids.length; j++) {
+      const r = rankOf[ids[j]];
+      const p = lex.postings[j];
+      for (let q = 0; q < p.length; q += 2) {
+        postings[cursor[r]++] = first + p[q];
+        postings[cursor[r]++] = p[q + 1];
       }
     }
   }
-  const body = termTables(postingsOf);
+  for (const [old, map] of oldTrees) {
+    const ids = oldIds.get(old) as Int32Array;
+    for (let j = 0; j < ids.length; j++) {
+      if (ids[j] < 0) continue;
+      const r = rankOf[ids[j]];
+      for (let q = old.postOff[j]; q < old.postOff[j + 1]; q += 2) {
+        const to = map[old.postings[q]];
+        if (to < 0) continue;
+        postings[cursor[r]++] = to;
+        postings[cursor[r]++] = old.postings[q + 1];
+      }
+    }
+  }
+  const body = { blob: termBlob, termOff, postOff, postings };
   // Path terms, as MiniSearch indexes the `path` field: counts per file, field length = distinct terms.
   const pathPostingsOf = new Map<string, number[]>();
   const pathLength = new Uint32Array(files.length);
@@ -238,15 +292,20 @@ function align4(n: number): number {
 }
 
 export function encodeTreeIndex(key: string, t: TreeIndexData): Buffer {
+  return Buffer.concat(encodeTreeIndexParts(key, t));
+}
+
+/** The entry as consecutive parts (header first), so that a large tree is written without one more copy of it. */
+export function encodeTreeIndexParts(key: string, t: TreeIndexData): Buffer[] {
   if (!/^[0-9a-f]{64}$/.test(key)) throw new Error(`Invalid tree index key ${key}`);
   const json = Buffer.from(JSON.stringify({ takenAtMs: t.takenAtMs, files: t.files.map((f) => [f.path, f.size, f.mtimeMs, f.ctimeMs, f.ino, f.textHash, f.firstChunk, f.chunkCount]) }), 'utf8');
   const nChunks = chunkCount(t);
   const nTerms = t.termOff.length - 1;
   const parts: Buffer[] = [];
   const u32 = (a: Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-  const head = Buffer.alloc(4);
-  head.writeUInt32LE(json.length, 0);
-  parts.push(head, json, Buffer.alloc(align4(json.length) - json.length));
+  const jsonLen = Buffer.alloc(4);
+  jsonLen.writeUInt32LE(json.length, 0);
+  parts.push(jsonLen, json, Buffer.alloc(align4(json.length) - json.length));
   const counts = Buffer.alloc(28);
   counts.writeUInt32LE(nChunks, 0);
   counts.writeUInt32LE(nTerms, 4);
@@ -256,17 +315,17 @@ export function encodeTreeIndex(key: string, t: TreeIndexData): Buffer {
   counts.writeUInt32LE(t.pathTermBlob.length, 20);
   counts.writeUInt32LE(t.pathPostings.length, 24);
   parts.push(counts, u32(t.chunks), t.hashes, u32(t.termOff), u32(t.postOff), u32(t.postings), u32(t.pathLength), u32(t.pathTermOff), u32(t.pathPostOff), u32(t.pathPostings));
-  const blobs = Buffer.concat([t.termBlob, t.pathTermBlob]);
-  parts.push(blobs);
-  const payload = Buffer.concat(parts);
-  const buf = Buffer.alloc(HEADER_BYTES + payload.length);
-  buf.writeUInt32LE(MAGIC, 0);
-  buf.writeUInt32LE(TREE_INDEX_FORMAT_VERSION, 4);
-  buf.writeUInt32LE(payload.length, 8);
-  buf.write(key, 16, 32, 'hex');
-  payload.copy(buf, HEADER_BYTES);
-  checksum(buf).copy(buf, CHECKSUM_OFFSET);
-  return buf;
+  parts.push(t.termBlob, t.pathTermBlob);
+  const payloadBytes = parts.reduce((n, p) => n + p.length, 0);
+  const head = Buffer.alloc(HEADER_BYTES);
+  head.writeUInt32LE(MAGIC, 0);
+  head.writeUInt32LE(TREE_INDEX_FORMAT_VERSION, 4);
+  head.writeUInt32LE(payloadBytes, 8);
+  head.write(key, 16, 32, 'hex');
+  const h = createHash('sha256').update(head.subarray(0, CHECKSUM_OFFSET));
+  for (const p of parts) h.update(p);
+  h.digest().copy(head, CHECKSUM_OFFSET);
+  return [head, ...parts];
 }
 
 function checksum(buf: Buffer): Buffer {
@@ -369,7 +428,7 @@ export async function storeTreeIndex(cacheDir: string, key: string, t: TreeIndex
   if (!LITTLE_ENDIAN) return;
   const file = treeEntryPath(cacheDir, key);
   try {
-    await writeStoreEntry(file, encodeTreeIndex(key, t));
+    await writeStoreEntry(file, encodeTreeIndexParts(key, t));
   } catch (e) {
     // The index only saves time: a failed write must not fail the question.
     log(`tree index: could not store ${file}: ${(e as Error).message}`);
