@@ -17,7 +17,7 @@ import { bm25Scores, bodyOf, LexicalIndex, lexicalIndexCap, lexiconsFor, type Fi
 import { planArc, planFull, planMixedFor, type ContextPlan } from './context/plan';
 import { boostScores, quotedIdentifiers } from './context/select';
 import { classifyContent, collectSources, DEFAULT_MAX_FILE_BYTES, type SkipReport, type SourceFile, type UnreadFile } from './context/sources';
-import { buildTreeIndex, chunkField, chunkHash, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
+import { buildTreeIndex, chunkField, chunkHash, chunksWithPrefix, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
 import { groupSizes } from './encoder';
 import { ArcError, errorMessage, throwIfAborted } from './errors';
 import { buildPrefix, compressedCoster, contextBudget, decoderTokenizer, mixedTextBudget, type BuiltPrefix, type PlacedChunk } from './prompt';
@@ -195,17 +195,19 @@ class TreeRef {
 /**
  * Chunks that can match the identifier boosts of `question` (select.ts boostScores): every whole
  * word of a quoted identifier must be among the chunk body's search terms (the mention and
- * definition patterns need the identifier bounded by non-identifier characters). null: any chunk
+ * definition patterns need the identifier bounded by non-identifier characters). The one
+ * exception: the definition pattern ends at a regex word boundary (\b), which `$` does not stop,
+ * so the last word may also be the start of a body word that goes on with `$`. null: any chunk
  * may (an identifier without word characters).
  */
-function boostCandidates(tree: TreeIndexData, question: string): Set<number> | null {
+export function boostCandidates(tree: TreeIndexData, question: string): Set<number> | null {
   const out = new Set<number>();
   for (const ident of quotedIdentifiers(question)) {
     const words = (ident.match(/[A-Za-z0-9_$]+/g) ?? []).map((w) => w.toLowerCase());
     if (words.length === 0) return null;
     let common: number[] | null = null;
-    for (const w of words) {
-      const list = chunksWithTerm(tree, w);
+    for (const [n, w] of words.entries()) {
+      const list = n === words.length - 1 ? [...new Set([...chunksWithTerm(tree, w), ...chunksWithPrefix(tree, `${w}$`)])] : chunksWithTerm(tree, w);
       if (common === null) common = list;
       else {
         const has = new Set(list);

@@ -8,10 +8,10 @@ import { cpSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statS
 import * as path from 'node:path';
 import { before, test } from 'node:test';
 import type { ArcModel, TextTokenizer } from '../../src/core/api';
-import { ask } from '../../src/core/ask';
+import { ask, boostCandidates } from '../../src/core/ask';
 import { chunkFile, hashText, type ChunkOptions } from '../../src/core/context/chunker';
 import { bm25Scores, clearLexiconMemo, LexicalIndex, lexiconsFor } from '../../src/core/context/lexicalIndex';
-import { bm25Normalized } from '../../src/core/context/select';
+import { bm25Normalized, boostScores } from '../../src/core/context/select';
 import { collectSources, type SourceFile } from '../../src/core/context/sources';
 import { buildTreeIndex, decodeTreeIndex, encodeTreeIndex, RACY_MS, TREE_INDEX_FORMAT_VERSION, treeBm25, unchangedSince, type TreeSource } from '../../src/core/context/treeIndex';
 import type { AskEvent, AskRequest } from '../../src/core/types';
@@ -241,6 +241,32 @@ test('several processes ask on one cache while files change: every answer equals
     await agreesWithClean(root, cache, 'Which function evicts the least recently used cache entries?');
     await settle();
     await agreesWithClean(root, cache, 'Which file defines `chunkFile`?');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('identifier boosts: every chunk the boost patterns match is among the candidates read from the postings', { skip }, async () => {
+  const t = tempDir('tree-boost');
+  try {
+    const root = makeWorkspace(t.dir);
+    writeFileSync(path.join(root, 'ts', 'dollar.js'), 'function fooBar$() { return 1; }\nconst a = { b: fooBar };\nexport function zed$$(x) { return x->y; }\nLIMIT = 3\n');
+    const tok = fixtureTokenizer() as TextTokenizer;
+    const fs = (await collectSources({ roots: [root] })).files;
+    const r = await lexiconsFor(fs, tok, OPTS, null, new LexicalIndex(t.dir, 'id'));
+    const tree = buildTreeIndex(fs.map((f, k) => ({ path: f.path, stamp: stampOf(f), textHash: hashText(f.text), lexicon: r.files[k].lexicon })), Date.now());
+    const chunks = fs.flatMap((f) => chunkFile(f, tok, OPTS));
+    for (const q of ['Which file defines `fooBar`?', 'Where is `zed` defined?', 'What is `a.b`?', 'What does `->` do?', 'Which file defines `chunkFile` and `LIMIT`?', 'Where is `renderHeader` used?']) {
+      const zero = new Array<number>(chunks.length).fill(0);
+      const boosted = boostScores(chunks, zero, q);
+      const cand = boostCandidates(tree, q);
+      if (cand === null) continue; // every chunk is read
+      boosted.forEach((b, i) => {
+        const pathOnly = boostScores([{ path: chunks[i].path, origin: chunks[i].origin, body: '' }], [0], q)[0];
+        if (b !== pathOnly) assert.ok(cand.has(i), `${q}: chunk ${i} (${chunks[i].path}:${chunks[i].startLine}) is boosted by its body but not a candidate`);
+      });
+    }
+    assert.equal(boostCandidates(tree, 'What does `->` do?'), null);
   } finally {
     t.cleanup();
   }

@@ -457,6 +457,26 @@ function findIn(blob: Buffer, termOff: Uint32Array, term: string): number {
   return -1;
 }
 
+/** Chunks whose body has a term starting with `prefix`, ascending (terms are sorted bytewise). */
+export function chunksWithPrefix(t: TreeIndexData, prefix: string): number[] {
+  const want = Buffer.from(prefix, 'latin1');
+  if (want.toString('latin1') !== prefix) return [];
+  let lo = 0;
+  let hi = t.termOff.length - 1; // first term >= prefix, in [lo, hi]
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (t.termBlob.compare(want, 0, want.length, t.termOff[mid], t.termOff[mid + 1]) > 0) hi = mid;
+    else lo = mid + 1;
+  }
+  const out = new Set<number>();
+  for (let j = lo; j < t.termOff.length - 1; j++) {
+    const len = t.termOff[j + 1] - t.termOff[j];
+    if (len < want.length || t.termBlob.compare(want, 0, want.length, t.termOff[j], t.termOff[j] + want.length) !== 0) break;
+    for (let q = t.postOff[j]; q < t.postOff[j + 1]; q += 2) out.add(t.postings[q]);
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
 /** Chunks whose body has `term`, ascending. */
 export function chunksWithTerm(t: TreeIndexData, term: string): number[] {
   const j = findTreeTerm(t, term);
