@@ -170,6 +170,7 @@ export async function runScaling(opts: ScalingOptions): Promise<ScalingSection> 
       `Trees: .js/.ts/.py files of 200 B to 200 KB (no minified bundles) from ${opts.from.join(', ')}, in path order, copied until the size is reached.`,
       'Each run is a new `arc-context` process (`ask --json --max-new-tokens 1`, `compress --json`); TTFT is ask()\'s own figure (from the start of the pipeline, model load excluded), wall time is the whole process, peak RSS is the high-water mark of that process alone (VmHWM on Linux).',
       'cold: empty cache and indexes; every file is tokenized and indexed, only the chosen chunks are encoded. compress: the whole tree afterwards (its files come from the chunk index). warm: a new process on the warm cache.',
+      `Each tree is left ${RACY_MS + 100} ms after copying before its first question: files written within ${RACY_MS} ms of a scan are "racily clean" and read again by the next question (treeIndex.ts).`,
     ],
   };
 }
