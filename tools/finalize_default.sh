@@ -25,6 +25,7 @@ CONFIG=${2:-tools/configs/arc-tiny-code.json}
 CONTINUES=${3:-}
 OUT=${OUT:-models/arc-tiny-code}
 EVAL_DIR=${EVAL_DIR:-$(mktemp -d)}
+mkdir -p "$EVAL_DIR"
 SWEEP=${SWEEP:-1 96 192 320}
 PY=/usr/bin/python3
 CACHE="$EVAL_DIR/cache"
