@@ -244,7 +244,7 @@ describe('engine decoder through the vLLM / SGLang stand-in', { skip: NO_TORCH }
       const prefix = buildPrefix(model, 'none', [], 'Which file defines `slugify`?').parts;
       const r = await drain(withEngineDecoder(model, engine({ url: small.url })), prefix, { maxNewTokens: 48 });
       assert.equal(r.error?.code, 'context-too-large');
-      assert.match(r.error!.message, /maximum context length is 64 tokens.*larger --max-model-len/);
+      assert.match(r.error!.message, /maximum context length is 64 tokens.*--max-model-len of at least contextLength \+ 1/);
     } finally {
       await small.stop();
     }

@@ -133,7 +133,8 @@ export function connectionError(e: unknown, url: string, kind: EngineKind): ArcE
 /** An HTTP error status as a message that names the cause where it is known. */
 export function httpError(status: number, body: string, ctx: { kind: EngineKind; host: string; hidden: number; servedModel: string }): ArcError {
   const msg = serverMessage(body);
-  const shown = msg ? `: ${msg}` : '';
+  // the server's own words, without a trailing period (each message below adds its own)
+  const shown = msg ? `: ${msg.replace(/[.\s]+$/, '')}` : '';
   const where = `The ${ctx.kind} server at ${ctx.host} answered ${status}`;
   if (/enable-prompt-embeds/.test(msg)) {
     return new ArcError('decoder-server', `${where}: prompt embeddings are not enabled. Restart vLLM with --enable-prompt-embeds (server said${shown}).`);
@@ -147,7 +148,7 @@ export function httpError(status: number, body: string, ctx: { kind: EngineKind;
     return new ArcError('decoder-server', `${where}: ${what}${shown}. Check the backend (vllm or sglang), the URL and the served model name.`);
   }
   if (/maximum context length|max_model_len|context length/i.test(msg)) {
-    return new ArcError('context-too-large', `${where}${shown}. The server's window is smaller than this package's decoder.contextLength; start it with a larger --max-model-len.`);
+    return new ArcError('context-too-large', `${where}${shown}. The server's window must hold this package's decoder.contextLength plus the first generated token; start it with --max-model-len of at least contextLength + 1.`);
   }
   return new ArcError('decoder-server', `${where}${shown || ' with an empty body'}`);
 }
