@@ -68,9 +68,47 @@ export function encodeEntry(key: string, value: CompressedChunk): Buffer {
   return buf;
 }
 
-function checksum(buf: Buffer): Buffer {
+/**
+ * Every store entry (vector cache, chunk index, lexical index, tree index) starts with the same
+ * 80-byte header: u32 magic, u32 version, two u32 fields of its own, key[32], then a sha256
+ * over the header before it and the payload after it.
+ */
+export function entryChecksum(buf: Buffer): Buffer {
   return createHash('sha256').update(buf.subarray(0, CHECKSUM_OFFSET)).update(buf.subarray(HEADER_BYTES)).digest();
 }
+const checksum = entryChecksum;
+
+/**
+ * The header of an entry whose first own field is its payload's byte length (lexical and tree
+ * indexes), with the checksum over `parts`, written as consecutive buffers after it.
+ */
+export function payloadEntryHeader(magic: number, version: number, key: string, parts: readonly Buffer[]): Buffer {
+  const head = Buffer.alloc(HEADER_BYTES);
+  head.writeUInt32LE(magic, 0);
+  head.writeUInt32LE(version, 4);
+  head.writeUInt32LE(parts.reduce((n, p) => n + p.length, 0), 8);
+  head.write(key, 16, 32, 'hex');
+  const h = createHash('sha256').update(head.subarray(0, CHECKSUM_OFFSET));
+  for (const p of parts) h.update(p);
+  h.digest().copy(head, CHECKSUM_OFFSET);
+  return head;
+}
+
+/** Verifies such an entry's header and checksum; returns the reason it must not be served, or null. */
+export function checkPayloadEntry(buf: Buffer, key: string, magic: number, version: number): string | null {
+  if (buf.length < HEADER_BYTES) return `truncated (${buf.length} bytes)`;
+  if (buf.readUInt32LE(0) !== magic) return 'bad magic';
+  const v = buf.readUInt32LE(4);
+  if (v !== version) return `version ${v}, expected ${version}`;
+  const want = HEADER_BYTES + buf.readUInt32LE(8);
+  if (buf.length !== want) return `size ${buf.length}, expected ${want}`;
+  if (buf.toString('hex', 16, 48) !== key) return 'key mismatch';
+  if (!checksum(buf).equals(buf.subarray(CHECKSUM_OFFSET, HEADER_BYTES))) return 'checksum mismatch';
+  return null;
+}
+
+export const ENTRY_HEADER_BYTES = HEADER_BYTES;
+export const ENTRY_CHECKSUM_OFFSET = CHECKSUM_OFFSET;
 
 /** Parses and verifies an entry; returns the reason when it must not be served. */
 export function decodeEntry(key: string, buf: Buffer, expectDim?: number): CompressedChunk | string {

@@ -14,15 +14,15 @@ import { createHash } from 'node:crypto';
 import { readFile, unlink, utimes } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { ArcModel, TextTokenizer } from '../api';
-import { DEFAULT_CACHE_MAX_BYTES, evictStore, isErrno, listStoreEntries, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
+import { DEFAULT_CACHE_MAX_BYTES, ENTRY_CHECKSUM_OFFSET, ENTRY_HEADER_BYTES, entryChecksum, evictStore, isErrno, listStoreEntries, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
 import { HfTokenizer } from '../tokenizer';
 import { chunkFile, hashText, memoLookup, memoStore, renderHeader, type Chunk, type ChunkOptions } from './chunker';
 import type { SourceFile } from './sources';
 
 export const CHUNK_INDEX_FORMAT_VERSION = 1;
 const MAGIC = 0x49435241; // "ARCI" read as little-endian u32
-const HEADER_BYTES = 80; // magic, version, chunk count, token count, key[32], checksum[32]
-const CHECKSUM_OFFSET = 48;
+const HEADER_BYTES = ENTRY_HEADER_BYTES; // magic, version, chunk count, token count, key[32], checksum[32]
+const CHECKSUM_OFFSET = ENTRY_CHECKSUM_OFFSET;
 const RECORD_BYTES = 52; // startLine, endLine, bodyStart, bodyEnd, tokens (u32 each), hash[32]
 const ENTRY_EXT = '.arci';
 /**
@@ -197,9 +197,7 @@ export function encodeChunkEntry(key: string, file: SourceFile, chunks: Chunk[])
   return buf;
 }
 
-function checksum(buf: Buffer): Buffer {
-  return createHash('sha256').update(buf.subarray(0, CHECKSUM_OFFSET)).update(buf.subarray(HEADER_BYTES)).digest();
-}
+const checksum = entryChecksum;
 
 /** Parses, verifies and rebuilds an entry for `file`; returns the reason when it must not be served. */
 export function decodeChunkEntry(key: string, buf: Buffer, file: SourceFile, opts: ChunkOptions): Chunk[] | string {

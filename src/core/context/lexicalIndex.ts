@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { readFile, unlink, utimes } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { TextTokenizer } from '../api';
-import { evictStore, isErrno, listStoreEntries, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
+import { ENTRY_HEADER_BYTES, checkPayloadEntry, evictStore, isErrno, listStoreEntries, payloadEntryHeader, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
 import { hashText, type Chunk, type ChunkOptions } from './chunker';
 import { chunkFileIndexed, type ChunkIndex } from './chunkIndex';
 import { codeTerms } from './select';
@@ -25,8 +25,7 @@ import { clearTreeMemo } from './treeIndex';
 
 export const LEXICAL_INDEX_FORMAT_VERSION = 1;
 const MAGIC = 0x4c435241; // "ARCL" read as little-endian u32
-const HEADER_BYTES = 80; // magic, version, payload bytes, reserved, key[32], checksum[32]
-const CHECKSUM_OFFSET = 48;
+const HEADER_BYTES = ENTRY_HEADER_BYTES; // magic, version, payload bytes, reserved, key[32], checksum[32]
 const ENTRY_EXT = '.arcl';
 
 /** What the index keeps of one chunk. */
@@ -100,32 +99,15 @@ export function encodeLexiconEntry(key: string, lex: FileLexicon): Buffer {
   if (!/^[0-9a-f]{64}$/.test(key)) throw new Error(`Invalid lexical index key ${key}`);
   const chunks = lex.chunks.map((c) => [c.startLine, c.endLine, c.bodyStart, c.bodyEnd, c.tokens, c.hash, c.bodyLength]);
   const payload = Buffer.from(JSON.stringify({ chunks, terms: lex.terms, postings: lex.postings }), 'utf8');
-  const buf = Buffer.alloc(HEADER_BYTES + payload.length);
-  buf.writeUInt32LE(MAGIC, 0);
-  buf.writeUInt32LE(LEXICAL_INDEX_FORMAT_VERSION, 4);
-  buf.writeUInt32LE(payload.length, 8);
-  buf.write(key, 16, 32, 'hex');
-  payload.copy(buf, HEADER_BYTES);
-  checksum(buf).copy(buf, CHECKSUM_OFFSET);
-  return buf;
-}
-
-function checksum(buf: Buffer): Buffer {
-  return createHash('sha256').update(buf.subarray(0, CHECKSUM_OFFSET)).update(buf.subarray(HEADER_BYTES)).digest();
+  return Buffer.concat([payloadEntryHeader(MAGIC, LEXICAL_INDEX_FORMAT_VERSION, key, [payload]), payload]);
 }
 
 const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
 /** Parses and verifies an entry against the file it names; returns the reason when it must not be served. */
 export function decodeLexiconEntry(key: string, buf: Buffer, file: SourceFile): FileLexicon | string {
-  if (buf.length < HEADER_BYTES) return `truncated (${buf.length} bytes)`;
-  if (buf.readUInt32LE(0) !== MAGIC) return 'bad magic';
-  const version = buf.readUInt32LE(4);
-  if (version !== LEXICAL_INDEX_FORMAT_VERSION) return `version ${version}, expected ${LEXICAL_INDEX_FORMAT_VERSION}`;
-  const want = HEADER_BYTES + buf.readUInt32LE(8);
-  if (buf.length !== want) return `size ${buf.length}, expected ${want}`;
-  if (buf.toString('hex', 16, 48) !== key) return 'key mismatch';
-  if (!checksum(buf).equals(buf.subarray(CHECKSUM_OFFSET, HEADER_BYTES))) return 'checksum mismatch';
+  const bad = checkPayloadEntry(buf, key, MAGIC, LEXICAL_INDEX_FORMAT_VERSION);
+  if (bad !== null) return bad;
   let raw: { chunks?: unknown; terms?: unknown; postings?: unknown };
   try {
     raw = JSON.parse(buf.toString('utf8', HEADER_BYTES)) as typeof raw;

@@ -23,14 +23,13 @@ import { createHash } from 'node:crypto';
 import { readFile, unlink } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import * as path from 'node:path';
-import { isErrno, writeStoreEntry } from './cache';
+import { ENTRY_HEADER_BYTES, checkPayloadEntry, isErrno, payloadEntryHeader, writeStoreEntry } from './cache';
 import type { FileLexicon } from './lexicalIndex';
 import { codeTerms } from './select';
 
 export const TREE_INDEX_FORMAT_VERSION = 2;
 const MAGIC = 0x54435241; // "ARCT" read as little-endian u32
-const HEADER_BYTES = 80; // magic, version, payload bytes, reserved, key[32], checksum[32]
-const CHECKSUM_OFFSET = 48;
+const HEADER_BYTES = ENTRY_HEADER_BYTES; // magic, version, payload bytes, reserved, key[32], checksum[32]
 const ENTRY_EXT = '.arct';
 /** Fields per chunk in the chunk table. */
 const CF = 7; // startLine, endLine, bodyStart, bodyEnd, tokens, bodyLength, file
@@ -316,34 +315,15 @@ export function encodeTreeIndexParts(key: string, t: TreeIndexData): Buffer[] {
   counts.writeUInt32LE(t.pathPostings.length, 24);
   parts.push(counts, u32(t.chunks), t.hashes, u32(t.termOff), u32(t.postOff), u32(t.postings), u32(t.pathLength), u32(t.pathTermOff), u32(t.pathPostOff), u32(t.pathPostings));
   parts.push(t.termBlob, t.pathTermBlob);
-  const payloadBytes = parts.reduce((n, p) => n + p.length, 0);
-  const head = Buffer.alloc(HEADER_BYTES);
-  head.writeUInt32LE(MAGIC, 0);
-  head.writeUInt32LE(TREE_INDEX_FORMAT_VERSION, 4);
-  head.writeUInt32LE(payloadBytes, 8);
-  head.write(key, 16, 32, 'hex');
-  const h = createHash('sha256').update(head.subarray(0, CHECKSUM_OFFSET));
-  for (const p of parts) h.update(p);
-  h.digest().copy(head, CHECKSUM_OFFSET);
-  return [head, ...parts];
-}
-
-function checksum(buf: Buffer): Buffer {
-  return createHash('sha256').update(buf.subarray(0, CHECKSUM_OFFSET)).update(buf.subarray(HEADER_BYTES)).digest();
+  return [payloadEntryHeader(MAGIC, TREE_INDEX_FORMAT_VERSION, key, parts), ...parts];
 }
 
 const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
 /** Parses and verifies an entry; returns the reason when it must not be served. */
 export function decodeTreeIndex(key: string, buf: Buffer): TreeIndexData | string {
-  if (buf.length < HEADER_BYTES) return `truncated (${buf.length} bytes)`;
-  if (buf.readUInt32LE(0) !== MAGIC) return 'bad magic';
-  const version = buf.readUInt32LE(4);
-  if (version !== TREE_INDEX_FORMAT_VERSION) return `version ${version}, expected ${TREE_INDEX_FORMAT_VERSION}`;
-  const want = HEADER_BYTES + buf.readUInt32LE(8);
-  if (buf.length !== want) return `size ${buf.length}, expected ${want}`;
-  if (buf.toString('hex', 16, 48) !== key) return 'key mismatch';
-  if (!checksum(buf).equals(buf.subarray(CHECKSUM_OFFSET, HEADER_BYTES))) return 'checksum mismatch';
+  const bad = checkPayloadEntry(buf, key, MAGIC, TREE_INDEX_FORMAT_VERSION);
+  if (bad !== null) return bad;
   // Typed-array views need 4-byte alignment; copy the payload when the buffer does not have it.
   const payload = (buf.byteOffset + HEADER_BYTES) % 4 === 0 ? buf.subarray(HEADER_BYTES) : Buffer.from(buf.subarray(HEADER_BYTES));
   let o = 0;
