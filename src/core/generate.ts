@@ -71,31 +71,31 @@ export function tokenPicker(opts: Pick<GenerateOptions, 'temperature' | 'topP' |
 }
 
 /**
- * Turns the growing list of generated ids into text pieces. A piece never ends inside a UTF-8
- * character (byte-level tokens decode an incomplete character as U+FFFD) nor with text that
- * could still become a stop string; text from a stop string on is never emitted.
+ * Turns a growing answer text into pieces safe to show: a piece never ends with text that could
+ * still become a stop string (nor, with holdReplacement, inside a UTF-8 character: byte-level
+ * tokens decode an incomplete character as U+FFFD); text from a stop string on is never emitted.
+ * Shared by the in-process decoder (TextStream) and the serving-engine client.
  */
-export class TextStream {
+export class StopText {
   private emitted = 0;
   private text = '';
   private readonly longestStop: number;
   stopped = false;
 
-  constructor(private readonly tokenizer: TextTokenizer, private readonly stops: readonly string[]) {
+  /** holdReplacement: keep a trailing U+FFFD back (a byte-level decoder's incomplete character). */
+  constructor(private readonly stops: readonly string[], private readonly holdReplacement = false) {
     this.longestStop = Math.max(0, ...stops.map((s) => s.length));
   }
 
-  /** Text emitted so far plus any text still held back. */
+  /** Text emitted so far. */
   get answer(): string {
     return this.text.slice(0, this.emitted);
   }
 
-  /** Call with all generated ids after each new token; returns the piece to show (maybe ''). */
-  push(ids: readonly number[]): string {
+  /** Call with the whole text so far; returns the piece to show (maybe ''). */
+  update(text: string): string {
     if (this.stopped) return '';
-    // Decoding the whole list each time keeps the text exact: pieces of a multi-byte
-    // character only become text together. Answers are short, so this stays cheap.
-    this.text = this.tokenizer.decode([...ids]);
+    this.text = text;
     let stopAt = -1;
     for (const s of this.stops) {
       const i = this.text.indexOf(s);
@@ -106,7 +106,7 @@ export class TextStream {
       return this.take(Math.max(stopAt, this.emitted));
     }
     let end = this.text.length;
-    while (end > this.emitted && this.text.charCodeAt(end - 1) === 0xfffd) end--;
+    if (this.holdReplacement) while (end > this.emitted && this.text.charCodeAt(end - 1) === 0xfffd) end--;
     for (let k = Math.min(this.longestStop - 1, end - this.emitted); k > 0; k--) {
       const tail = this.text.slice(end - k, end);
       if (this.stops.some((s) => s.startsWith(tail))) {
@@ -128,6 +128,37 @@ export class TextStream {
     const piece = this.text.slice(this.emitted, end);
     this.emitted = end;
     return piece;
+  }
+}
+
+/** StopText over generated token ids: the text is decoded from all ids at each step. */
+export class TextStream {
+  private readonly out: StopText;
+
+  constructor(private readonly tokenizer: TextTokenizer, stops: readonly string[]) {
+    this.out = new StopText(stops, true);
+  }
+
+  get stopped(): boolean {
+    return this.out.stopped;
+  }
+
+  /** Text emitted so far plus any text still held back. */
+  get answer(): string {
+    return this.out.answer;
+  }
+
+  /** Call with all generated ids after each new token; returns the piece to show (maybe ''). */
+  push(ids: readonly number[]): string {
+    if (this.out.stopped) return '';
+    // Decoding the whole list each time keeps the text exact: pieces of a multi-byte
+    // character only become text together. Answers are short, so this stays cheap.
+    return this.out.update(this.tokenizer.decode([...ids]));
+  }
+
+  /** Everything still held back, once generation ended without a stop string. */
+  flush(): string {
+    return this.out.flush();
   }
 }
 

@@ -6,6 +6,7 @@
 import type { ArcDecoder, GenerateOptions, GenerationTimings, Manifest, PrefixPart, TextTokenizer } from '../api';
 import { ArcError, errorMessage } from '../errors';
 import { prefixLength } from '../decoder';
+import { StopText } from '../generate';
 import { torchSaveTensor, type TorchDtype } from './torchSave';
 import { sseEvents } from './sse';
 
@@ -156,41 +157,20 @@ export function httpError(status: number, body: string, ctx: { kind: EngineKind;
 /** Text pieces safe to show: nothing from a stop string on, no tail that may begin one. */
 class StopFilter {
   private text = '';
-  private emitted = 0;
-  stopped = false;
-  private readonly longest: number;
-  constructor(private readonly stops: readonly string[]) {
-    this.longest = Math.max(0, ...stops.map((s) => s.length));
+  private readonly out: StopText;
+  constructor(stops: readonly string[]) {
+    this.out = new StopText(stops);
+  }
+  get stopped(): boolean {
+    return this.out.stopped;
   }
   push(delta: string): string {
-    if (this.stopped) return '';
+    if (this.out.stopped) return '';
     this.text += delta;
-    let stopAt = -1;
-    for (const s of this.stops) {
-      const i = this.text.indexOf(s);
-      if (i >= 0 && (stopAt < 0 || i < stopAt)) stopAt = i;
-    }
-    if (stopAt >= 0) {
-      this.stopped = true;
-      return this.take(Math.max(stopAt, this.emitted));
-    }
-    let end = this.text.length;
-    for (let k = Math.min(this.longest - 1, end - this.emitted); k > 0; k--) {
-      if (this.stops.some((s) => s.startsWith(this.text.slice(end - k, end)))) {
-        end -= k;
-        break;
-      }
-    }
-    return this.take(end);
+    return this.out.update(this.text);
   }
   flush(): string {
-    return this.stopped ? '' : this.take(this.text.length);
-  }
-  private take(end: number): string {
-    if (end <= this.emitted) return '';
-    const piece = this.text.slice(this.emitted, end);
-    this.emitted = end;
-    return piece;
+    return this.out.flush();
   }
 }
 
