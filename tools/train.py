@@ -446,6 +446,14 @@ class WindowSource:
                 "n_text": sum(1 for i in keep if is_text[i]), "n_comp": sum(1 for i in keep if not is_text[i])}
 
 
+def em_by_kind(hits: Dict[str, List[int]]) -> Dict[str, float]:
+    """Exact match per question kind and over all rows, from 0/1 hits per kind."""
+    out = {k: round(sum(v) / len(v), 4) for k, v in sorted(hits.items())}
+    allh = [x for v in hits.values() for x in v]
+    out["all"] = round(sum(allh) / max(len(allh), 1), 4)
+    return out
+
+
 @torch.no_grad()
 def window_eval(data: Data, dec: Decoder, enc: ArcEncoder, rows: List[dict], T: int) -> Dict[str, Dict[str, float]]:
     """Exact match on held-out window-shaped rows (see window_rows), per mode and kind."""
@@ -465,9 +473,7 @@ def window_eval(data: Data, dec: Decoder, enc: ArcEncoder, rows: List[dict], T: 
             parts.append(dec.embed(tt(data.prompt_ids(r["q"].question))))
             pred = greedy(dec, torch.cat(parts), 24, "\n", data.tok)
             hits.setdefault(r["q"].kind, []).append(int(pred.strip() == r["q"].answer.strip()))
-        res[mode] = {k: round(sum(v) / len(v), 4) for k, v in sorted(hits.items())}
-        allh = [x for v in hits.values() for x in v]
-        res[mode]["all"] = round(sum(allh) / max(len(allh), 1), 4)
+        res[mode] = em_by_kind(hits)
     return res
 
 
@@ -542,9 +548,7 @@ def evaluate(data: Data, dec: Decoder, enc: Optional[ArcEncoder], rows: List[dic
             parts.append(dec.embed(prompt))
             pred = greedy(dec, torch.cat(parts), 24, "\n", data.tok)
             hits.setdefault(r["kind"], []).append(int(pred.strip() == r["answers"][0].strip()))
-        res[mode] = {k: round(sum(v) / len(v), 4) for k, v in sorted(hits.items())}
-        allh = [x for v in hits.values() for x in v]
-        res[mode]["all"] = round(sum(allh) / max(len(allh), 1), 4)
+        res[mode] = em_by_kind(hits)
     return res
 
 
