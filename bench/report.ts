@@ -554,22 +554,7 @@ export function renderScaling(sc: ScalingSection): string {
   out.push(
     table(
       ['tree', 'files', 'chunks', 'source tokens', 'cold: first answer TTFT (process)', 'cold: chunks encoded', 'whole-tree compress (process)', 'warm TTFT mixed (process)', 'warm TTFT arc (process)', 'peak RSS ask / compress'],
-      sc.trees.map((t) =>
-        'skipped' in t
-          ? [`${t.targetMB} MB`, '–', '–', '–', t.skipped, '–', '–', '–', '–', '–']
-          : [
-              `${f(t.bytes / 1e6, 2)} MB`,
-              t.files,
-              t.chunks ?? '–',
-              t.sourceTokens ?? '–',
-              `${f(t.cold.ttftMs)} ms (${f(t.cold.wallMs)} ms)`,
-              `${t.cold.encoded} of ${t.chunks ?? '?'}`,
-              `${f(t.compress.wallMs / 1000, 1)} s, ${t.compress.encoded ?? '?'} encoded`,
-              `${f(t.warmMixed.ttftMs)} ms (${f(t.warmMixed.wallMs)} ms)`,
-              `${f(t.warmArc.ttftMs)} ms (${f(t.warmArc.wallMs)} ms)`,
-              `${f(Math.max(t.cold.maxRssMiB, t.warmMixed.maxRssMiB, t.warmArc.maxRssMiB))} / ${f(t.compress.maxRssMiB)} MiB`,
-            ],
-      ),
+      sc.trees.map(scalingRow),
     ),
   );
   for (const n of sc.notes) out.push(`- ${n}`);
