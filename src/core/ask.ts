@@ -219,6 +219,12 @@ export function boostCandidates(tree: TreeIndexData, question: string): Set<numb
   return out;
 }
 
+/** AskRequest.rankAs as a lookup: a file of origin `workspace` ranks with the origin named for its path (the last entry for a path wins). */
+function rankedOrigin(request: AskRequest): (shown: string, origin: SourceFile['origin']) => SourceFile['origin'] {
+  const as = new Map((request.rankAs ?? []).map((r) => [r.path, r.origin]));
+  return (shown, origin) => (origin === 'workspace' ? (as.get(shown) ?? origin) : origin);
+}
+
 /**
  * Stages 1-2: sources, then chunks sized for the encoder (every mode uses them, so citations
  * agree). With a cache folder, a tree snapshot (treeIndex.ts) vouches for unchanged files by
@@ -236,6 +242,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
   const chunkOpts: ChunkOptions = { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header };
   const useTree = chunkIndex !== null && !!options.cacheDir;
   const roots = request.roots ?? [];
+  const originOf = rankedOrigin(request);
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   // The snapshot is of the scanned roots; files given by the caller are never stored in it.
   const key = useTree && roots.length > 0 ? treeKey((chunkIndex as ChunkIndex).identity, chunkOpts, { roots: roots.map((r) => path.resolve(r)), include: request.include, exclude: request.exclude, maxFileBytes }) : null;
@@ -322,7 +329,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
       const f = 'file' in d ? d.file : { ...d.unread, origin: 'workspace' as const };
       const h = header(k);
       for (let c = tf.firstChunk; c < tf.firstChunk + tf.chunkCount; c++) {
-        refs.push(new TreeRef(f.path, f.absPath, f.origin, chunkField(tree, c, 'startLine'), chunkField(tree, c, 'endLine'), chunkField(tree, c, 'tokens'), k, c, tree, texts, h));
+        refs.push(new TreeRef(f.path, f.absPath, originOf(f.path, f.origin), chunkField(tree, c, 'startLine'), chunkField(tree, c, 'endLine'), chunkField(tree, c, 'tokens'), k, c, tree, texts, h));
       }
     });
     const bm25 = treeBm25(tree, question);
@@ -347,7 +354,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
       const header = renderHeader(chunkOpts.header, f.path);
       return lf.lexicon.chunks.map((m) => {
         const body = bodyOf(f, m);
-        return { path: f.path, absPath: f.absPath, origin: f.origin, startLine: m.startLine, endLine: m.endLine, body, text: header + body, hash: m.hash, tokens: m.tokens, file: k };
+        return { path: f.path, absPath: f.absPath, origin: originOf(f.path, f.origin), startLine: m.startLine, endLine: m.endLine, body, text: header + body, hash: m.hash, tokens: m.tokens, file: k };
       });
     });
     scores = Float64Array.from(boostScores(refs, bm25Scores(r.files, question), question));
@@ -367,7 +374,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
       for (const c of chunks) {
         const { tokenIds, ...rest } = c;
         full.push(c);
-        refs.push({ ...rest, tokens: tokenIds.length, file: k });
+        refs.push({ ...rest, origin: originOf(rest.path, rest.origin), tokens: tokenIds.length, file: k });
       }
     }
     if (chunkIndex) await chunkIndex.evictIfGrown();

@@ -29,6 +29,13 @@ export interface AskRequest {
   roots?: string[];
   /** Explicit files, open editors and selections. */
   sources?: SourceInput[];
+  /**
+   * Files (by display path) that rank as open editors or attached files do (that origin's
+   * ranking boost) while their text still comes from the folder scan and its tree snapshot: the
+   * extension marks the editors in view this way instead of giving them as sources. Applies to
+   * files of origin `workspace` only; the last entry for a path wins.
+   */
+  rankAs?: { path: string; origin: 'explicit' | 'open' }[];
   include?: string[];
   exclude?: string[];
   maxNewTokens?: number;

@@ -13,7 +13,7 @@ import { compressSources } from './compressWorkspace';
 import type { ArcController } from './controller';
 import type { ModelManager } from './modelManager';
 import { readSettings } from './settings';
-import { displayPath, selectionSources, uriSources, workspaceSources, type CollectedSources } from './sources';
+import { displayPath, selectionSources, uriSources, workspaceQuestionSources, workspaceSources, type CollectedSources } from './sources';
 import type { WorkspaceWatcher } from './workspaceWatcher';
 
 export const PARTICIPANT_ID = 'arc-context.arc';
@@ -110,11 +110,8 @@ async function collectFor(command: ChatCommand | undefined, refs: Referenced, lo
     const attached = await referencedSources(refs, log);
     if (attached) return attached;
   }
-  const ws = await workspaceSources(settings, log, token);
-  // Files the user attached or has in front of them rank first (the core boosts explicit sources).
-  const boosted = new Set([...refs.uris, ...refs.ranges.map((l) => l.uri), ...refs.hints].filter((u) => u.scheme === 'file').map((u) => u.fsPath));
-  for (const s of ws.sources) if (s.absPath && boosted.has(s.absPath)) s.origin = 'explicit';
-  return ws;
+  // Files the user attached or has in front of them rank first (the core's boost for explicit files).
+  return workspaceQuestionSources(settings, log, token, [...refs.uris, ...refs.ranges.map((l) => l.uri), ...refs.hints]);
 }
 
 function locationOf(c: Citation): vscode.Location | undefined {

@@ -2,11 +2,12 @@
 // run, reports errors in words a user can act on, and opens citations.
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { AnswerMode, AskRequest, Citation } from '../core/types';
+import type { AnswerMode, Citation } from '../core/types';
 import { ANSWER_MODES, type RunInfo, type SourceKind } from '../protocol';
 import { newRunId, errorCodeOf, errorText, type AskRunner, type RunOutcome, type RunSink } from './runner';
 import { readSettings } from './settings';
 import { sourcesFor, type CollectedSources } from './sources';
+import { questionRequest } from './workspaceScan';
 
 export interface AskOptions {
   mode?: AnswerMode;
@@ -52,14 +53,8 @@ export class ArcController {
     const mode = opts.mode ?? settings.answerMode;
     const info: RunInfo = { runId: newRunId(), question, mode, sourceLabel: collected.label };
     if (opts.compareGroup) info.compareGroup = opts.compareGroup;
-    const request: AskRequest = { question, mode, sources: collected.sources };
-    if (settings.maxNewTokens > 0) request.maxNewTokens = settings.maxNewTokens;
-    if (settings.temperature > 0) request.temperature = settings.temperature;
-    if (settings.mixedTextBudget > 0) request.textBudget = settings.mixedTextBudget;
-    // The workspace lister already applied include/exclude; the core applies them again to
-    // explicit sources, which is harmless and keeps selections/open files consistent.
-    if (settings.include.length > 0) request.include = settings.include;
-    if (settings.exclude.length > 0) request.exclude = settings.exclude;
+    // A workspace question carries its folders (collected.scan): the core scans them, as `ask --root`.
+    const request = questionRequest(collected, question, mode, settings);
     return this.withBackgroundPaused(() => this.runner.start(info, request, this.remember(sink), opts.signal));
   }
 

@@ -1,6 +1,8 @@
 // Turns what the user pointed at (open editors, a selection, the workspace, explorer items)
 // into SourceInput objects for ask(). Unsaved editor contents are passed as text so the model
 // sees what the user sees; saved files are passed by path and read (and checked) by the core.
+// A workspace question hands the core its local folders to scan (workspaceScan.ts), as the
+// CLI's `ask --root` does; remote and virtual folders are listed file by file.
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { filterGitignored } from '../core/context/sources';
@@ -9,11 +11,15 @@ import type { SourceInput } from '../core/types';
 import type { SourceKind } from '../protocol';
 import type { ArcSettings } from './config';
 import { combineGlobs, excludeGlobs } from './config';
+import { planRoots, rankEntries, unsavedOverrides, type FolderInfo, type WorkspaceScan } from './workspaceScan';
 
 export interface CollectedSources {
+  /** Explicit sources; with `scan`, those that join (and override) the scanned files. */
   sources: SourceInput[];
   /** Short description for the UI and the log, e.g. "3 open files". */
   label: string;
+  /** A workspace question: the folders the core scans, with their globs (workspaceScan.ts). */
+  scan?: WorkspaceScan;
 }
 
 /** Beyond this many workspace files the question is answered from the first ones found. */
@@ -137,15 +143,13 @@ async function findWorkspaceFiles(
   return { uris: await withoutGitignored(folder.uri, found, log), truncated: found.length >= limit };
 }
 
-export async function workspaceSources(
+/** The files of `folders` as sources, found by findFiles (at most MAX_WORKSPACE_FILES in all). */
+async function listFolders(
+  folders: readonly vscode.WorkspaceFolder[],
   settings: ArcSettings,
   log: vscode.LogOutputChannel,
   token?: vscode.CancellationToken,
-): Promise<CollectedSources> {
-  const folders = vscode.workspace.workspaceFolders ?? [];
-  if (folders.length === 0) {
-    throw new ArcError('no-sources', 'No folder is open. Open a folder (File > Open Folder…) or ask about open files instead.');
-  }
+): Promise<SourceInput[]> {
   const sources: SourceInput[] = [];
   const seen = new Set<string>();
   for (const folder of folders) {
@@ -161,12 +165,36 @@ export async function workspaceSources(
       break;
     }
   }
-  // Unsaved new files are part of what the user is working on too.
-  for (const doc of vscode.workspace.textDocuments) {
-    if (doc.uri.scheme === 'untitled' && doc.getText().trim() !== '' && !seen.has(doc.uri.toString())) {
-      sources.push({ path: displayPath(doc.uri), text: doc.getText(), origin: 'open' });
-    }
+  return sources;
+}
+
+/** Unsaved new files are part of what the user is working on too. */
+function untitledSources(): SourceInput[] {
+  return vscode.workspace.textDocuments
+    .filter((doc) => doc.uri.scheme === 'untitled' && doc.getText().trim() !== '')
+    .map((doc) => ({ path: displayPath(doc.uri), text: doc.getText(), origin: 'open' as const }));
+}
+
+function workspaceFolders(): readonly vscode.WorkspaceFolder[] {
+  const folders = vscode.workspace.workspaceFolders ?? [];
+  if (folders.length === 0) {
+    throw new ArcError('no-sources', 'No folder is open. Open a folder (File > Open Folder…) or ask about open files instead.');
   }
+  return folders;
+}
+
+/**
+ * Every workspace file as a source, found by findFiles. "Compress Workspace" and the background
+ * compression use this list; questions use workspaceQuestionSources (the core scans the folders).
+ */
+export async function workspaceSources(
+  settings: ArcSettings,
+  log: vscode.LogOutputChannel,
+  token?: vscode.CancellationToken,
+): Promise<CollectedSources> {
+  const folders = workspaceFolders();
+  const sources = await listFolders(folders, settings, log, token);
+  sources.push(...untitledSources());
   // Open editors get the core's ranking boost for being open.
   const open = new Set(vscode.window.visibleTextEditors.map((e) => e.document.uri.fsPath));
   for (const s of sources) if (s.absPath && open.has(s.absPath)) s.origin = 'open';
@@ -175,6 +203,61 @@ export async function workspaceSources(
   }
   const where = folders.length > 1 ? `workspace (${plural(folders.length, 'folder')}, ` : 'workspace (';
   return { sources, label: `${where}${plural(sources.length, 'file')})` };
+}
+
+/** A workspace folder with the files.exclude / search.exclude globs that are on for it. */
+function folderInfo(folder: vscode.WorkspaceFolder, log: vscode.LogOutputChannel): FolderInfo {
+  const cfg = vscode.workspace.getConfiguration(undefined, folder.uri);
+  const ex = excludeGlobs(cfg.get('files.exclude'), cfg.get('search.exclude'));
+  if (ex.conditional.length > 0) {
+    log.info(`${folder.name}: exclude patterns with "when" conditions are not applied: ${ex.conditional.join(', ')}`);
+  }
+  return { name: folder.name, scheme: folder.uri.scheme, fsPath: folder.uri.fsPath, excludes: ex.globs };
+}
+
+/**
+ * The workspace for a question. Local folders are scanned by the core (AskRequest.roots, with
+ * the globs findFiles is given: files.exclude, search.exclude, arcContext.include/exclude, and
+ * .gitignore), so a warm question reuses the tree snapshot in the cache folder; unsaved editors
+ * override the disk text, editors in view rank as open, and `boost` files (attached in the Chat
+ * view) rank as explicit. Remote and virtual folders are listed as before (workspaceSources).
+ */
+export async function workspaceQuestionSources(
+  settings: ArcSettings,
+  log: vscode.LogOutputChannel,
+  token?: vscode.CancellationToken,
+  boost: readonly vscode.Uri[] = [],
+): Promise<CollectedSources> {
+  const folders = workspaceFolders();
+  const plan = planRoots(folders.map((f) => folderInfo(f, log)), settings);
+  if (plan.fallback) log.info(`${plan.fallback}: the workspace is listed file by file for this question`);
+  if (plan.roots.length === 0) {
+    const ws = await workspaceSources(settings, log, token);
+    const boosted = new Set(boost.filter((u) => u.scheme === 'file').map((u) => u.fsPath));
+    for (const s of ws.sources) if (s.absPath && boosted.has(s.absPath)) s.origin = 'explicit';
+    return ws;
+  }
+  const roots = plan.roots.map((f) => f.fsPath);
+  const visible = new Set(vscode.window.visibleTextEditors.filter((e) => e.document.uri.scheme === 'file').map((e) => e.document.uri.fsPath));
+  const docs = vscode.workspace.textDocuments.map((d) => ({ scheme: d.uri.scheme, fsPath: d.uri.fsPath, isDirty: d.isDirty, getText: () => d.getText() }));
+  const boosted = boost.filter((u) => u.scheme === 'file').map((u) => u.fsPath);
+  const scan: WorkspaceScan = {
+    roots,
+    include: plan.include,
+    exclude: plan.exclude,
+    // Explicit last: the core takes the last entry for a path.
+    rankAs: [...rankEntries(roots, visible, 'open'), ...rankEntries(roots, boosted, 'explicit')],
+  };
+  const unsaved = await unsavedOverrides(scan, docs, visible);
+  const explicit = new Set(boosted);
+  for (const s of unsaved) if (explicit.has(s.absPath as string)) s.origin = 'explicit';
+  // Remote and virtual folders of a mixed workspace: listed as before (only open editors there have text).
+  const listed = plan.listed.length > 0 ? await listFolders(folders.filter((f) => f.uri.scheme !== 'file'), settings, log, token) : [];
+  const sources = [...unsaved, ...listed, ...untitledSources()];
+  // The file count is known once the core has scanned; the label names the folders.
+  const named = folders.length === 1 ? folders[0].name : plural(folders.length, 'folder');
+  const extra = [unsaved.length > 0 ? plural(unsaved.length, 'unsaved file') : '', listed.length > 0 ? `${plural(listed.length, 'file')} of non-local folders` : ''].filter((t) => t !== '');
+  return { sources, scan, label: `workspace (${[named, ...extra].join(', ')})` };
 }
 
 /**
@@ -231,7 +314,7 @@ export async function sourcesFor(
     case 'selection':
       return selectionSources();
     case 'workspace':
-      return workspaceSources(settings, log, token);
+      return workspaceQuestionSources(settings, log, token);
   }
 }
 
