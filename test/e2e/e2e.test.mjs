@@ -560,7 +560,7 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
         const m = /@arc: stopped; (\d+) tokens arrived after the stop/.exec(logs);
         if (!m) return 'no stop measurement in the extension log';
         assert.equal(m[1], '0', 'tokens arrived after the stop');
-        return /run \w+ \(none, workspace \(4 files\)\) cancelled/.test(logs) || 'the run did not end cancelled';
+        return /run \w+ \(none, workspace \([^)]*\)\) cancelled/.test(logs) || 'the run did not end cancelled';
       }, 15_000, 500);
       await h.screenshot(page, 'chat-view-stopped');
     });
