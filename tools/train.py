@@ -297,6 +297,25 @@ def arc_forward(dec: Decoder, enc: ArcEncoder, items: List[dict], per_item: bool
     return ((tok * on).sum(1) / on.sum(1).clamp(min=1)).mean()
 
 
+def kd_loss(dec: Decoder, teacher: Decoder, seqs: List[List[int]]) -> torch.Tensor:
+    """Distillation on text-only sequences: KL(teacher || student) of the next-token distributions,
+    averaged over every position. Keeps the jointly trained decoder's plain-text reading close to
+    a frozen copy of an earlier decoder (config "distill"; --teacher)."""
+    ids, mask = pad_batch([(s, [1] * len(s)) for s in seqs])
+    logits, _ = dec(dec.embed(ids[:, :-1]))
+    with torch.no_grad():
+        t_logits, _ = teacher(teacher.embed(ids[:, :-1]))
+        t_logp = F.log_softmax(t_logits, -1)
+    kl = (t_logp.exp() * (t_logp - F.log_softmax(logits, -1))).sum(-1)
+    on = mask[:, 1:].float()
+    return (kl * on).sum() / on.sum().clamp(min=1)
+
+
+def text_sequence(it: dict) -> List[int]:
+    """An all-text window item (form "full") as one token sequence: prefix segments, then after."""
+    return [t for _, ids in item_segments(it) for t in ids] + list(it["after"])
+
+
 def arc_pretrain_item(data: Data, rec_frac: float) -> dict:
     ids = data.lm_window(data.max_chunk + 129)[1:]
     if data.rng.random() < rec_frac:
@@ -618,6 +637,10 @@ def main() -> None:
     ap.add_argument("--init-from", default=None,
                     help="start a new run from a package's weights.safetensors (decoder.* / encoder.* tensors)")
     ap.add_argument("--start-stage", default=None, help="with --init-from: the stage to begin with")
+    ap.add_argument("--init-decoder-from", default=None,
+                    help="with --init-from: take the decoder.* tensors from this weights.safetensors instead")
+    ap.add_argument("--teacher", default=None,
+                    help="weights.safetensors whose frozen decoder is the teacher of a stage's \"distill\" term")
     a = ap.parse_args()
     global DEV
     DEV = torch.device(a.device)
@@ -645,8 +668,22 @@ def main() -> None:
         ck_in = safetensors_io.open_checkpoint(a.init_from)
         with torch.no_grad():
             for prefix, mod in (("decoder.", dec), ("encoder.", enc)):
+                src = ck_in
+                if prefix == "decoder." and a.init_decoder_from:
+                    src = safetensors_io.open_checkpoint(a.init_decoder_from)
                 for k, v in mod.state_dict().items():
-                    v.copy_(torch.as_tensor(ck_in.get(prefix + k)))
+                    v.copy_(torch.as_tensor(src.get(prefix + k)))
+    teacher = None
+    if a.teacher:
+        import safetensors_io
+        ck_t = safetensors_io.open_checkpoint(a.teacher)
+        teacher = Decoder(dcfg)
+        with torch.no_grad():
+            for k, v in teacher.state_dict().items():
+                v.copy_(torch.as_tensor(ck_t.get("decoder." + k)))
+        teacher.to(DEV).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
     dec.to(DEV)
     enc.to(DEV)
     T = dcfg.context_length
@@ -766,7 +803,26 @@ def main() -> None:
                     else:
                         items.append(arc_pretrain_item(data, mx.get("rec", 0.2)))
                 loss = arc_forward(dec, enc, items, per_item=st.get("per_item_loss", False))
-                ntok = sum(len(ids) for it in items for _, ids in item_segments(it)) + sum(len(it["after"]) for it in items)
+                kd = st.get("distill")
+                if kd and dec_mult > 0:
+                    if teacher is None:
+                        raise SystemExit(f"stage {name} has \"distill\": pass --teacher WEIGHTS")
+                    # text-only sequences: code windows and all-text window items with questions
+                    kseqs = []
+                    lo, hi = st.get("window_positions", [300, 450])
+                    while len(kseqs) < kd.get("items", 3):
+                        if data.rng.random() < kd.get("p_lm", 0.5):
+                            kseqs.append(data.lm_window(kd.get("lm_len", 384)))
+                            continue
+                        it = wsrc.item(data.rng, T, "full", data.rng.randint(lo, hi),
+                                       n_questions=st.get("window_questions", {}).get("full", 2))
+                        if it is not None:
+                            kseqs.append(text_sequence(it)[:T])
+                    loss = loss + kd.get("weight", 1.0) * kd_loss(dec, teacher, kseqs)
+                    ntok_kd = sum(len(x) for x in kseqs)
+                else:
+                    ntok_kd = 0
+                ntok = sum(len(ids) for it in items for _, ids in item_segments(it)) + sum(len(it["after"]) for it in items) + ntok_kd
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
