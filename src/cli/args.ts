@@ -84,11 +84,24 @@ export function loadOptions(values: { provider?: string; threads?: string; verbo
 }
 
 export const TEXT_BUDGET_USAGE = `  --text-budget N    mixed mode: tokens of the best-ranked code read as text, 0 or more (default: the
-                     model's prompt.mixedTextBudget, else 160; the best chunk is text whenever it fits)`;
+                     model's prompt.mixedTextBudget, else 160; the best chunk is text whenever it fits)
+  --decoding D       extractive (the answer is a span of the code the decoder read) or free (default:
+                     the model's prompt.extractive; the in-process decoder only)`;
 
 /** `--text-budget N` (mixed mode only): a whole number of tokens, 0 or more. */
 export function parseTextBudget(value: string | undefined, mode: AnswerMode): number | undefined {
   const n = parseIntOption(value, '--text-budget', 0);
   if (n !== undefined && mode !== 'mixed') throw new UsageError(`--text-budget applies to mixed mode only (--mode is ${mode})`);
   return n;
+}
+
+/**
+ * `--decoding extractive|free`: extractive keeps the answer a span of the text the decoder read
+ * (GenerateOptions.answerFrom); undefined: the model's prompt.extractive decides.
+ */
+export function parseDecoding(value: string | undefined): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'extractive') return true;
+  if (value === 'free') return false;
+  throw new UsageError(`--decoding must be extractive or free (got "${value}")`);
 }

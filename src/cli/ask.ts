@@ -13,7 +13,7 @@ import { ask as askPipeline, mergeCitations } from '../core/ask';
 import type { AskStats, Citation, SourceInput } from '../core/types';
 import { PIPELINE_MODEL_USAGE, PIPELINE_OPTIONS, cacheDirFrom, describeSkipped, modelDirFrom, progressBar } from './compress';
 import { ENGINE_OPTIONS, ENGINE_USAGE, engineFrom, withBackend } from './engineOptions';
-import { MODEL_OPTIONS, TEXT_BUDGET_USAGE, UsageError, loadOptions, parse, parseIntOption, parseNumberOption, parseTextBudget, type Command, type CommandIo } from './args';
+import { MODEL_OPTIONS, TEXT_BUDGET_USAGE, UsageError, loadOptions, parse, parseIntOption, parseNumberOption, parseDecoding, parseTextBudget, type Command, type CommandIo } from './args';
 
 const usage = `Usage: arc-context ask [--root DIR ...] [--file F ...] [--mode mixed|arc|full|none] [--text-budget N] [--json] "question"
 Answer a question about a folder (--root: scanned, chunked, cached, selected) or given files.
@@ -95,6 +95,7 @@ export async function askFiles(
   gen: GenerateOptions,
   onPiece: (piece: string) => void,
   textBudget?: number,
+  extractive?: boolean,
 ): Promise<AskResult> {
   const start = performance.now();
   const decoder = model.decoder;
@@ -108,6 +109,8 @@ export async function askFiles(
   const plainIds = () => (tok === model.tokenizer ? chunks.map((c) => c.ids) : chunks.map((c) => tok.encode(c.text)));
 
   let prefix: BuiltPrefix;
+  /** The text the decoder read (for extractive decoding). */
+  let spanText = '';
   let truncation: TruncationReport | null = null;
   let compressedVectors = 0;
   let encodeMs = 0;
@@ -147,6 +150,7 @@ export async function askFiles(
     compressedChunks = fitted.report.kept;
     included = chunks.slice(0, fitted.report.kept).map((_, i) => i);
     prefix = buildPrefix(model, 'arc', fitted.chunks, question);
+    spanText = included.map((i) => chunks[i]!.text).join('\n');
   } else if (mode === 'full') {
     const ids = plainIds();
     const fitted = truncateTokens(ids, budget);
@@ -157,6 +161,7 @@ export async function askFiles(
     textChunks = fitted.chunks.length;
     included = fitted.chunks.map((_, i) => i);
     prefix = buildPrefix(model, 'full', fitted.chunks, question);
+    spanText = fitted.chunks.map((kept) => tok.decode(kept)).join('\n');
   } else if (mode === 'mixed') {
     const ids = plainIds();
     const costs = chunks.map((c, i) => ({ text: ids[i]!.length, compressed: compressedCost(c) }));
@@ -180,11 +185,12 @@ export async function askFiles(
       cutPositions: plan.leftOut.reduce((n, i) => n + costs[i]!.compressed, 0),
     };
     prefix = buildPrefix(model, 'mixed', { compressed, text: plan.text.map((i) => ids[i]!) }, question);
+    spanText = included.map((i) => chunks[i]!.text).join('\n');
   } else {
     prefix = buildPrefix(model, 'none', [], question);
   }
 
-  const it = decoder.generate(prefix.parts, gen);
+  const it = decoder.generate(prefix.parts, extractive ?? m.prompt.extractive ? { ...gen, answerFrom: `${spanText}\n${question}` } : gen);
   let answer = '';
   let timings: GenerationTimings;
   for (;;) {
@@ -242,6 +248,7 @@ export const command: Command = {
         file: { type: 'string', multiple: true },
         mode: { type: 'string' },
         'text-budget': { type: 'string' },
+        decoding: { type: 'string' },
         json: { type: 'boolean' },
         'max-new-tokens': { type: 'string' },
         temperature: { type: 'string' },
@@ -259,6 +266,7 @@ export const command: Command = {
     const mode = (values.mode ?? 'mixed') as AnswerMode;
     if (!MODES.includes(mode)) throw new UsageError(`--mode must be mixed, arc, full or none (got "${values.mode}")`);
     const textBudget = parseTextBudget(values['text-budget'], mode);
+    const extractive = parseDecoding(values.decoding);
     const files = values.file ?? [];
     if (mode !== 'none' && files.length === 0 && roots.length === 0) throw new UsageError(`--root or --file is required in ${mode} mode`);
     const question = positionals.join(' ').trim();
@@ -282,11 +290,12 @@ export const command: Command = {
         const sources: SourceInput[] = files.map((f) => ({ path: displayPath(f), absPath: resolve(f), origin: 'explicit' }));
         const request: Parameters<typeof askPipeline>[1] = { question, mode, roots, sources, include: values.include, exclude: values.exclude, maxNewTokens: gen.maxNewTokens, temperature, topP };
         if (textBudget !== undefined) request.textBudget = textBudget;
+        if (extractive !== undefined) request.extractive = extractive;
         return await askRoots(model, request, cacheDirFrom(values), io, values);
       }
       const result = await askFiles(model, mode, files, question, gen, (piece) => {
         if (!values.json) io.stdout.write(piece);
-      }, textBudget);
+      }, textBudget, extractive);
       const cut = result.truncation && result.truncation.cutPositions > 0 ? result.truncation : null;
       if (values.json) {
         io.stdout.write(JSON.stringify(askJson(result.answer, result.citations, '', result.stats, result.truncation)) + '\n');

@@ -8,7 +8,7 @@ import { ask } from '../core/ask';
 import { ArcError, errorMessage } from '../core/errors';
 import { loadModel } from '../core/model';
 import type { AskEvent, AskRequest, AskStats, Citation, SourceInput } from '../core/types';
-import { MODEL_OPTIONS, TEXT_BUDGET_USAGE, UsageError, loadOptions, parse, parseIntOption, parseTextBudget, requireString, type Command } from './args';
+import { MODEL_OPTIONS, TEXT_BUDGET_USAGE, UsageError, loadOptions, parse, parseIntOption, parseDecoding, parseTextBudget, requireString, type Command } from './args';
 import { PIPELINE_MODEL_USAGE, PIPELINE_OPTIONS, cacheDirFrom, modelDirFrom, progressBar } from './compress';
 
 const usage = `Usage: arc-context eval --data FILE.jsonl --mode mixed|arc|full|none [--limit N] [--json] [options]
@@ -245,6 +245,8 @@ export function summaryTable(result: EvalResult): string {
 export interface EvalRunOptions {
   mode: AnswerMode;
   textBudget?: number;
+  /** Extractive decoding on or off; default: the manifest's prompt.extractive. */
+  extractive?: boolean;
   maxNewTokens?: number;
   cacheDir?: string | null;
   signal?: AbortSignal;
@@ -268,6 +270,7 @@ export async function evalRows(model: ArcModel, rows: readonly EvalRowInput[], o
     if (row.root !== undefined) request.roots = [row.root];
     if (o.maxNewTokens !== undefined) request.maxNewTokens = o.maxNewTokens;
     if (textBudget !== undefined) request.textBudget = textBudget;
+    if (o.extractive !== undefined) request.extractive = o.extractive;
     let prediction = '';
     let ttftMs = 0;
     let error: string | undefined;
@@ -321,6 +324,7 @@ export const command: Command = {
         limit: { type: 'string' },
         'max-new-tokens': { type: 'string' },
         'text-budget': { type: 'string' },
+        decoding: { type: 'string' },
         json: { type: 'boolean' },
       },
       false,
@@ -334,6 +338,7 @@ export const command: Command = {
     const mode = requireString(values.mode, '--mode') as AnswerMode;
     if (!MODES.includes(mode)) throw new UsageError(`--mode must be mixed, arc, full or none (got "${values.mode}")`);
     const textBudget = parseTextBudget(values['text-budget'], mode);
+    const extractive = parseDecoding(values.decoding);
     const limit = parseIntOption(values.limit, '--limit', 1);
     const maxNew = parseIntOption(values['max-new-tokens'], '--max-new-tokens', 1);
     const cacheDir = cacheDirFrom(values);
@@ -348,7 +353,7 @@ export const command: Command = {
     const model = await loadModel(modelDirFrom(values.model), opts);
     try {
       const bar = progressBar(io);
-      const out = await evalRows(model, rows, { mode, textBudget, maxNewTokens: maxNew, cacheDir, signal: io.signal, onRow: (done, correct) => bar.update(done, rows.length, `rows (${correct} correct)`) });
+      const out = await evalRows(model, rows, { mode, textBudget, extractive, maxNewTokens: maxNew, cacheDir, signal: io.signal, onRow: (done, correct) => bar.update(done, rows.length, `rows (${correct} correct)`) });
       bar.end();
       const results = out.rows;
       if (values.json) io.stdout.write(JSON.stringify(out) + '\n');

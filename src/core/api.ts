@@ -39,6 +39,11 @@ export interface Manifest {
     maxNewTokens: number;
     /** Mixed mode's text budget in decoder tokens, as measured for this model (optional). */
     mixedTextBudget?: number;
+    /**
+     * true: extractive decoding by default for this model: the answer must be a span of the text
+     * of the context it read (GenerateOptions.answerFrom). For models that answer lookups only.
+     */
+    extractive?: boolean;
   };
   documentFormat: {
     header: string;
@@ -106,6 +111,13 @@ export interface GenerateOptions {
   seed?: number;
   stop?: string[];
   signal?: AbortSignal;
+  /**
+   * Extractive decoding: the answer (its text before any stop string) must be a substring of this
+   * text; a token that would take it elsewhere is passed over for the next most likely one, and
+   * when none of the likeliest tokens keeps it a substring, the answer ends. Only the in-process
+   * decoder applies it; a serving engine picks its own tokens.
+   */
+  answerFrom?: string;
 }
 
 export interface GenerationTimings {

@@ -102,6 +102,8 @@ interface Materialized {
   compressed: CompressedChunk[] | null;
   /** Decoder token ids of each rendered chunk (full, mixed). */
   plainIds: number[][] | null;
+  /** The text of every chosen chunk (header and body; a cut chunk's kept part), for extractive decoding. */
+  spanText: string;
 }
 
 /** What gatherChunks found: chunk refs in document order and what ranking and loading need. */
@@ -451,8 +453,15 @@ function costsFor(model: ArcModel, refs: readonly ChunkRef[], mode: ContextMode)
 
 /** Stage 5: compressed vectors (from the cache or the encoder) and/or decoder token ids of the chosen chunks only. */
 async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs: Costs, mode: ContextMode, options: AskOptions, stats: AskStats): AsyncGenerator<AskEvent, Materialized> {
-  const out: Materialized = { compressed: null, plainIds: null };
   const loaded = await loadChunks(model, g, [...p.text, ...p.compressed]);
+  const spanText = [...p.text, ...p.compressed]
+    .map((i) => {
+      const c = loaded.get(i) as Chunk;
+      if (!p.partial || p.partial.index !== i) return c.text;
+      return decoderTokenizer(model).decode((costs.decoderIds ? costs.decoderIds[i] : c.tokenIds).slice(0, p.partial.keep));
+    })
+    .join('\n');
+  const out: Materialized = { compressed: null, plainIds: null, spanText };
   if ((mode === 'arc' || mode === 'mixed') && p.compressed.length > 0) {
     const logLines: string[] = [];
     const cache = options.cacheDir
@@ -594,13 +603,14 @@ function contextStats(stats: AskStats, chunks: ChunkRef[], costs: Costs, forms: 
 }
 
 /** Stage 7: streams the answer; returns it with the timings. */
-async function* generate(model: ArcModel, prefix: BuiltPrefix, request: AskRequest, maxNewTokens: number, signal: AbortSignal | undefined): AsyncGenerator<AskEvent, { answer: string; timings: GenerationTimings; firstTokenAt: number | null }> {
+async function* generate(model: ArcModel, prefix: BuiltPrefix, request: AskRequest, maxNewTokens: number, signal: AbortSignal | undefined, answerFrom: string | undefined): AsyncGenerator<AskEvent, { answer: string; timings: GenerationTimings; firstTokenAt: number | null }> {
   const gen = (model.decoder as NonNullable<ArcModel['decoder']>).generate(prefix.parts, {
     maxNewTokens,
     temperature: request.temperature,
     topP: request.topP,
     stop: model.manifest.prompt.stop,
     signal,
+    ...(answerFrom !== undefined ? { answerFrom } : {}),
   });
   let answer = '';
   let firstTokenAt: number | null = null;
@@ -639,6 +649,7 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
 
     let included: ChunkRef[] = [];
     let prefix: BuiltPrefix;
+    let spanText = '';
     if (mode === 'none') {
       prefix = buildPrefix(model, 'none', [], question);
     } else {
@@ -659,12 +670,16 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
       yield selectionEvent(g.refs, costs, mode, p, budget);
       const forms = yield* materialize(model, g, p, costs, mode, options, stats);
       prefix = layout(model, mode, g.refs, forms, p, question);
+      spanText = forms.spanText;
       contextStats(stats, g.refs, costs, forms, p, prefix);
     }
 
     throwIfAborted(signal, 'The question');
     yield { type: 'progress', stage: 'prefill', message: `Reading ${prefix.positions} positions` };
-    const { answer, timings, firstTokenAt } = yield* generate(model, prefix, request, maxNewTokens, signal);
+    // Extractive decoding: the answer is a span of what the decoder read (the question included).
+    const extractive = request.extractive ?? model.manifest.prompt.extractive ?? false;
+    const answerFrom = extractive ? `${spanText}\n${question}` : undefined;
+    const { answer, timings, firstTokenAt } = yield* generate(model, prefix, request, maxNewTokens, signal, answerFrom);
     throwIfAborted(signal, 'Answering');
     stats.prefillMs = timings.prefillMs;
     stats.tokensPerSecond = timings.tokensPerSecond;

@@ -70,6 +70,53 @@ export function tokenPicker(opts: Pick<GenerateOptions, 'temperature' | 'topP' |
   return (logits) => sampleTopP(logits, temperature, topP, random);
 }
 
+/** Candidates tried per step by extractive decoding, most likely first. */
+export const EXTRACTIVE_CANDIDATES = 4096;
+
+/**
+ * Extractive decoding: picks as `pick` would, among the EXTRACTIVE_CANDIDATES most likely tokens
+ * (and EOS) that keep the answer a substring of `span`; the answer is the decoded text before
+ * the first stop string (a trailing incomplete character must start one in the span). When no
+ * candidate does, EOS.
+ */
+export function extractivePicker(
+  tokenizer: TextTokenizer,
+  span: string,
+  stops: readonly string[],
+  eosTokenId: number,
+  pick: (logits: Float32Array) => number,
+): (logits: Float32Array, ids: readonly number[]) => number {
+  const keeps = (ids: readonly number[], next: number): boolean => {
+    let text = tokenizer.decode([...ids, next]);
+    for (const s of stops) {
+      const i = text.indexOf(s);
+      if (i >= 0) text = text.slice(0, i);
+    }
+    // A byte-level token may end inside a character (decoded as one U+FFFD): the answer so far
+    // must then go on, in the span, with a character beyond ASCII.
+    if (!text.endsWith('\ufffd')) return span.includes(text);
+    text = text.slice(0, -1);
+    for (let at = span.indexOf(text); at >= 0 && at + text.length < span.length; at = span.indexOf(text, at + 1)) {
+      if ((span.codePointAt(at + text.length) ?? 0) >= 0x80) return true;
+    }
+    return false;
+  };
+  return (logits, ids) => {
+    const first = pick(logits);
+    if (first === eosTokenId || keeps(ids, first)) return first;
+    const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
+    const masked = new Float32Array(logits.length).fill(-Infinity);
+    let any = false;
+    for (const t of order.slice(0, EXTRACTIVE_CANDIDATES)) {
+      if (t === eosTokenId || keeps(ids, t)) {
+        masked[t] = logits[t]!;
+        any = true;
+      }
+    }
+    return any ? pick(masked) : eosTokenId;
+  };
+}
+
 /**
  * Turns a growing answer text into pieces safe to show: a piece never ends with text that could
  * still become a stop string (nor, with holdReplacement, inside a UTF-8 character: byte-level
@@ -192,7 +239,11 @@ export async function* decodeLoop(
     throw new ArcError('internal', `maxNewTokens must be a non-negative integer (got ${opts.maxNewTokens}).`);
   }
   const start = performance.now();
-  const pick = tokenPicker(opts);
+  const plain = tokenPicker(opts);
+  const pick =
+    opts.answerFrom === undefined
+      ? (logits: Float32Array) => plain(logits)
+      : extractivePicker(tokenizer, opts.answerFrom, opts.stop ?? [], limits.eosTokenId, plain);
   const stream = new TextStream(tokenizer, opts.stop ?? []);
   throwIfAborted(opts.signal, 'Generation');
   let logits = await source.prefill();
@@ -200,7 +251,7 @@ export async function* decodeLoop(
   let ttftMs = prefillMs;
   const ids: number[] = [];
   while (ids.length < opts.maxNewTokens) {
-    const next = pick(logits);
+    const next = pick(logits, ids);
     if (ids.length === 0) ttftMs = performance.now() - start;
     if (next === limits.eosTokenId) break;
     ids.push(next);

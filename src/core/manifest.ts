@@ -142,6 +142,7 @@ export function validateManifest(raw: unknown, file: string): Manifest {
     maxNewTokens: c.int(p, 'maxNewTokens', 'prompt.', 1),
   };
   if (p.mixedTextBudget !== undefined) prompt.mixedTextBudget = c.int(p, 'mixedTextBudget', 'prompt.', 1);
+  if (p.extractive !== undefined) prompt.extractive = c.bool(p, 'extractive', 'prompt.');
 
   const f = c.object(root, 'documentFormat', '');
   const documentFormat: Manifest['documentFormat'] = { header: c.string(f, 'header', 'documentFormat.') ?? '' };

@@ -46,6 +46,11 @@ export interface AskRequest {
    * even when it alone is larger). Default: the manifest's prompt.mixedTextBudget, else 160.
    */
   textBudget?: number;
+  /**
+   * Extractive decoding (the answer must be a span of the context's text, see
+   * GenerateOptions.answerFrom): true or false; default: the manifest's prompt.extractive.
+   */
+  extractive?: boolean;
 }
 
 export interface Citation {

@@ -25,6 +25,8 @@ export interface ArcSettings {
   answerMode: AnswerMode;
   /** Mixed mode's text budget in tokens; 0 uses the model's (its manifest's prompt.mixedTextBudget, else 160). */
   mixedTextBudget: number;
+  /** Extractive decoding (the answer is a span of the code read), free decoding, or the model's default (its manifest's prompt.extractive). */
+  decoding: 'model' | 'extractive' | 'free';
   /** Which decoder answers: the package's ONNX decoder in-process, or a serving engine (machine scope). */
   decoderBackend: DecoderBackendName;
   /** The engine's address (machine scope); nothing is sent unless backend and URL are set. */
@@ -68,6 +70,7 @@ export function normalizeSettings(get: (key: string) => unknown): ArcSettings {
     cacheSizeMB: clampInt(get('cacheSizeMB'), 16, 65536, 512),
     answerMode: oneOf(get('answerMode'), MODES, 'mixed'),
     mixedTextBudget: clampInt(get('mixedTextBudget'), 0, 65536, 0),
+    decoding: oneOf(get('decoding'), ['model', 'extractive', 'free'] as const, 'model'),
     decoderBackend: oneOf(get('decoderBackend'), BACKENDS, 'onnx'),
     decoderUrl: typeof get('decoderUrl') === 'string' ? (get('decoderUrl') as string).trim() : '',
     servedModel: typeof get('servedModel') === 'string' ? (get('servedModel') as string).trim() : '',

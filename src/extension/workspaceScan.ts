@@ -163,12 +163,13 @@ export function questionRequest(
   collected: QuestionSources,
   question: string,
   mode: AnswerMode,
-  settings: Pick<ArcSettings, 'include' | 'exclude' | 'maxNewTokens' | 'temperature' | 'mixedTextBudget'>,
+  settings: Pick<ArcSettings, 'include' | 'exclude' | 'maxNewTokens' | 'temperature' | 'mixedTextBudget'> & Partial<Pick<ArcSettings, 'decoding'>>,
 ): AskRequest {
   const request: AskRequest = { question, mode, sources: collected.sources };
   if (settings.maxNewTokens > 0) request.maxNewTokens = settings.maxNewTokens;
   if (settings.temperature > 0) request.temperature = settings.temperature;
   if (settings.mixedTextBudget > 0) request.textBudget = settings.mixedTextBudget;
+  if (settings.decoding === 'extractive' || settings.decoding === 'free') request.extractive = settings.decoding === 'extractive';
   const scan = collected.scan;
   if (scan) {
     // The folders' own rules (files.exclude, search.exclude, arcContext.include/exclude): they

@@ -279,10 +279,13 @@ const NO_TORCH = (() => {
   return r.status === 0 ? false : `${PYTHON} has no torch (install python3-torch)`;
 })();
 
-/** The in-process (ONNX) answer from the CLI: same model, workspace, question and mode, greedy. */
+/**
+ * The in-process (ONNX) answer from the CLI: same model, workspace, question and mode, greedy, and
+ * free decoding (an engine picks its own tokens; extractive decoding is the in-process decoder's).
+ */
 function cliAnswer(modelDir, mode, question) {
   const r = spawnSync(process.execPath, [join(h.ROOT, 'dist', 'cli.js'), 'ask', '--model', modelDir, '--no-cache', '--threads', '1',
-    '--root', join(h.E2E_DIR, 'workspace'), '--mode', mode, '--json', question], { encoding: 'utf8', timeout: 120_000 });
+    '--root', join(h.E2E_DIR, 'workspace'), '--mode', mode, '--decoding', 'free', '--json', question], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, `arc-context ask failed: ${r.stderr}`);
   const out = JSON.parse(r.stdout);
   assert.equal(out.stats.decoderBackend, undefined, 'the reference answer came from a server');

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import type { ArcModel, GenerateOptions, GenerationTimings, PrefixPart } from '../../src/core/api';
 import { OnnxDecoder } from '../../src/core/decoder';
 import { ArcError } from '../../src/core/errors';
-import { TextStream, argmax, decodeLoop, sampleTopP, seededRandom } from '../../src/core/generate';
+import { EXTRACTIVE_CANDIDATES, TextStream, argmax, decodeLoop, extractivePicker, sampleTopP, seededRandom } from '../../src/core/generate';
 import { loadModel } from '../../src/core/model';
 import { NO_TINY, TINY, golden } from './core-fixture';
 
@@ -145,3 +145,47 @@ test('temperature sampling with a seed is reproducible on the model', { skip: NO
   assert.equal(a.timings.generatedTokens, 12);
   assert.ok(a.timings.tokensPerSecond > 0);
 });
+
+test('extractive picking passes over tokens that leave the span, most likely first, and ends when none keeps it', { skip: NO_TINY }, () => {
+  const tok = model.tokenizer;
+  const span = 'export const TAX_RATE = 0.21;';
+  const ids = tok.encode('0.');
+  const pickFor = (order: number[]) => {
+    const logits = new Float32Array(model.manifest.decoder!.vocabSize).fill(-10);
+    order.forEach((t, k) => (logits[t] = 10 - k));
+    return extractivePicker(tok, span, ['\n'], 2, argmax)(logits, ids);
+  };
+  // The token after "0." on the way to "0.21" (in the span) and to "0.99" (not in it).
+  assert.deepEqual(tok.encode('0.21').slice(0, ids.length), ids);
+  const good = tok.encode('0.21')[ids.length]!;
+  const bad = tok.encode('0.99')[ids.length]!;
+  assert.ok(span.includes(tok.decode([...ids, good])) && !span.includes(tok.decode([...ids, bad])));
+  assert.equal(pickFor([good, bad]), good, 'the likeliest token keeps the span');
+  assert.equal(pickFor([bad, good]), good, 'a token that leaves the span is passed over');
+  const nl = tok.encode('\n')[0]!;
+  assert.equal(pickFor([nl, bad]), nl, 'a stop string ends a valid answer');
+  // No candidate keeps the answer a substring: EOS.
+  const none = extractivePicker(tok, 'zzz', ['\n'], 2, argmax);
+  assert.equal(none(new Float32Array(model.manifest.decoder!.vocabSize).fill(0), tok.encode('abc')), 2);
+  assert.ok(EXTRACTIVE_CANDIDATES >= 64);
+});
+
+test('extractive decoding on the model: every answer is a span of answerFrom, and a free answer that already was one is unchanged', { skip: NO_TINY }, async () => {
+  const dec = decoder();
+  let changed = 0;
+  for (const g of golden().greedy) {
+    const prefix: PrefixPart[] = [{ kind: 'tokens', ids: g.prompt_ids }];
+    const free = (await collect(dec.generate(prefix, { maxNewTokens: 6, stop: [] }))).pieces.join('');
+    for (const span of [`xx ${free} yy`, tokSpan(g.prompt_ids)]) {
+      const got = (await collect(dec.generate(prefix, { maxNewTokens: 6, stop: [], answerFrom: span }))).pieces.join('');
+      assert.ok(span.includes(got), `"${got}" is not a span of "${span}"`);
+      if (span.includes(free)) assert.equal(got, free);
+      else changed++;
+    }
+  }
+  assert.ok(changed > 0, 'some free answers left the prompt text, so the constraint was exercised');
+});
+
+function tokSpan(ids: number[]): string {
+  return model.tokenizer.decode(ids);
+}
