@@ -15,6 +15,8 @@
 #        TEXT_BUDGET=N         skip the sweep and use N
 #        NOTES=FILE            run notes (Markdown) for MODEL.md
 #        OUT=DIR               package folder (default models/arc-tiny-code)
+#        EXTRACTIVE=0          package with free decoding (default 1: prompt.extractive, answers are spans
+#                              of the context; the whole-package set is also decoded freely for comparison)
 #
 # The text budget chosen is the one with the best mixed exact match on heldout-repos.jsonl among
 # those whose mean source tokens read are at least twice full mode's (the point of compressing).
@@ -32,7 +34,7 @@ CACHE="$EVAL_DIR/cache"
 REPOS=models/arc-tiny-code/heldout-repos.jsonl
 
 $PY tools/package_default.py --run "$RUN" --out "$OUT" --config "$CONFIG" ${CONTINUES:+--continues "$CONTINUES"} \
-  ${TEXT_BUDGET:+--text-budget "$TEXT_BUDGET"}
+  ${TEXT_BUDGET:+--text-budget "$TEXT_BUDGET"} $([ "${EXTRACTIVE:-1}" = 1 ] && echo --extractive)
 [ -f dist/cli.js ] || npm run build
 
 # Whole-package set: one vector cache for all its rows and modes (each package is compressed once).
@@ -104,11 +106,19 @@ short_eval arc & p1=$!
 short_eval full & p2=$!
 wait $p1; wait $p2
 short_eval none
+free_files=()
+if [ "${EXTRACTIVE:-1}" = 1 ]; then
+  repo_eval mixed "$EVAL_DIR/free-mixed.json" --decoding free & p1=$!
+  repo_eval full "$EVAL_DIR/free-full.json" --decoding free & p2=$!
+  wait $p1; wait $p2
+  repo_eval arc "$EVAL_DIR/free-arc.json" --decoding free
+  free_files=("$EVAL_DIR/free-mixed.json" "$EVAL_DIR/free-arc.json" "$EVAL_DIR/free-full.json")
+fi
 
 $PY tools/model_card.py --model "$OUT" --data tools/.data --data-md \
   --eval-json "$EVAL_DIR/eval-mixed.json" "$EVAL_DIR/eval-arc.json" "$EVAL_DIR/eval-full.json" "$EVAL_DIR/eval-none.json" \
   --repo-eval-json "$EVAL_DIR/repo-mixed.json" "$EVAL_DIR/repo-arc.json" "$EVAL_DIR/repo-full.json" "$EVAL_DIR/repo-none.json" \
-  ${sweep_files:+--sweep-json "${sweep_files[@]}"} ${NOTES:+--notes "$NOTES"}
+  ${sweep_files:+--sweep-json "${sweep_files[@]}"} ${free_files:+--free-repo-eval-json "${free_files[@]}"} ${NOTES:+--notes "$NOTES"}
 $PY - "$EVAL_DIR" <<'PY'
 import json, sys
 for m in ("mixed", "arc", "full", "none"):

@@ -74,6 +74,24 @@ def context_lengths(model_dir: str, rows: list) -> dict:
     return out
 
 
+def decoding_section(results: list, free: list) -> list:
+    """Extractive against free decoding on the whole-package set, per mode (the same rows and selection)."""
+    by_mode = {r["mode"]: r for r in results}
+    out = ["Decoding (`--decoding`): the package answers extractively (`prompt.extractive`: an answer is a span of the",
+           "code the decoder read, question included; a token that would leave it is passed over for the next most likely",
+           "one). The same rows decoded freely:", "",
+           "| mode | extractive | free | file (extractive / free) | params | value |", "|---|---|---|---|---|---|"]
+    pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    for f in free:
+        e = by_mode.get(f["mode"])
+        if e is None:
+            continue
+        kinds = [f"{pct(e['byKind'].get(k, {}).get('exactMatch'))} / {pct(f['byKind'].get(k, {}).get('exactMatch'))}"
+                 for k in ("file", "params", "value")]
+        out.append(f"| {f['mode']} | {pct(e['exactMatch'])} | {pct(f['exactMatch'])} | " + " | ".join(kinds) + " |")
+    return out + ["", "Command: the same `eval` with `--decoding free`.", ""]
+
+
 def repo_section(results: list, sweep: list) -> list:
     """MODEL.md's table for the whole-package held-out set (heldout-repos.jsonl)."""
     def pct(x) -> str:
@@ -121,6 +139,8 @@ def main() -> None:
                     help="results of `arc-context eval --json` on heldout-repos.jsonl (whole package folders), per mode")
     ap.add_argument("--sweep-json", nargs="*", default=[],
                     help="mixed-mode results on heldout-repos.jsonl at several --text-budget values")
+    ap.add_argument("--free-repo-eval-json", nargs="*", default=[],
+                    help="whole-package eval --json files decoded with --decoding free (an ablation table beside the package's decoding)")
     ap.add_argument("--notes", default=None, help="a Markdown file of run notes (what helped, what did not) for MODEL.md")
     ap.add_argument("--data-md", action="store_true", help="also (re)write DATA.md from the corpus")
     a = ap.parse_args()
@@ -273,6 +293,8 @@ def main() -> None:
                 "side by side on the two cores, then none, so TTFT includes encoding every chunk and some contention).", ""]
     if a.repo_eval_json:
         out += repo_section([json.load(open(p)) for p in a.repo_eval_json], [json.load(open(p)) for p in a.sweep_json])
+        if a.free_repo_eval_json:
+            out += decoding_section([json.load(open(p)) for p in a.repo_eval_json], [json.load(open(p)) for p in a.free_repo_eval_json])
     if a.notes:
         out += ["## Run notes", "", open(a.notes).read().strip(), ""]
     with open(os.path.join(a.model, "MODEL.md"), "w") as f:

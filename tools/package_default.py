@@ -68,6 +68,9 @@ def main() -> None:
     ap.add_argument("--text-budget", type=int, default=None,
                     help="prompt.mixedTextBudget: text tokens besides the best-ranked chunk in mixed mode (measured: "
                          "tools/finalize_default.sh sweeps it on heldout-repos.jsonl)")
+    ap.add_argument("--extractive", action="store_true",
+                    help="prompt.extractive: answers are spans of the context the decoder read (extractive decoding; "
+                         "tools/finalize_default.sh measures it against free decoding)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     dec, enc, state, cfg = build(a.run, a.data)
@@ -78,7 +81,8 @@ def main() -> None:
         "license": "Apache-2.0 (weights trained here; training data licenses in DATA.md)",
         "encoder": {"maxChunkTokens": 256, "source": "trained here (tools/train.py)"},
         "prompt": {"questionTemplate": C.QUESTION_TEMPLATE, "stop": [C.ANSWER_END], "maxNewTokens": 48,
-                   **({"mixedTextBudget": a.text_budget} if a.text_budget is not None else {})},
+                   **({"mixedTextBudget": a.text_budget} if a.text_budget is not None else {}),
+                   **({"extractive": True} if a.extractive else {})},
         "documentFormat": {"header": C.HEADER, **({"compressedHeader": True} if cfg.get("compressed_headers") else {})},
         "training": {"stage": state["stage"], "stages": [s["name"] for s in cfg["stages"]],
                      "tokens": state["tokens"], "seconds": round(state["seconds"])},
