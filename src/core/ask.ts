@@ -20,7 +20,7 @@ import { classifyContent, collectSources, DEFAULT_MAX_FILE_BYTES, type SkipRepor
 import { buildTreeIndex, chunkField, chunkHash, chunksWithPrefix, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
 import { groupSizes } from './encoder';
 import { ArcError, errorMessage, throwIfAborted } from './errors';
-import { buildPrefix, compressedCoster, contextBudget, decoderTokenizer, mixedTextBudget, type BuiltPrefix, type PlacedChunk } from './prompt';
+import { buildPrefix, chunkHeader, compressedCoster, contextBudget, decoderTokenizer, mixedTextBudget, type BuiltPrefix, type PlacedChunk } from './prompt';
 
 export type { AskOptions };
 
@@ -94,7 +94,7 @@ function describeSkips(skipped: SkipReport): string {
 type ContextMode = Exclude<AnswerMode, 'none'>;
 
 /** A chunk as planning sees it: everything but its token ids, and their count. */
-export type ChunkRef = Omit<Chunk, 'tokenIds'> & { tokens: number; file: number };
+export type ChunkRef = Omit<Chunk, 'tokenIds'> & { tokens: number; file: number; headerTokens?: number };
 
 /** The forms a mode reads the chosen chunks in; entries only for chosen chunks (sparse). */
 interface Materialized {
@@ -181,6 +181,8 @@ class TreeRef {
     private readonly tree: TreeIndexData,
     private readonly texts: DocTexts,
     private readonly header: string,
+    /** Tokens of the rendered header (tree snapshot), -1 when not known. */
+    readonly headerTokens: number,
   ) {}
   get hash(): string {
     return chunkHash(this.tree, this.chunk);
@@ -308,6 +310,8 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
       fromIndex += r.fromIndex;
       const lexOf = new Map(collected.files.map((f, k) => [f, r.files[k].lexicon]));
       const NO_STAMP = { size: 0, mtimeMs: 0, ctimeMs: 0, ino: 0 };
+      // Header tokens with the tree's (encoder) tokenizer, stored so warm questions need not tokenize them.
+      const headerTokens = (p: string) => model.tokenizer.encode(chunkHeader(model.manifest.documentFormat, p)).length;
       const sources: TreeSource[] = [];
       let storable = true;
       for (const d of docs) {
@@ -316,7 +320,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
           const f = d.file;
           const own = f.stamp !== undefined && f.origin === 'workspace' && f.startLine === 1;
           if (!own) storable = false;
-          sources.push({ path: f.path, stamp: f.stamp ?? NO_STAMP, textHash: hashText(f.text), lexicon: lexOf.get(f) as FileLexicon });
+          sources.push({ path: f.path, stamp: f.stamp ?? NO_STAMP, textHash: hashText(f.text), lexicon: lexOf.get(f) as FileLexicon, headerTokens: headerTokens(f.path) });
         }
       }
       tree = buildTreeIndex(sources, scanStart);
@@ -331,7 +335,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
       const f = 'file' in d ? d.file : { ...d.unread, origin: 'workspace' as const };
       const h = header(k);
       for (let c = tf.firstChunk; c < tf.firstChunk + tf.chunkCount; c++) {
-        refs.push(new TreeRef(f.path, f.absPath, originOf(f.path, f.origin), chunkField(tree, c, 'startLine'), chunkField(tree, c, 'endLine'), chunkField(tree, c, 'tokens'), k, c, tree, texts, h));
+        refs.push(new TreeRef(f.path, f.absPath, originOf(f.path, f.origin), chunkField(tree, c, 'startLine'), chunkField(tree, c, 'endLine'), chunkField(tree, c, 'tokens'), k, c, tree, texts, h, tf.headerTokens));
       }
     });
     const bm25 = treeBm25(tree, question);
@@ -437,10 +441,16 @@ function costsFor(model: ArcModel, refs: readonly ChunkRef[], mode: ContextMode)
   const byTokens: number[] = []; // token counts repeat (most chunks are full): one group rule each
   const vectors = refs.map((r) => (byTokens[r.tokens] ??= predictedVectors(model, r.tokens)));
   const coster = compressedCoster(model);
+  // A tree snapshot knows each file's header tokens (with the encoder's tokenizer, the decoder's
+  // here too): a warm question then tokenizes no header.
+  const known = model.manifest.documentFormat.compressedHeader && decoderTokenizer(model) === model.tokenizer;
   const memo = new Map<number, number>();
   const compressed = (i: number): number => {
     let c = memo.get(i);
-    if (c === undefined) memo.set(i, (c = coster(refs[i].path, vectors[i])));
+    if (c === undefined) {
+      const h = refs[i].headerTokens;
+      memo.set(i, (c = known && h !== undefined && h >= 0 ? h + vectors[i] + 1 : coster(refs[i].path, vectors[i])));
+    }
     return c;
   };
   if (mode === 'arc') return { text: null, decoderIds: null, vectors, compressed };

@@ -310,3 +310,45 @@ test('CLI --file, arc and mixed with the flag: headers counted in selection, sta
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('ask() on a folder with the flag: the tree snapshot stores each file header\'s token count, and a warm question (headers priced from it, none tokenized) plans and reads exactly what a cold one does', { skip, timeout: 300_000 }, async () => {
+  const { mkdir } = await import('node:fs/promises');
+  const { loadTree, treeKey, clearTreeMemo } = await import('../../src/core/context/treeIndex');
+  const { chunkIndexIdentity } = await import('../../src/core/context/chunkIndex');
+  const dir = await mkdtemp(join(tmpdir(), 'arc-hdr-tree-'));
+  try {
+    const root = join(dir, 'tree');
+    for (const s of SOURCES) {
+      await mkdir(join(root, s.path, '..'), { recursive: true });
+      await writeFile(join(root, s.path), s.text as string);
+    }
+    // Older than the racily-clean margin, so the warm question reads no file.
+    const { utimes } = await import('node:fs/promises');
+    const old = new Date(Date.now() - 60_000);
+    for (const s of SOURCES) await utimes(join(root, s.path), old, old);
+    const cacheDir = join(dir, 'cache');
+    for (const mode of ['arc', 'mixed'] as const) {
+      const runs = [];
+      for (const pass of ['cold', 'warm']) {
+        clearTreeMemo(); // a new process each time
+        const rec = recorder(flagged);
+        const events: AskEvent[] = [];
+        for await (const e of ask(rec.model, { question: QUESTION, mode, roots: [root], maxNewTokens: 8, textBudget: 20 }, { cacheDir })) events.push(e);
+        const budget = contextBudget(flagged, QUESTION, 8);
+        checkStats(one(events, 'done').stats, readPrefix(flagged, rec.prefix()), budget, `${mode}, ${pass}`);
+        runs.push({ sel: one(events, 'selection'), prefix: rec.prefix(), stats: one(events, 'done').stats });
+      }
+      assert.deepEqual(runs[1]!.sel, runs[0]!.sel, `${mode}: same selection warm and cold`);
+      assert.deepEqual(readPrefix(flagged, runs[1]!.prefix), readPrefix(flagged, runs[0]!.prefix), `${mode}: same prefix`);
+      assert.ok(runs[0]!.stats.compressedChunks > 0, `${mode}: some chunks compressed`);
+    }
+    const identity = await chunkIndexIdentity(flagged);
+    const key = treeKey(identity as string, { header: flagged.manifest.documentFormat.header, maxTokens: flagged.encoder.maxChunkTokens }, { roots: [root], maxFileBytes: 1024 * 1024 });
+    clearTreeMemo();
+    const tree = await loadTree(cacheDir, key, () => {});
+    assert.ok(tree, 'the snapshot is stored under the key ask() uses');
+    for (const f of tree!.files) assert.equal(f.headerTokens, flagged.tokenizer.encode(`### ${f.path}\n`).length, f.path);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -4,7 +4,9 @@
 //
 // One entry per (tokenizer identity, chunk options, scanned roots, include/exclude, size limit):
 // `cacheDir/trees/v1/<sha256>.arct`. It holds, per file of the tree in document order, what was
-// seen when it was read (display path, size, mtimeMs, ctimeMs, ino, sha256 of its text) and its
+// seen when it was read (display path, size, mtimeMs, ctimeMs, ino, sha256 of its text, the token
+// count of its rendered chunk header, so that a warm question prices a compressed chunk's header
+// without tokenizing it) and its
 // chunks (line range, body offsets, token count, hash, body field length); and per body search
 // term (sorted, ASCII: codeTerms only yields [a-z0-9_$]) its postings: (chunk, count) pairs over
 // the whole tree. Same robustness rules as the other stores (cache.ts): versioned folder and
@@ -27,7 +29,7 @@ import { ENTRY_HEADER_BYTES, checkPayloadEntry, isErrno, payloadEntryHeader, wri
 import type { FileLexicon } from './lexicalIndex';
 import { codeTerms } from './select';
 
-export const TREE_INDEX_FORMAT_VERSION = 2;
+export const TREE_INDEX_FORMAT_VERSION = 3;
 const MAGIC = 0x54435241; // "ARCT" read as little-endian u32
 const HEADER_BYTES = ENTRY_HEADER_BYTES; // magic, version, payload bytes, reserved, key[32], checksum[32]
 const ENTRY_EXT = '.arct';
@@ -52,6 +54,8 @@ export interface TreeFile extends FileStamp {
   textHash: string;
   firstChunk: number;
   chunkCount: number;
+  /** Tokens of the file's rendered chunk header with the tree's tokenizer; -1 when not known. */
+  headerTokens: number;
 }
 
 /** A tree's snapshot and inverted index, held in typed arrays (no object per chunk or posting). */
@@ -111,7 +115,7 @@ export function treeEntryPath(cacheDir: string, key: string): string {
 // ---- building ----
 
 /** One file of a tree being built: taken from an older tree's index, or from its lexicon. */
-export type TreeSource = { path: string; stamp: FileStamp; textHash: string } & ({ from: TreeIndexData; fileIdx: number } | { lexicon: FileLexicon });
+export type TreeSource = { path: string; stamp: FileStamp; textHash: string } & ({ from: TreeIndexData; fileIdx: number } | { lexicon: FileLexicon; headerTokens?: number });
 
 /** A tree's index from its files in document order. */
 export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number): TreeIndexData {
@@ -166,7 +170,8 @@ export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number
       }
       c += f.chunkCount;
     }
-    files.push({ path: s.path, ...pickStamp(s.stamp), textHash: s.textHash, firstChunk: first, chunkCount: c - first });
+    const headerTokens = 'lexicon' in s ? (s.headerTokens ?? -1) : s.from.files[s.fileIdx].headerTokens;
+    files.push({ path: s.path, ...pickStamp(s.stamp), textHash: s.textHash, firstChunk: first, chunkCount: c - first, headerTokens });
   });
   const oldIds = new Map<TreeIndexData, Int32Array>();
   for (const [old, map] of oldTrees) {
@@ -297,7 +302,7 @@ export function encodeTreeIndex(key: string, t: TreeIndexData): Buffer {
 /** The entry as consecutive parts (header first), so that a large tree is written without one more copy of it. */
 export function encodeTreeIndexParts(key: string, t: TreeIndexData): Buffer[] {
   if (!/^[0-9a-f]{64}$/.test(key)) throw new Error(`Invalid tree index key ${key}`);
-  const json = Buffer.from(JSON.stringify({ takenAtMs: t.takenAtMs, files: t.files.map((f) => [f.path, f.size, f.mtimeMs, f.ctimeMs, f.ino, f.textHash, f.firstChunk, f.chunkCount]) }), 'utf8');
+  const json = Buffer.from(JSON.stringify({ takenAtMs: t.takenAtMs, files: t.files.map((f) => [f.path, f.size, f.mtimeMs, f.ctimeMs, f.ino, f.textHash, f.firstChunk, f.chunkCount, f.headerTokens]) }), 'utf8');
   const nChunks = chunkCount(t);
   const nTerms = t.termOff.length - 1;
   const parts: Buffer[] = [];
@@ -368,12 +373,13 @@ export function decodeTreeIndex(key: string, buf: Buffer): TreeIndexData | strin
     const files: TreeFile[] = [];
     let next = 0;
     for (const r of raw.files as unknown[]) {
-      if (!Array.isArray(r) || r.length !== 8) return 'malformed file';
-      const [p, size, mtimeMs, ctimeMs, ino, textHash, firstChunk, count] = r as unknown[];
+      if (!Array.isArray(r) || r.length !== 9) return 'malformed file';
+      const [p, size, mtimeMs, ctimeMs, ino, textHash, firstChunk, count, headerTokens] = r as unknown[];
+      if (typeof headerTokens !== 'number' || !Number.isInteger(headerTokens) || headerTokens < -1) return 'malformed file';
       if (typeof p !== 'string' || ![size, firstChunk, count, ino].every(isUint) || typeof mtimeMs !== 'number' || typeof ctimeMs !== 'number' || typeof textHash !== 'string' || !/^[0-9a-f]{64}$/.test(textHash)) return 'malformed file';
       if (firstChunk !== next) return 'chunk ranges out of order';
       next += count as number;
-      files.push({ path: p, size, mtimeMs, ctimeMs, ino, textHash, firstChunk, chunkCount: count } as TreeFile);
+      files.push({ path: p, size, mtimeMs, ctimeMs, ino, textHash, firstChunk, chunkCount: count, headerTokens } as TreeFile);
     }
     if (next !== nChunks) return 'chunk count mismatch';
     if (termOff[nTerms] !== blobLen || postOff[nTerms] !== nPost || nPost % 2 !== 0) return 'term tables mismatch';
