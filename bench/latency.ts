@@ -1,6 +1,7 @@
 // Time to first token and total answer time over contexts of growing size, built from real
-// source files: arc with a warm vector cache, arc cold (encoder included), and full text where
-// it fits the decoder window.
+// source files: arc with a warm vector cache, arc cold (encoder included), mixed with a warm cache,
+// and full text where it fits the decoder window (and, with --full-max-tokens N, up to N source
+// tokens: longer plain-text prefill is recorded as not measured).
 import { mkdtemp, rm } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,13 +12,15 @@ import { contextBudget, decoderTokenizer } from '../src/core/prompt';
 import { loadTokenizer } from '../src/core/tokenizer';
 import type { SourceInput } from '../src/core/types';
 import { askOnce, type AskOutcome } from './ask';
-import type { LatencySection, LatencySize, ModeRun, NotFit } from './types';
+import type { FullNotMeasured, LatencySection, LatencySize, ModeRun, NotFit } from './types';
 import { median, round, sampled } from './util';
 
 export interface LatencyOptions {
   sizes: number[];
   reps: number;
   maxNewTokens: number;
+  /** Sizes with more source tokens than this measure arc and mixed only (full: not measured). */
+  fullMaxTokens?: number;
   signal?: AbortSignal;
   log: (line: string) => void;
 }
@@ -34,6 +37,14 @@ const MIN_PIECE_TOKENS = 16;
  * is cut at a line so the total lands close to the target.
  */
 export function buildContext(model: ArcModel, files: readonly SourceFile[], target: number): SourceFile[] {
+  return contextFor(model, files, target).files;
+}
+
+/**
+ * buildContext, and whether the context is the whole tree short of the target (the tree holds
+ * fewer source tokens than asked for).
+ */
+export function contextFor(model: ArcModel, files: readonly SourceFile[], target: number): { files: SourceFile[]; wholeTree: boolean } {
   const opts = chunkOptions(model);
   const out: SourceFile[] = [];
   let total = 0;
@@ -44,7 +55,7 @@ export function buildContext(model: ArcModel, files: readonly SourceFile[], targ
     if (total + tokens <= target) {
       out.push(f);
       total += tokens;
-      if (total >= target) break;
+      if (total >= target) return { files: out, wholeTree: false };
       continue;
     }
     // Whole chunks first, then a line-proportional piece of the next one.
@@ -62,7 +73,7 @@ export function buildContext(model: ArcModel, files: readonly SourceFile[], targ
     }
     // A context never comes out empty: at least the first line of the tree.
     if (out.length === 0) lastLine = Math.max(lastLine, 1);
-    if (lastLine === 0) break;
+    if (lastLine === 0) return { files: out, wholeTree: false };
     const lines = f.text.split('\n');
     const cut = (n: number): SourceFile => ({ ...f, text: lines.slice(0, n).join('\n') + '\n' });
     const tokensOf = (sf: SourceFile): number => chunkFiles([sf], model.tokenizer, opts).reduce((n, c) => n + c.tokenIds.length, 0);
@@ -70,9 +81,9 @@ export function buildContext(model: ArcModel, files: readonly SourceFile[], targ
     // lines until the context is within the target again.
     while (lastLine > 1 && before + tokensOf(cut(lastLine)) > target) lastLine--;
     out.push(cut(lastLine));
-    break;
+    return { files: out, wholeTree: false };
   }
-  return out;
+  return { files: out, wholeTree: true };
 }
 
 const DEFINITION = /^(?:export\s+)?(?:default\s+)?(?:async\s+)?(?:function\*?|class|const|let|interface|type|enum|def)\s+([A-Za-z_$][\w$]*)/m;
@@ -115,19 +126,32 @@ function fullTokens(model: ArcModel, chunks: readonly Chunk[]): number {
 }
 
 export async function runLatency(model: ArcModel, sourceRoot: string, tree: readonly SourceFile[], opts: LatencyOptions): Promise<LatencySection> {
-  const { reps, maxNewTokens, signal } = opts;
+  const { reps, maxNewTokens, signal, fullMaxTokens } = opts;
   const tokenizerPath = path.resolve(model.dir, model.manifest.encoder.tokenizer);
   const question = questionFor(buildContext(model, tree, Math.min(...opts.sizes)), tree);
   const budget = contextBudget(model, question, maxNewTokens);
   const sizes: LatencySize[] = [];
+  const notMeasured: { targetTokens: number; reason: string }[] = [];
+  // The size that measured the whole tree, once the tree has run out.
+  let treeSize: LatencySize | null = null;
   for (const target of opts.sizes) {
-    const files = buildContext(model, tree, target);
+    const { files, wholeTree } = contextFor(model, tree, target);
     const chunks = chunkFiles(files, model.tokenizer, chunkOptions(model));
     const sourceTokens = chunks.reduce((n, c) => n + c.tokenIds.length, 0);
+    if (wholeTree && treeSize) {
+      const reason = `the source tree holds only ${sourceTokens} source tokens, measured whole at size ${treeSize.targetTokens}; pass --source DIR with a larger tree`;
+      notMeasured.push({ targetTokens: target, reason });
+      opts.log(`latency: size ${target} not measured: ${reason.replace('the source tree', `the source tree ${sourceRoot}`)}`);
+      continue;
+    }
+    if (wholeTree) opts.log(`latency: the source tree ${sourceRoot} holds only ${sourceTokens} source tokens, fewer than the ${target} asked for: this size measures the whole tree (pass --source DIR with a larger tree)`);
     const contextTokens = fullTokens(model, chunks);
     const fits = contextTokens <= budget;
+    const measureFull = fits && (fullMaxTokens === undefined || sourceTokens <= fullMaxTokens);
     const request = { question, sources: toSources(files), maxNewTokens };
-    opts.log(`latency: ${sourceTokens} source tokens (${files.length} files, ${chunks.length} chunks); full ${fits ? 'fits' : 'does not fit'}`);
+    opts.log(
+      `latency: ${sourceTokens} source tokens (${files.length} files, ${chunks.length} chunks); full ${!fits ? 'does not fit' : measureFull ? 'fits' : `fits, not measured (above --full-max-tokens ${fullMaxTokens})`}`,
+    );
 
     const tokenizeMs: number[] = [];
     for (let r = 0; r < reps; r++) {
@@ -142,10 +166,10 @@ export async function runLatency(model: ArcModel, sourceRoot: string, tree: read
     try {
       // Untimed: fills the warm cache and the chunk memo, and warms up every code path.
       await askOnce(model, { ...request, mode: 'arc' }, warmDir, signal);
-      if (fits) await askOnce(model, { ...request, mode: 'full' }, null, signal);
+      if (measureFull) await askOnce(model, { ...request, mode: 'full' }, null, signal);
       await askOnce(model, { ...request, mode: 'mixed' }, warmDir, signal);
       const runs: Record<'arcWarm' | 'arcCold' | 'mixedWarm' | 'full', AskOutcome[]> = { arcWarm: [], arcCold: [], mixedWarm: [], full: [] };
-      const order = (['arcWarm', 'arcCold', 'mixedWarm', 'full'] as const).filter((m) => m !== 'full' || fits);
+      const order = (['arcWarm', 'arcCold', 'mixedWarm', 'full'] as const).filter((m) => m !== 'full' || measureFull);
       for (let r = 0; r < reps; r++) {
         // Rotating the order spreads any drift of the machine (other processes) over the modes.
         for (let k = 0; k < order.length; k++) {
@@ -166,7 +190,11 @@ export async function runLatency(model: ArcModel, sourceRoot: string, tree: read
       const arcWarm = modeRun(runs.arcWarm);
       const arcCold = modeRun(runs.arcCold);
       const mixedWarm = modeRun(runs.mixedWarm);
-      const full: ModeRun | NotFit = fits ? modeRun(runs.full) : { fits: false, contextTokens, budget };
+      const full: ModeRun | NotFit | FullNotMeasured = measureFull
+        ? modeRun(runs.full)
+        : fits
+          ? { measured: false, reason: 'above --full-max-tokens', fullMaxTokens: fullMaxTokens!, contextTokens, budget }
+          : { fits: false, contextTokens, budget };
       const ratios =
         'ttftMs' in full
           ? {
@@ -176,13 +204,22 @@ export async function runLatency(model: ArcModel, sourceRoot: string, tree: read
               totalFullOverArcCold: round(full.totalMs.median / arcCold.totalMs.median, 2),
             }
           : null;
-      sizes.push({ targetTokens: target, sourceTokens, files: files.length, chunks: chunks.length, tokenizeMs: sampled(tokenizeMs), arcWarm, arcCold, mixedWarm, full, ratios });
+      const size: LatencySize = { targetTokens: target, sourceTokens, files: files.length, chunks: chunks.length, tokenizeMs: sampled(tokenizeMs), arcWarm, arcCold, mixedWarm, full, ratios, ...(wholeTree ? { wholeTree: true as const } : {}) };
+      sizes.push(size);
+      if (wholeTree) treeSize = size;
       opts.log(
-        `latency: ${sourceTokens} tokens: first token arc warm ${arcWarm.ttftMs.median} ms, arc cold ${arcCold.ttftMs.median} ms, mixed warm ${mixedWarm.ttftMs.median} ms, full ${'ttftMs' in full ? `${full.ttftMs.median} ms` : 'does not fit'}`,
+        `latency: ${sourceTokens} tokens: first token arc warm ${arcWarm.ttftMs.median} ms, arc cold ${arcCold.ttftMs.median} ms, mixed warm ${mixedWarm.ttftMs.median} ms, full ${fullText(full)}`,
       );
     } finally {
       await rm(warmDir, { recursive: true, force: true });
     }
   }
-  return { source: sourceRoot, question, maxNewTokens, budget, reps, sizes };
+  return { source: sourceRoot, question, maxNewTokens, budget, reps, ...(fullMaxTokens !== undefined ? { fullMaxTokens } : {}), sizes, ...(notMeasured.length > 0 ? { notMeasured } : {}) };
+}
+
+/** The full-text column of a size in words: its time, or why there is none. */
+export function fullText(full: ModeRun | NotFit | FullNotMeasured): string {
+  if ('ttftMs' in full) return `${full.ttftMs.median} ms`;
+  if ('measured' in full) return `not measured (above --full-max-tokens ${full.fullMaxTokens})`;
+  return 'does not fit';
 }

@@ -6,7 +6,7 @@
 // (section 6), each with its result file.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { isSkipped, type BenchResult, type CompanionRun, type Companions, type LatencySection, type ModeRun, type NotFit, type ScalingSection, type ScalingTree, type Skipped } from './types';
+import { fullMeasured, isSkipped, type BenchResult, type CompanionRun, type Companions, type FullNotMeasured, type LatencySection, type ModeRun, type NotFit, type ScalingSection, type ScalingTree, type Skipped } from './types';
 
 export const SVG_NAME = 'bench/ttft-vs-context.svg';
 export const COMPANIONS_FILE = 'bench/report-companions.json';
@@ -95,19 +95,54 @@ export function lineChartSvg(series: Series[], title: string, xlabel: string, yl
   return out.join('\n') + '\n';
 }
 
-function fits(m: ModeRun | NotFit): m is ModeRun {
-  return 'ttftMs' in m;
+const fits = fullMeasured;
+
+function notMeasured(m: ModeRun | NotFit | FullNotMeasured): m is FullNotMeasured {
+  return 'measured' in m && m.measured === false;
+}
+
+/** The full-text TTFT cell: the time, or why there is none (never an estimate). */
+function fullCell(full: ModeRun | NotFit | FullNotMeasured, detail: boolean): string {
+  if (fits(full)) return `${f(full.ttftMs.median)} ms`;
+  if (notMeasured(full)) return `not measured (above --full-max-tokens ${full.fullMaxTokens})`;
+  return detail ? `does not fit (${full.contextTokens} > ${full.budget})` : 'does not fit';
+}
+
+/** "a", "a and b", "a, b and c". */
+function words(items: string[]): string {
+  return items.length < 2 ? items.join('') : `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}
+
+/** Sizes without a full-text figure because of --full-max-tokens, sizes cut short by the source tree, sizes left out. */
+export function latencyNotes(lat: LatencySection): string[] {
+  const out: string[] = [];
+  const above = lat.sizes.filter((s) => notMeasured(s.full));
+  if (above.length > 0) {
+    const n = (above[0]!.full as FullNotMeasured).fullMaxTokens;
+    out.push(
+      `Full text was not measured at ${words(above.map((s) => String(s.sourceTokens)))} source tokens: above \`--full-max-tokens ${n}\`. It would fit the window, but its plain-text prefill was left out of the run; no figure is given for it, measured or extrapolated.`,
+    );
+  }
+  for (const s of lat.sizes.filter((x) => x.wholeTree)) {
+    out.push(`Size ${s.targetTokens}: the source tree ran out; the context is the whole of \`${lat.source}\`, ${s.sourceTokens} source tokens, fewer than asked for.`);
+  }
+  for (const x of lat.notMeasured ?? []) out.push(`Size ${x.targetTokens} was not measured: ${x.reason}.`);
+  return out;
 }
 
 export function ttftSvg(lat: LatencySection, modelName: string): string {
+  const above = lat.sizes.filter((s) => notMeasured(s.full));
+  const fullMax = above.length > 0 ? (above[0]!.full as FullNotMeasured).fullMaxTokens : null;
   const series: Series[] = [
     { name: 'arc, warm cache', points: lat.sizes.map((s) => [s.sourceTokens, s.arcWarm.ttftMs.median]) },
     { name: 'arc, cold (encoder)', points: lat.sizes.map((s) => [s.sourceTokens, s.arcCold.ttftMs.median]) },
     { name: 'mixed, warm cache', points: lat.sizes.flatMap((s) => (s.mixedWarm ? [[s.sourceTokens, s.mixedWarm.ttftMs.median] as [number, number]] : [])) },
-    { name: 'full text (fits only)', points: lat.sizes.flatMap((s) => (fits(s.full) ? [[s.sourceTokens, s.full.ttftMs.median] as [number, number]] : [])) },
+    { name: fullMax === null ? 'full text (fits only)' : `full text (up to ${fullMax} tokens)`, points: lat.sizes.flatMap((s) => (fits(s.full) ? [[s.sourceTokens, s.full.ttftMs.median] as [number, number]] : [])) },
     { name: 'tokenize, first time', points: lat.sizes.map((s) => [s.sourceTokens, s.tokenizeMs.median]), dashed: true },
   ];
   const markers: Marker[] = [{ x: lat.budget, label: `full text fills the window (${lat.budget})` }];
+  // Where full text stops being measured: its line ends there, with no estimate beyond.
+  if (fullMax !== null) markers.push({ x: fullMax, label: `full text not measured above ${fullMax} (--full-max-tokens)` });
   const firstCut = lat.sizes.find((s) => s.arcWarm.chunksLeftOut > 0);
   if (firstCut) markers.push({ x: firstCut.sourceTokens, label: 'arc: selection leaves chunks out' });
   return lineChartSvg(series, `Time to first token vs context size (${modelName}, median of ${lat.reps})`, 'source tokens in the context (log scale)', 'milliseconds (log scale)', markers);
@@ -138,7 +173,7 @@ export function keyFigures(r: BenchResult): string[] {
       );
     }
     const big = sizes[sizes.length - 1];
-    if (big) {
+    if (big && 'fits' in big.full) {
       lines.push(
         `At ${big.sourceTokens} source tokens full text does not fit the window; arc reads ${big.arcWarm.sourceTokensIncluded} of them (${big.arcWarm.chunksIncluded} of ${big.chunks} chunks chosen by the selection) with a first token after ${f(big.arcWarm.ttftMs.median)} ms warm and ${f(big.arcCold.ttftMs.median)} ms cold; tokenizing that context the first time takes ${f(big.tokenizeMs.median)} ms more.`,
       );
@@ -253,7 +288,7 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
           `${f(s.arcWarm.ttftMs.median)} ms`,
           `${f(s.arcCold.ttftMs.median)} ms`,
           s.mixedWarm ? `${f(s.mixedWarm.ttftMs.median)} ms` : '–',
-          fits(s.full) ? `${f(s.full.ttftMs.median)} ms` : `does not fit (${s.full.contextTokens} > ${s.full.budget})`,
+          fullCell(s.full, true),
           s.ratios ? f(s.ratios.ttftFullOverArcWarm, 2) : '–',
           s.ratios ? f(s.ratios.ttftFullOverArcCold, 2) : '–',
           `${s.arcWarm.sourceTokensIncluded}, ${s.arcWarm.chunksIncluded}/${s.arcWarm.chunksLeftOut}, ${s.arcWarm.contextPositions}`,
@@ -267,7 +302,7 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
           s.sourceTokens,
           `${f(s.arcWarm.totalMs.median)} ms`,
           `${f(s.arcCold.totalMs.median)} ms`,
-          fits(s.full) ? `${f(s.full.totalMs.median)} ms` : 'does not fit',
+          fits(s.full) ? `${f(s.full.totalMs.median)} ms` : notMeasured(s.full) ? 'not measured' : 'does not fit',
           s.ratios ? f(s.ratios.totalFullOverArcWarm, 2) : '–',
           s.ratios ? f(s.ratios.totalFullOverArcCold, 2) : '–',
           `${s.arcWarm.generatedTokens} / ${fits(s.full) ? s.full.generatedTokens : '–'}`,
@@ -277,6 +312,8 @@ export function renderMarkdown(r: BenchResult, resultFile: string, svgFile: stri
       ),
     );
     out.push('Total times include generating the answer, whose length can differ between modes (the column *answer tokens*).\n');
+    const notes = latencyNotes(lat);
+    if (notes.length > 0) out.push(...notes.map((n) => `- ${n}`), '');
     if (svgFile) out.push(`![time to first token against context size](${svgFile})\n`);
   }
 
@@ -525,7 +562,7 @@ export function renderRealistic(run: CompanionRun & { svg: string | null }): str
           `${f(s.arcWarm.ttftMs.median)} ms`,
           `${f(s.arcCold.ttftMs.median)} ms`,
           s.mixedWarm ? `${f(s.mixedWarm.ttftMs.median)} ms` : '–',
-          full ? `${f(full.ttftMs.median)} ms` : 'does not fit',
+          fullCell(s.full, false),
           s.ratios ? f(s.ratios.ttftFullOverArcWarm, 2) : '–',
           full && s.mixedWarm ? f(full.ttftMs.median / s.mixedWarm.ttftMs.median, 2) : '–',
           `${s.arcWarm.contextPositions} / ${s.mixedWarm ? s.mixedWarm.contextPositions : '–'} / ${full ? full.contextPositions : '–'}`,
@@ -536,13 +573,22 @@ export function renderRealistic(run: CompanionRun & { svg: string | null }): str
   if (run.svg) out.push(`![time to first token against context size, ${r.model.name}](${run.svg})\n`);
   const withRatio = lat.sizes.filter((s) => s.ratios !== null);
   const top = withRatio[withRatio.length - 1];
+  const above = lat.sizes.filter((s) => notMeasured(s.full));
   if (top?.ratios) {
     out.push(
-      `- At ${top.sourceTokens} source tokens (the largest measured where full text fits) arc's first token comes ${f(top.ratios.ttftFullOverArcWarm, 2)}x sooner than full-text prefill with a warm cache and ${f(top.ratios.ttftFullOverArcCold, 2)}x cold ` +
+      `- At ${top.sourceTokens} source tokens (${above.length > 0 ? 'the largest where full text was measured' : 'the largest measured where full text fits'}) arc's first token comes ${f(top.ratios.ttftFullOverArcWarm, 2)}x sooner than full-text prefill with a warm cache and ${f(top.ratios.ttftFullOverArcCold, 2)}x cold ` +
         `(the decoder reads ${top.arcWarm.contextPositions} positions instead of ${fits(top.full) ? top.full.contextPositions : '?'}).`,
     );
   }
   const biggest = lat.sizes[lat.sizes.length - 1];
+  if (biggest && notMeasured(biggest.full)) {
+    out.push(
+      `- At ${biggest.sourceTokens} source tokens the decoder reads ${biggest.arcWarm.contextPositions} positions in arc (first token after ${f(biggest.arcWarm.ttftMs.median)} ms warm, ${f(biggest.arcCold.ttftMs.median)} ms cold)` +
+        (biggest.mixedWarm ? ` and ${biggest.mixedWarm.contextPositions} in mixed (${f(biggest.mixedWarm.ttftMs.median)} ms warm)` : '') +
+        `; full text would read ${biggest.full.contextTokens} and was not measured.`,
+    );
+  }
+  for (const n of latencyNotes(lat)) out.push(`- ${n}`);
   if (biggest) out.push(`- Largest context measured: ${biggest.sourceTokens} source tokens; sizes: ${lat.sizes.map((s) => s.targetTokens).join(', ')} (requested).`);
   out.push('');
   return out.join('\n');

@@ -62,6 +62,20 @@ export interface NotFit {
   budget: number;
 }
 
+/**
+ * Full text fits the window but was not measured: the context has more source tokens than
+ * `--full-max-tokens` (plain-text prefill that long takes too long on the machine, or too much
+ * memory). No figure stands in for it, measured or extrapolated.
+ */
+export interface FullNotMeasured {
+  measured: false;
+  reason: 'above --full-max-tokens';
+  fullMaxTokens: number;
+  /** Decoder tokens of the whole context (at most budget: it would fit). */
+  contextTokens: number;
+  budget: number;
+}
+
 export interface LatencySize {
   targetTokens: number;
   sourceTokens: number;
@@ -73,8 +87,13 @@ export interface LatencySize {
   arcCold: ModeRun;
   /** Mixed mode (best chunks as text, the rest compressed), warm cache. Absent in older results. */
   mixedWarm?: ModeRun;
-  full: ModeRun | NotFit;
-  /** full / arc of the median time to first token and total time, where full fits. */
+  full: ModeRun | NotFit | FullNotMeasured;
+  /**
+   * The context is the whole source tree, short of targetTokens: the tree (--source) holds fewer
+   * source tokens than this size asks for. Absent when the context reached its size.
+   */
+  wholeTree?: true;
+  /** full / arc of the median time to first token and total time, where full was measured. */
   ratios: { ttftFullOverArcWarm: number; ttftFullOverArcCold: number; totalFullOverArcWarm: number; totalFullOverArcCold: number } | null;
 }
 
@@ -84,7 +103,14 @@ export interface LatencySection {
   maxNewTokens: number;
   budget: number;
   reps: number;
+  /** --full-max-tokens: sizes with more source tokens measure arc and mixed only. Absent: no limit. */
+  fullMaxTokens?: number;
   sizes: LatencySize[];
+  /**
+   * Requested sizes that were not measured, and why (the source tree ran out at a smaller size:
+   * its context would repeat that one). Absent when every size was measured.
+   */
+  notMeasured?: { targetTokens: number; reason: string }[];
 }
 
 export interface EncoderRun {
@@ -317,6 +343,11 @@ export interface Companions {
 export interface CompanionRun {
   file: string;
   result: BenchResult;
+}
+
+/** The full-text run of a latency size, when it was measured. */
+export function fullMeasured(full: ModeRun | NotFit | FullNotMeasured): full is ModeRun {
+  return 'ttftMs' in full;
 }
 
 export function isSkipped<T extends object>(v: T | Skipped): v is Skipped {

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { runEncoder } from '../../bench/encoder';
-import { runLatency } from '../../bench/latency';
+import { fullText, runLatency } from '../../bench/latency';
 import { runQuality } from '../../bench/quality';
 import { writeReport } from '../../bench/report';
 import { runScaling } from '../../bench/scaling';
@@ -37,7 +37,10 @@ throughput, workspace compression and (full runs) answer quality. Writes a JSON 
   --sections LIST    comma-separated subset of ${SECTIONS.join(',')}
   --sizes LIST       context sizes in source tokens (default 125,250,500,1000,2000,4000,8000)
   --reps N           repetitions per measurement (default 5; quick 2)
-  --source DIR       source tree for the contexts and encoder chunks (default: this package's src/)
+  --full-max-tokens N  latency: sizes above N source tokens measure arc and mixed only; full text
+                     is recorded as not measured (long plain-text prefill: time, memory); default: none
+  --source DIR       source tree for the contexts and encoder chunks (default: this package's src/;
+                     sizes beyond its tokens measure the whole tree once and say so)
   --tree DIR         tree to compress and tokenize (default node_modules/@types/node; quick: node_modules/picomatch)
   --encoder-chunks N chunks for the encoder throughput (default 256; quick 16)
   --scaling-mb LIST  scaling section: tree sizes in MB of real code from node_modules (default 1,10;
@@ -92,9 +95,10 @@ function summary(r: BenchResult): string {
   if (!isSkipped(r.latency)) {
     lines.push('source tokens | first token: arc warm / arc cold / full | full/arc warm | full/arc cold');
     for (const s of r.latency.sizes) {
-      const full = 'ttftMs' in s.full ? `${s.full.ttftMs.median} ms` : 'does not fit';
-      lines.push(`${String(s.sourceTokens).padStart(13)} | ${s.arcWarm.ttftMs.median} / ${s.arcCold.ttftMs.median} / ${full} | ${s.ratios?.ttftFullOverArcWarm ?? '-'} | ${s.ratios?.ttftFullOverArcCold ?? '-'}`);
+      const tree = s.wholeTree ? ` (whole source tree; ${s.targetTokens} asked for)` : '';
+      lines.push(`${String(s.sourceTokens).padStart(13)} | ${s.arcWarm.ttftMs.median} / ${s.arcCold.ttftMs.median} / ${fullText(s.full)} | ${s.ratios?.ttftFullOverArcWarm ?? '-'} | ${s.ratios?.ttftFullOverArcCold ?? '-'}${tree}`);
     }
+    for (const n of r.latency.notMeasured ?? []) lines.push(`size ${n.targetTokens} not measured: ${n.reason}`);
   } else lines.push(`latency: ${r.latency.skipped}`);
   if (!isSkipped(r.encoder)) {
     const e = r.encoder;
@@ -148,6 +152,7 @@ export const command: Command = {
         'qa-rows': { type: 'string' },
         'curve-rows': { type: 'string' },
         'max-new-tokens': { type: 'string' },
+        'full-max-tokens': { type: 'string' },
         'no-report': { type: 'boolean' },
       },
       false,
@@ -166,6 +171,7 @@ export const command: Command = {
     const qaRows = parseIntOption(values['qa-rows'], '--qa-rows', 0) ?? 0;
     const curveRows = parseIntOption(values['curve-rows'], '--curve-rows', 1) ?? 60;
     const maxNew = parseIntOption(values['max-new-tokens'], '--max-new-tokens', 1);
+    const fullMaxTokens = parseIntOption(values['full-max-tokens'], '--full-max-tokens', 1);
     const root = packageRoot(__dirname) ?? process.cwd();
     const benchDir = path.join(root, 'bench');
     const outDir = path.resolve(values.out ?? path.join(benchDir, 'results'));
@@ -198,7 +204,7 @@ export const command: Command = {
       });
       const latency = await section('latency', sections.has('latency'), io, async () => {
         if (noDecoder) return { skipped: noDecoder };
-        return runLatency(model, source, sourceFiles, { sizes, reps, maxNewTokens, signal: io.signal, log });
+        return runLatency(model, source, sourceFiles, { sizes, reps, maxNewTokens, ...(fullMaxTokens !== undefined ? { fullMaxTokens } : {}), signal: io.signal, log });
       });
       const encoder = await section('encoder', sections.has('encoder'), io, () =>
         runEncoder(model, source, sourceFiles, { chunks: encoderChunks, reps: Math.min(reps, 3), threads, sgemmN: quick ? 1024 : 2048, benchDir, timeoutS: 600, signal: io.signal, log }),

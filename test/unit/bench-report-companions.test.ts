@@ -9,7 +9,7 @@ import type { BenchResult } from '../../bench/types';
 import { tempDir } from './pipeline-helpers';
 
 const REPO = path.resolve(__dirname, '../..');
-const REALISTIC = 'bench/results/2026-12-01T23-32-52Z-realistic-103m.json';
+const REALISTIC = 'bench/results/2026-12-02T02-51-26Z-realistic-103m-32k.json';
 const SCALING = 'bench/results/2026-12-02T00-00-51Z-scaling-50mb.json';
 const read = (rel: string) => JSON.parse(readFileSync(path.join(REPO, rel), 'utf8')) as BenchResult;
 
