@@ -9,6 +9,10 @@ const builds = [
     external: ['onnxruntime-node', 'vscode'], banner: { js: '#!/usr/bin/env node' } },
   { entryPoints: ['src/extension/extension.ts'], outfile: 'dist/extension.js', platform: 'node',
     format: 'cjs', external: ['onnxruntime-node', 'vscode'] },
+  // The tokenizer worker of whole-tree compression, loaded by dist/cli.js and dist/extension.js
+  // from their own folder (chunkIndex.ts: chunkWorkerScript).
+  { entryPoints: ['src/core/context/chunkWorker.ts'], outfile: 'dist/chunkWorker.js', platform: 'node',
+    format: 'cjs', external: ['onnxruntime-node', 'vscode'] },
   { entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js', platform: 'browser', format: 'iife' },
 ].filter((b) => existsSync(b.entryPoints[0]));
 

@@ -3,11 +3,11 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ArcModel } from '../core/api';
-import { ArcError, throwIfAborted } from '../core/errors';
+import { ArcError } from '../core/errors';
 import { loadModel } from '../core/model';
 import { VectorCache } from '../core/context/cache';
-import { chunkFilesIndexed, openChunkIndex } from '../core/context/chunkIndex';
-import { compressTree } from '../core/context/compress';
+import { openChunkIndex } from '../core/context/chunkIndex';
+import { compressFiles } from '../core/context/compress';
 import { defaultCacheDir, defaultModelDir } from '../core/context/locations';
 import { collectSources, type SkipReport } from '../core/context/sources';
 import { MODEL_OPTIONS, UsageError, loadOptions, parse, parseIntOption, type CommandIo, type Command } from './args';
@@ -143,31 +143,40 @@ export const command: Command = {
         io.stderr.write(`arc-context: ${line}\n`);
       };
       const index = await openChunkIndex(model, cacheDir, { log });
-      const chunked = await chunkFilesIndexed(collected.files, model.tokenizer, { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header }, index, io.signal);
-      throwIfAborted(io.signal, 'Splitting files into chunks');
-      const chunks = chunked.chunks;
       const cache = cacheDir ? new VectorCache(cacheDir, { log }) : null;
-      const it = compressTree(chunks, { encoder: model.encoder, modelIdentity: model.identity, cache, signal: io.signal });
+      // Tokenizing (a worker thread) and encoding (this thread) overlap; see compressFiles.
+      const it = compressFiles(collected.files, {
+        encoder: model.encoder,
+        modelIdentity: model.identity,
+        cache,
+        signal: io.signal,
+        tokenizer: model.tokenizer,
+        chunkOptions: { maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header },
+        index,
+        log: values.verbose ? log : undefined,
+      });
       let r = await it.next();
       while (!r.done) {
-        bar.update(r.value.done, r.value.total, `chunks (${r.value.cacheHits} cached)`);
+        const p = r.value;
+        // The total grows while files are still being chunked: until then it is extrapolated.
+        const chunking = p.filesDone < p.files;
+        const total = chunking ? Math.max(p.total, Math.round((p.total * p.files) / Math.max(1, p.filesDone))) : p.total;
+        bar.update(p.done, total, `chunks${chunking ? ' (estimated)' : ''}, ${p.cacheHits} cached; ${p.filesDone}/${p.files} files`);
         r = await it.next();
       }
       bar.end();
       const res = r.value;
-      const sourceTokens = chunks.reduce((s, c) => s + c.tokenIds.length, 0);
-      const vectors = res.counts.reduce((s, n) => s + n, 0);
       const fig: CompressFigures = {
         model: model.manifest.name,
         provider: model.provider,
         cacheDir,
         files: collected.files.length,
         skipped: collected.skipped,
-        chunks: chunks.length,
-        filesFromIndex: chunked.fromIndex,
-        sourceTokens,
-        vectors,
-        ratio: vectors > 0 ? sourceTokens / vectors : 0,
+        chunks: res.chunks,
+        filesFromIndex: res.fromIndex,
+        sourceTokens: res.sourceTokens,
+        vectors: res.vectors,
+        ratio: res.vectors > 0 ? res.sourceTokens / res.vectors : 0,
         cacheHits: res.cacheHits,
         encoded: res.encoded,
         encodeMs: Math.round(res.encodeMs),

@@ -11,9 +11,14 @@
 // rebuilt, several processes may share the folder, least recently used entries are evicted
 // beyond a size cap under a lock.
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile, unlink, utimes } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type { ArcModel, TextTokenizer } from '../api';
+import { ArcError } from '../errors';
+import type { ArcErrorCode } from '../types';
 import { DEFAULT_CACHE_MAX_BYTES, ENTRY_CHECKSUM_OFFSET, ENTRY_HEADER_BYTES, entryChecksum, evictStore, isErrno, listStoreEntries, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
 import { HfTokenizer } from '../tokenizer';
 import { chunkFile, hashText, memoLookup, memoStore, renderHeader, type Chunk, type ChunkOptions } from './chunker';
@@ -86,11 +91,15 @@ export async function openChunkIndex(
 export class ChunkIndex {
   readonly root: string;
   readonly maxBytes: number;
-  private readonly log: (line: string) => void;
+  readonly log: (line: string) => void;
   private written = 0;
 
   /** `cacheDir` is the vector cache's folder; the index lives in its own subfolder. */
-  constructor(cacheDir: string, readonly identity: string, opts: ChunkIndexOptions = {}) {
+  constructor(
+    readonly cacheDir: string,
+    readonly identity: string,
+    opts: ChunkIndexOptions = {},
+  ) {
     this.root = path.join(cacheDir, 'chunks', `v${CHUNK_INDEX_FORMAT_VERSION}`);
     this.maxBytes = opts.maxBytes ?? DEFAULT_CHUNK_INDEX_MAX_BYTES;
     this.log = opts.log ?? (() => {});
@@ -285,4 +294,312 @@ export async function chunkFileIndexed(
   }
   if (remember) memoStore(f, tokenizer, opts, chunks);
   return { chunks: chunks.map((c) => ({ ...c, origin: f.origin, absPath: f.absPath })), from };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming a whole tree's chunks, tokenized off the main thread.
+//
+// Whole-tree compression tokenizes every file and encodes every chunk. ONNX Runtime's run() is
+// synchronous on the calling thread (onnxruntime-node only defers it with setImmediate), so the
+// two cannot overlap on one thread. streamFileChunks tokenizes in worker threads
+// (chunkWorker.ts) while the caller encodes: files go out in order, each file's chunks come back
+// in the chunk index's entry format (checksummed, 4 bytes a token, transferred without a copy)
+// and are handed on in file order, so the caller sees exactly what chunkFilesIndexed returns.
+// Files are handed out only while the text not yet taken by the caller stays under a budget,
+// so memory stays bounded however far the tokenizer runs ahead. Without a usable worker (no
+// worker file next to the bundle, a tokenizer not loaded from a file, a worker that fails) the
+// files are chunked on this thread, one after another, as chunkFilesIndexed does.
+
+/** One file's chunks, in the order of the files given. */
+export interface FileChunks {
+  file: SourceFile;
+  chunks: Chunk[];
+  from: 'memo' | 'index' | 'chunked';
+}
+
+export interface StreamChunksOptions {
+  index: ChunkIndex | null;
+  /** Stops handing out files when it fires (the caller checks it and reports the cancellation). */
+  signal?: AbortSignal;
+  /** Tokenizer threads; 0 chunks on this thread. Default 1 (the caller's thread runs the encoder). */
+  workers?: number;
+  /** Keep the chunks in this process's memo (chunkFileIndexed's `remember`). Default false. */
+  remember?: boolean;
+  /** Characters of file text handed to the workers and not yet taken by the caller. */
+  maxBufferedChars?: number;
+  /** Why the workers were not used or stopped (the sequential path is then taken). */
+  log?: (line: string) => void;
+}
+
+/** Text handed out ahead of the caller: a few slices of chunks (a slice of 1024 is about 0.6M chars of code). */
+export const DEFAULT_MAX_BUFFERED_CHARS = 4 * 1024 * 1024;
+/** How long a stopped worker may take to finish its file before it is terminated. */
+const WORKER_STOP_MS = 2000;
+/** The key the worker frames its results with (they never reach the disk under it). */
+export const TRANSFER_KEY = '0'.repeat(64);
+
+/** The bundled worker next to this code (dist/chunkWorker.js), or the TypeScript source under tsx. */
+export function chunkWorkerScript(): string | null {
+  for (const name of ['chunkWorker.js', 'chunkWorker.ts']) {
+    const f = path.join(__dirname, name);
+    if (existsSync(f)) return f;
+  }
+  return null;
+}
+
+/** Worker threads started by streamFileChunks that have not exited yet (tests check it drops to 0). */
+let liveWorkers = 0;
+export function liveChunkWorkers(): number {
+  return liveWorkers;
+}
+
+/** What the worker is started with (workerData). */
+export interface ChunkWorkerData {
+  tokenizerPath: string;
+  opts: ChunkOptions;
+  index: { cacheDir: string; identity: string; maxBytes: number } | null;
+  /** Int32Array over it: [0] set to 1 asks the worker to stop before its next file. */
+  stop: SharedArrayBuffer;
+}
+/** Main -> worker. */
+export type ToChunkWorker = { type: 'file'; seq: number; path: string; text: string; startLine: number } | { type: 'end' } | { type: 'stop' };
+/** Worker -> main. */
+export type FromChunkWorker =
+  | { type: 'file'; seq: number; from: 'index' | 'chunked'; entry: Uint8Array }
+  | { type: 'error'; seq: number; message: string; code?: string }
+  | { type: 'failed'; message: string }
+  | { type: 'log'; line: string }
+  | { type: 'done' };
+
+/**
+ * Each file's chunks in file order, tokenized by worker threads when possible (see above). The
+ * chunks, token ids and chunk index entries are those of chunkFilesIndexed. Returns early, without
+ * throwing, when the signal fires; index entries of files a worker finished are kept.
+ */
+export async function* streamFileChunks(files: SourceFile[], tokenizer: TextTokenizer, opts: ChunkOptions, s: StreamChunksOptions): AsyncGenerator<FileChunks, void> {
+  const workers = Math.max(0, Math.floor(s.workers ?? 1));
+  const script = workers > 0 ? chunkWorkerScript() : null;
+  let why: string | null = null;
+  if (workers === 0 || files.length === 0) why = null;
+  else if (!(tokenizer instanceof HfTokenizer)) why = 'the tokenizer is not loaded from a file';
+  else if (!script) why = `no chunkWorker.js next to ${__dirname}`;
+  if (workers === 0 || files.length === 0 || why !== null || !script) {
+    if (why) s.log?.(`tokenizing on the main thread: ${why}`);
+    yield* chunkSequentially(files, tokenizer, opts, s);
+    return;
+  }
+  const pool = new ChunkWorkerPool(script, files, tokenizer as HfTokenizer, opts, s, Math.min(workers, files.length));
+  s.log?.(`tokenizing in ${pool.size} worker thread${pool.size === 1 ? '' : 's'} while encoding`);
+  try {
+    yield* pool.run();
+  } finally {
+    await pool.close();
+  }
+}
+
+async function* chunkSequentially(files: SourceFile[], tokenizer: TextTokenizer, opts: ChunkOptions, s: StreamChunksOptions): AsyncGenerator<FileChunks, void> {
+  for (const file of files) {
+    if (s.signal?.aborted) break;
+    const { chunks, from } = await chunkFileIndexed(file, tokenizer, opts, s.index, s.remember ?? false);
+    yield { file, chunks, from };
+  }
+  if (s.index) await s.index.evictIfGrown();
+}
+
+interface WorkerSlot {
+  worker: Worker;
+  alive: boolean;
+  /** Resolves when the thread has exited. */
+  exited: Promise<void>;
+  /** Told that no more files come. */
+  endSent: boolean;
+  /** Said it answered every file and is exiting. */
+  ended: boolean;
+}
+
+type Ready = { chunks: Chunk[]; from: FileChunks['from'] } | { entry: Uint8Array; from: 'index' | 'chunked' } | { error: Error };
+
+class ChunkWorkerPool {
+  private readonly slots: WorkerSlot[] = [];
+  private readonly stopFlag = new SharedArrayBuffer(4);
+  /** Results that came back, by file position, until the caller takes them. */
+  private readonly ready = new Map<number, Ready>();
+  /** Which worker each handed-out file went to. */
+  private readonly owner = new Map<number, WorkerSlot>();
+  private wake: (() => void) | null = null;
+  private next = 0;
+  private taken = 0;
+  private buffered = 0;
+  private readonly maxBuffered: number;
+  get size(): number {
+    return this.slots.length;
+  }
+
+  constructor(
+    script: string,
+    private readonly files: SourceFile[],
+    private readonly tokenizer: HfTokenizer,
+    private readonly opts: ChunkOptions,
+    private readonly s: StreamChunksOptions,
+    count: number,
+  ) {
+    this.maxBuffered = Math.max(1, s.maxBufferedChars ?? DEFAULT_MAX_BUFFERED_CHARS);
+    const data: ChunkWorkerData = {
+      tokenizerPath: tokenizer.path,
+      opts: { maxTokens: opts.maxTokens, header: opts.header },
+      index: s.index ? { cacheDir: s.index.cacheDir, identity: s.index.identity, maxBytes: s.index.maxBytes } : null,
+      stop: this.stopFlag,
+    };
+    for (let i = 0; i < count; i++) {
+      let worker: Worker;
+      try {
+        worker = startWorker(script, data);
+      } catch (e) {
+        s.log?.(`tokenizer worker could not start (${(e as Error).message}); tokenizing on the main thread`);
+        break;
+      }
+      liveWorkers++;
+      const slot: WorkerSlot = { worker, alive: true, endSent: false, ended: false, exited: Promise.resolve() };
+      slot.exited = new Promise<void>((resolve) => {
+        worker.once('exit', () => {
+          liveWorkers--;
+          this.lost(slot, null);
+          resolve();
+        });
+      });
+      worker.on('message', (m: FromChunkWorker) => this.onMessage(slot, m));
+      worker.on('error', (e) => this.lost(slot, e.message));
+      this.slots.push(slot);
+    }
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private onMessage(slot: WorkerSlot, m: FromChunkWorker): void {
+    if ((m.type === 'file' || m.type === 'error') && (m.seq < this.taken || this.owner.get(m.seq) !== slot)) return; // already done here
+    if (m.type === 'file') this.ready.set(m.seq, { entry: m.entry, from: m.from });
+    else if (m.type === 'error') {
+      const e = m.code ? new ArcError(m.code as ArcErrorCode, m.message) : new Error(m.message);
+      this.ready.set(m.seq, { error: e });
+    } else if (m.type === 'log') (this.s.index?.log ?? this.s.log ?? (() => {}))(m.line);
+    else if (m.type === 'failed') this.lost(slot, m.message);
+    else if (m.type === 'done') slot.ended = true;
+    this.notify();
+  }
+
+  /** A worker that failed or exited: the files it had not answered are chunked here. */
+  private lost(slot: WorkerSlot, why: string | null): void {
+    if (!slot.alive) return;
+    slot.alive = false;
+    if (why !== null || !slot.ended) {
+      this.s.log?.(`tokenizer worker stopped (${why ?? 'exited'}); tokenizing its files on the main thread`);
+    }
+    this.notify();
+  }
+
+  private hand(): void {
+    const alive = this.slots.filter((x) => x.alive);
+    while (this.next < this.files.length && alive.length > 0) {
+      const f = this.files[this.next];
+      // Always at least one file out past the caller, else only within the budget.
+      if (this.next > this.taken && this.buffered + f.text.length > this.maxBuffered) break;
+      const seq = this.next++;
+      this.buffered += f.text.length;
+      const memo = memoLookup(f, this.tokenizer, this.opts);
+      if (memo) {
+        this.ready.set(seq, { chunks: memo, from: 'memo' });
+        continue;
+      }
+      // Round robin: the files are handed out in order, so each worker's share is a spread.
+      const slot = alive[seq % alive.length];
+      this.owner.set(seq, slot);
+      post(slot.worker, { type: 'file', seq, path: f.path, text: f.text, startLine: f.startLine });
+    }
+    if (this.next === this.files.length) {
+      for (const slot of alive) {
+        if (slot.endSent) continue;
+        slot.endSent = true;
+        post(slot.worker, { type: 'end' });
+      }
+    }
+  }
+
+  async *run(): AsyncGenerator<FileChunks, void> {
+    const signal = this.s.signal;
+    const onAbort = (): void => this.notify();
+    signal?.addEventListener('abort', onAbort);
+    try {
+      while (this.taken < this.files.length) {
+        if (signal?.aborted) return;
+        this.hand();
+        const seq = this.taken;
+        const r = this.ready.get(seq);
+        const owner = this.owner.get(seq);
+        if (r === undefined && owner?.alive !== false && this.slots.some((x) => x.alive)) {
+          await new Promise<void>((resolve) => (this.wake = resolve));
+          continue;
+        }
+        const file = this.files[seq];
+        this.ready.delete(seq);
+        this.owner.delete(seq);
+        let out: FileChunks;
+        if (r === undefined) {
+          // Its worker is gone: this thread does the file (the worker may have stored it already).
+          const { chunks, from } = await chunkFileIndexed(file, this.tokenizer, this.opts, this.s.index, this.s.remember ?? false);
+          out = { file, chunks, from };
+        } else if ('error' in r) throw r.error;
+        else if ('entry' in r) {
+          const buf = Buffer.from(r.entry.buffer, r.entry.byteOffset, r.entry.byteLength);
+          const chunks = decodeChunkEntry(TRANSFER_KEY, buf, file, this.opts);
+          if (typeof chunks === 'string') throw new ArcError('internal', `The tokenizer worker's chunks of ${file.path} do not verify (${chunks}).`);
+          if (this.s.remember) memoStore(file, this.tokenizer, this.opts, chunks);
+          out = { file, chunks, from: r.from };
+        } else out = { file, chunks: r.chunks, from: r.from };
+        this.taken++;
+        this.buffered -= file.text.length;
+        yield out;
+      }
+      // Files done here after a worker was lost may have written entries the workers do not know of.
+      if (this.s.index && !this.slots.every((x) => x.ended)) await this.s.index.evictIfGrown();
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Stops the workers (they finish the file in hand, so its index entry is whole) and waits for them. */
+  async close(): Promise<void> {
+    const running = this.slots.filter((x) => x.alive);
+    if (this.taken < this.files.length) {
+      Atomics.store(new Int32Array(this.stopFlag), 0, 1);
+      for (const slot of running) post(slot.worker, { type: 'stop' });
+    }
+    await Promise.all(
+      running.map(async (slot) => {
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), this.taken < this.files.length ? WORKER_STOP_MS : 60_000)));
+        const r = await Promise.race([slot.exited, late]);
+        clearTimeout(timer);
+        if (r === 'late') {
+          this.s.log?.('tokenizer worker did not stop in time; terminated');
+          await slot.worker.terminate();
+          await slot.exited;
+        }
+      }),
+    );
+  }
+}
+
+function post(worker: Worker, m: ToChunkWorker): void {
+  worker.postMessage(m);
+}
+
+/** A worker on the bundled script, or on the TypeScript source through tsx (tests, `tsx src/cli.ts`). */
+function startWorker(script: string, data: ChunkWorkerData): Worker {
+  if (!script.endsWith('.ts')) return new Worker(script, { workerData: data });
+  const tsx = createRequire(__filename).resolve('tsx/cjs');
+  return new Worker(`require(${JSON.stringify(tsx)}); require(${JSON.stringify(script)});`, { eval: true, workerData: data });
 }
