@@ -154,8 +154,9 @@ export function registerCommands(d: CommandDeps): vscode.Disposable[] {
               log: (line) => log.info(line),
               onProgress: (message, done, total) => {
                 const pct = done !== undefined && total ? (100 * done) / total : undefined;
-                progress.report({ message, increment: pct !== undefined ? pct - last : undefined });
-                if (pct !== undefined) last = pct;
+                // The total is an estimate until every file is chunked: the share may dip, the bar does not.
+                progress.report({ message, increment: pct !== undefined && pct > last ? pct - last : undefined });
+                if (pct !== undefined) last = Math.max(last, pct);
               },
             }),
           );

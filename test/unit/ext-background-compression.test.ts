@@ -3,14 +3,18 @@
 // question encodes only what its window needs, the rest compresses in the background, a question
 // in between pauses it, and across pauses nothing that was finished is encoded again.
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { cpSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import type { ArcEncoder, ArcModel } from '../../src/core/api';
 import { ask } from '../../src/core/ask';
 import { VectorCache, cacheKey } from '../../src/core/context/cache';
 import { chunkFiles } from '../../src/core/context/chunker';
+import { liveChunkWorkers } from '../../src/core/context/chunkIndex';
+import { clearLexiconMemo } from '../../src/core/context/lexicalIndex';
 import { collectSources } from '../../src/core/context/sources';
+import { loadTokenizer, type HfTokenizer } from '../../src/core/tokenizer';
 import type { AskEvent, SourceInput } from '../../src/core/types';
 import { BackgroundCompressor, type BackgroundState } from '../../src/extension/backgroundCompression';
 import { compressSources } from '../../src/extension/compressWorkspace';
@@ -36,6 +40,29 @@ function counting(model: ArcModel): { model: ArcModel; encoded: () => number } {
   return { model: { ...model, encoder } as ArcModel, encoded: () => n };
 }
 
+/** Every entry file under a cache folder (vectors .arcv, chunk index .arci, lexical index .arcl): relative path -> sha256. */
+function entryHashes(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.arc[vil]$/.test(e.name)) out.set(path.relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
+    }
+  };
+  walk(dir);
+  return new Map([...out].sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+/**
+ * Another instance of the model's tokenizer: the per-process chunk memo is per tokenizer object,
+ * so counting the chunks with the model's own would let the background pass take every file from
+ * the memo (no tokenizer worker, no chunk index entries written) instead of chunking it.
+ */
+function ownTokenizer(model: ArcModel): Promise<HfTokenizer> {
+  return loadTokenizer((model.tokenizer as HfTokenizer).path);
+}
+
 async function askDone(model: ArcModel, root: string, cacheDir: string, question: string): Promise<Extract<AskEvent, { type: 'done' }>> {
   let done: Extract<AskEvent, { type: 'done' }> | null = null;
   for await (const e of ask(model, { question, mode: 'arc', roots: [root], maxNewTokens: 2 }, { cacheDir })) {
@@ -57,7 +84,7 @@ test('after a question the rest compresses in the background; a question pauses 
     cpSync(path.join(REPO, 'src/core/context'), path.join(root, 'ts'), { recursive: true });
     const cacheDir = path.join(t.dir, 'cache');
     const files = (await collectSources({ roots: [root] })).files;
-    const unique = new Set(chunkFiles(files, base.tokenizer, { maxTokens: base.encoder.maxChunkTokens, header: base.manifest.documentFormat.header }).map((c) => c.hash));
+    const unique = new Set(chunkFiles(files, await ownTokenizer(base), { maxTokens: base.encoder.maxChunkTokens, header: base.manifest.documentFormat.header }).map((c) => c.hash));
     assert.ok(unique.size > 200, `${unique.size} distinct chunks`);
 
     const first = await askDone(model, root, cacheDir, 'Which file defines `parse_config`?');
@@ -119,11 +146,12 @@ test('cancel stops the pass; start() later carries on from the cache', { skip },
     const cacheDir = path.join(t.dir, 'cache');
     const files = (await collectSources({ roots: [root] })).files;
     const sources: SourceInput[] = files.map((f) => ({ path: f.path, absPath: f.absPath as string, origin: 'workspace' }));
-    const unique = new Set(chunkFiles(files, base.tokenizer, { maxTokens: base.encoder.maxChunkTokens, header: base.manifest.documentFormat.header }).map((c) => c.hash));
+    const unique = new Set(chunkFiles(files, await ownTokenizer(base), { maxTokens: base.encoder.maxChunkTokens, header: base.manifest.documentFormat.header }).map((c) => c.hash));
     const states: BackgroundState[] = [];
     let cancelled = false;
+    const logs: string[] = [];
     const bg: BackgroundCompressor = new BackgroundCompressor(
-      (signal, onProgress) => compressSources(model, sources, 'Workspace', { cacheDir, signal, onProgress }).then(() => undefined),
+      (signal, onProgress) => compressSources(model, sources, 'Workspace', { cacheDir, signal, onProgress, log: (l) => logs.push(l) }).then(() => undefined),
       (s) => {
         states.push(s);
         if (!cancelled && s.kind === 'running' && (s.done ?? 0) > 8) {
@@ -139,11 +167,24 @@ test('cancel stops the pass; start() later carries on from the cache', { skip },
     const atCancel = encoded();
     assert.ok(atCancel > 0 && atCancel < unique.size, `${atCancel} of ${unique.size}`);
     assert.equal((await new VectorCache(cacheDir).listEntries()).length, atCancel, 'finished batches are cached');
+    assert.ok(logs.some((l) => l.startsWith('tokenizing in 1 worker thread')), logs.join('\n'));
+    assert.equal(liveChunkWorkers(), 0, 'the cancellation stopped the tokenizer worker');
     bg.start();
     await new Promise((r) => setTimeout(r, 10));
     await bg.idle();
     assert.equal(states[states.length - 1].kind, 'done');
     assert.equal(encoded(), unique.size, 'the restart encoded only what was left');
+    assert.equal(liveChunkWorkers(), 0);
+
+    // The cancelled and resumed pass left what one uninterrupted pass leaves (new process: empty
+    // memos), entry for entry and byte for byte: vectors, chunk index and lexical index.
+    clearLexiconMemo();
+    const refDir = path.join(t.dir, 'ref');
+    const fresh = { ...base, tokenizer: await ownTokenizer(base) } as ArcModel;
+    await compressSources(fresh, sources, 'Workspace', { cacheDir: refDir });
+    const want = entryHashes(refDir);
+    assert.equal([...want.keys()].filter((k) => k.endsWith('.arcl')).length, files.length);
+    assert.deepEqual(entryHashes(cacheDir), want);
   } finally {
     t.cleanup();
   }
