@@ -40,19 +40,21 @@ const MODEL_DIR = HAS_DEFAULT_MODEL ? DEFAULT_MODEL_DIR : FIXTURE_MODEL_DIR;
 
 /**
  * Why the bundled model's answers are not checked, or null when they must be right. The model
- * card's measured held-out exact match in the mode these flows run in (mixed, the default; written
- * into the manifest's `evaluation` by tools/model_card.py) decides: a model that measurably
- * answers the card's questions must answer these; one that does not yet is only driven through
- * the flows.
+ * card's measured held-out exact match in the mode these flows run in (mixed, the default) on the
+ * whole-package set decides (written into the manifest's `evaluationRepos` by
+ * tools/model_card.py): these flows ask about a workspace folder the way `ask --root` does, which
+ * is what that set measures (each question over a whole package folder larger than the window),
+ * not the short-excerpt set. A model that measurably answers such questions must answer these;
+ * one that does not yet is only driven through the flows.
  */
 const ANSWER_CHECK_MIN_EM = 0.5;
 function defaultModelNotFinal() {
   if (!HAS_DEFAULT_MODEL) return 'no bundled default model (models/arc-tiny-code) yet';
-  const { evaluation } = JSON.parse(readFileSync(join(DEFAULT_MODEL_DIR, 'arc-model.json'), 'utf8'));
-  const em = evaluation?.mixed?.exactMatch;
-  if (typeof em !== 'number') return 'the bundled model has no measured held-out exact match in mixed mode in its manifest';
+  const { evaluationRepos } = JSON.parse(readFileSync(join(DEFAULT_MODEL_DIR, 'arc-model.json'), 'utf8'));
+  const em = evaluationRepos?.mixed?.exactMatch;
+  if (typeof em !== 'number') return 'the bundled model has no measured whole-package exact match in mixed mode in its manifest';
   if (em < ANSWER_CHECK_MIN_EM) {
-    return `the bundled model's measured held-out exact match in mixed mode is ${em.toFixed(3)} (< ${ANSWER_CHECK_MIN_EM}); see models/arc-tiny-code/MODEL.md`;
+    return `the bundled model's measured whole-package exact match in mixed mode is ${em.toFixed(3)} (< ${ANSWER_CHECK_MIN_EM}); see models/arc-tiny-code/MODEL.md`;
   }
   return null;
 }
