@@ -40,7 +40,8 @@ async function answer(model: ArcModel, req: Partial<AskRequest> & { question: st
   let out = '';
   let stats: AskStats | null = null;
   let error: string | null = null;
-  for await (const e of ask(model, { mode: 'mixed', roots: [WORKSPACE], ...req }, opts) as AsyncGenerator<AskEvent>) {
+  // Free decoding: an engine picks its own tokens (extractive decoding is the in-process decoder's).
+  for await (const e of ask(model, { mode: 'mixed', roots: [WORKSPACE], extractive: false, ...req }, opts) as AsyncGenerator<AskEvent>) {
     if (e.type === 'token') out += e.text;
     else if (e.type === 'done') stats = e.stats;
     else if (e.type === 'error') error = `${e.code}: ${e.message}`;
