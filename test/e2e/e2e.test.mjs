@@ -500,6 +500,8 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
     const longModel = () => modelCopy('long', MODEL_DIR, (m) => {
       m.prompt.stop = [];
       m.prompt.maxNewTokens = 4000;
+      // Free decoding: an extractive answer ends once it can no longer extend a span of the context.
+      m.prompt.extractive = false;
       m.decoder.contextLength = 4096;
     });
     const w = instance('long', { get settings() { return { ...modelSettings(longModel()), 'arcContext.answerMode': 'none', 'chat.disableAIFeatures': false }; } });
