@@ -3,65 +3,27 @@
 // question encodes only what its window needs, the rest compresses in the background, a question
 // in between pauses it, and across pauses nothing that was finished is encoded again.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import type { ArcEncoder, ArcModel } from '../../src/core/api';
+import type { ArcModel } from '../../src/core/api';
 import { ask } from '../../src/core/ask';
 import { VectorCache, cacheKey } from '../../src/core/context/cache';
 import { chunkFiles } from '../../src/core/context/chunker';
 import { liveChunkWorkers } from '../../src/core/context/chunkIndex';
 import { clearLexiconMemo } from '../../src/core/context/lexicalIndex';
 import { collectSources } from '../../src/core/context/sources';
-import { loadTokenizer, type HfTokenizer } from '../../src/core/tokenizer';
 import type { AskEvent, SourceInput } from '../../src/core/types';
 import { BackgroundCompressor, type BackgroundState } from '../../src/extension/backgroundCompression';
 import { compressSources } from '../../src/extension/compressWorkspace';
-import { tempDir, useTinyArc } from './pipeline-helpers';
+import { counting, entryHashes as storeHashes, separateTokenizer as ownTokenizer, tempDir, useTinyArc } from './pipeline-helpers';
+
+/** Vector, chunk index and lexical index entries: relative path -> sha256. */
+const entryHashes = (dir: string): Map<string, string> => storeHashes(dir, /\.arc[vil]$/);
 
 const REPO = path.resolve(__dirname, '../..');
 const { skip, model: tinyArc } = useTinyArc();
 
-/** The model with an encoder that counts the chunks it encodes (the real encoder does the work). */
-function counting(model: ArcModel): { model: ArcModel; encoded: () => number } {
-  let n = 0;
-  const inner = model.encoder;
-  const encoder: ArcEncoder = {
-    poolingFactor: inner.poolingFactor,
-    maxChunkTokens: inner.maxChunkTokens,
-    dim: inner.dim,
-    cont: inner.cont,
-    encode: (chunks, signal) => {
-      n += chunks.length;
-      return inner.encode(chunks, signal);
-    },
-  };
-  return { model: { ...model, encoder } as ArcModel, encoded: () => n };
-}
-
-/** Every entry file under a cache folder (vectors .arcv, chunk index .arci, lexical index .arcl): relative path -> sha256. */
-function entryHashes(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (/\.arc[vil]$/.test(e.name)) out.set(path.relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
-    }
-  };
-  walk(dir);
-  return new Map([...out].sort(([a], [b]) => (a < b ? -1 : 1)));
-}
-
-/**
- * Another instance of the model's tokenizer: the per-process chunk memo is per tokenizer object,
- * so counting the chunks with the model's own would let the background pass take every file from
- * the memo (no tokenizer worker, no chunk index entries written) instead of chunking it.
- */
-function ownTokenizer(model: ArcModel): Promise<HfTokenizer> {
-  return loadTokenizer((model.tokenizer as HfTokenizer).path);
-}
 
 async function askDone(model: ArcModel, root: string, cacheDir: string, question: string): Promise<Extract<AskEvent, { type: 'done' }>> {
   let done: Extract<AskEvent, { type: 'done' }> | null = null;

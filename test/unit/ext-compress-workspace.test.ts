@@ -4,8 +4,7 @@
 // (compressFiles, as `arc-context compress`), with the same entries as the sequential recipe.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ArcModel } from '../../src/core/api';
 import { VectorCache } from '../../src/core/context/cache';
@@ -16,7 +15,7 @@ import { collectSources } from '../../src/core/context/sources';
 import { loadTokenizer, type HfTokenizer } from '../../src/core/tokenizer';
 import type { FileCompression, SourceInput } from '../../src/core/types';
 import { compressSources } from '../../src/extension/compressWorkspace';
-import { tempDir, useTinyArc } from './pipeline-helpers';
+import { entryHashes as storeHashes, tempDir, useTinyArc } from './pipeline-helpers';
 
 const REPO = path.resolve(__dirname, '../..');
 const { skip, model: tinyArc } = useTinyArc();
@@ -29,19 +28,8 @@ async function withOwnTokenizer(model: ArcModel): Promise<ArcModel> {
   return { ...model, tokenizer: await loadTokenizer((model.tokenizer as HfTokenizer).path) } as ArcModel;
 }
 
-/** Every entry file under a cache folder (vectors .arcv, chunk index .arci, lexical index .arcl): relative path -> sha256. */
-function entryHashes(dir: string, ext = /\.arc[vil]$/): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (ext.test(e.name)) out.set(path.relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
-    }
-  };
-  walk(dir);
-  return new Map([...out].sort(([a], [b]) => (a < b ? -1 : 1)));
-}
+/** Entry files under a cache folder (default: vectors .arcv, chunk index .arci, lexical index .arcl): relative path -> sha256. */
+const entryHashes = (dir: string, ext = /\.arc[vil]$/): Map<string, string> => storeHashes(dir, ext);
 
 test('Compress Workspace writes the chunk index and the vectors; a second run encodes nothing', { skip }, async () => {
   const model = await tinyArc();

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import type { ArcEncoder, ArcModel } from '../../src/core/api';
+import type { ArcModel } from '../../src/core/api';
 import { ask } from '../../src/core/ask';
 import { VectorCache, decodeEntry } from '../../src/core/context/cache';
 import { hashText } from '../../src/core/context/chunker';
@@ -18,7 +18,7 @@ import { collectSources } from '../../src/core/context/sources';
 import type { SourceInput } from '../../src/core/types';
 import { BackgroundCompressor, type BackgroundState } from '../../src/extension/backgroundCompression';
 import { compressSources } from '../../src/extension/compressWorkspace';
-import { runTsChild, tempDir, useTinyArc } from './pipeline-helpers';
+import { runTsChild, tempDir, useTinyArc, withEncodeHook } from './pipeline-helpers';
 
 const REPO = path.resolve(__dirname, '../..');
 const { skip, model: tinyArc } = useTinyArc();
@@ -36,21 +36,12 @@ test('background compression survives edits, deletes, renames, a second process 
   const base = await tinyArc();
   // Counts each distinct encoder input this process encodes, and how often.
   const seen = new Map<string, number>();
-  const inner = base.encoder;
-  const encoder: ArcEncoder = {
-    poolingFactor: inner.poolingFactor,
-    maxChunkTokens: inner.maxChunkTokens,
-    dim: inner.dim,
-    cont: inner.cont,
-    encode: (chunks, signal) => {
-      for (const c of chunks) {
-        const k = createHash('sha256').update(JSON.stringify(c)).digest('hex');
-        seen.set(k, (seen.get(k) ?? 0) + 1);
-      }
-      return inner.encode(chunks, signal);
-    },
-  };
-  const model = { ...base, encoder } as ArcModel;
+  const model = withEncodeHook(base, (chunks) => {
+    for (const c of chunks) {
+      const k = createHash('sha256').update(JSON.stringify(c)).digest('hex');
+      seen.set(k, (seen.get(k) ?? 0) + 1);
+    }
+  });
   const t = tempDir('fault');
   try {
     const root = path.join(t.dir, 'ws');

@@ -1,12 +1,14 @@
 // Shared helpers for the pipeline tests: temp folders and a real Hugging Face tokenizer.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { after } from 'node:test';
-import type { ArcModel, TextTokenizer } from '../../src/core/api';
+import type { ArcEncoder, ArcModel, TextTokenizer } from '../../src/core/api';
 import { loadModel } from '../../src/core/model';
+import { loadTokenizer, type HfTokenizer } from '../../src/core/tokenizer';
 
 export const TINY_ARC = path.resolve(__dirname, '../fixtures/tiny-arc');
 export const hasTinyArc = (): boolean =>
@@ -116,4 +118,49 @@ export function fixtureTokenizer(): TextTokenizer | null {
   const file = path.join(TINY_ARC, 'tokenizer.json');
   if (!existsSync(file)) return null;
   return wrap(new Tokenizer(JSON.parse(readFileSync(file, 'utf8')), {}));
+}
+
+/** The model with `onEncode` called on every batch its encoder encodes (the real encoder does the work). */
+export function withEncodeHook(model: ArcModel, onEncode: (chunks: number[][]) => void): ArcModel {
+  const inner = model.encoder;
+  const encoder: ArcEncoder = {
+    poolingFactor: inner.poolingFactor,
+    maxChunkTokens: inner.maxChunkTokens,
+    dim: inner.dim,
+    cont: inner.cont,
+    encode: (chunks, signal) => {
+      onEncode(chunks);
+      return inner.encode(chunks, signal);
+    },
+  };
+  return { ...model, encoder } as ArcModel;
+}
+
+/** The model with an encoder that counts the chunks it encodes. */
+export function counting(model: ArcModel): { model: ArcModel; encoded: () => number } {
+  let n = 0;
+  return { model: withEncodeHook(model, (chunks) => (n += chunks.length)), encoded: () => n };
+}
+
+/** Every store entry file under a cache folder whose name matches `ext` (e.g. /\.arc[vil]$/): relative path -> sha256, sorted. */
+export function entryHashes(dir: string, ext: RegExp): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (ext.test(e.name)) out.set(path.relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
+    }
+  };
+  walk(dir);
+  return new Map([...out].sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+/**
+ * Another instance of the model's tokenizer: the per-process chunk memo is per tokenizer object,
+ * so chunking with the model's own would let a later pass take every file from the memo (no
+ * tokenizer worker, no chunk index entries written) instead of chunking it.
+ */
+export function separateTokenizer(model: ArcModel): Promise<HfTokenizer> {
+  return loadTokenizer((model.tokenizer as HfTokenizer).path);
 }

@@ -5,19 +5,20 @@
 // lead budget, and when the worker cannot start; a cancellation stops the worker, leaves only
 // valid entries, and the next run encodes and tokenizes only what was left.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import type { ArcEncoder, ArcModel, TextTokenizer } from '../../src/core/api';
+import type { ArcModel, TextTokenizer } from '../../src/core/api';
 import { VectorCache, decodeEntry } from '../../src/core/context/cache';
 import { ChunkIndex, chunkFilesIndexed, chunkWorkerScript, liveChunkWorkers, openChunkIndex, streamFileChunks } from '../../src/core/context/chunkIndex';
 import type { ChunkOptions } from '../../src/core/context/chunker';
 import { compressFiles, compressTree, type TreeCompression } from '../../src/core/context/compress';
 import { collectSources, type SourceFile } from '../../src/core/context/sources';
 import { ArcError } from '../../src/core/errors';
-import { loadTokenizer, type HfTokenizer } from '../../src/core/tokenizer';
-import { tempDir, useTinyArc } from './pipeline-helpers';
+import { counting, entryHashes as storeHashes, separateTokenizer as otherTokenizer, tempDir, useTinyArc } from './pipeline-helpers';
+
+/** Vector and chunk index entries: relative path -> sha256. */
+const entryHashes = (dir: string): Map<string, string> => storeHashes(dir, /\.arc[vi]$/);
 
 const REPO = path.resolve(__dirname, '../..');
 const { skip, model: tinyArc } = useTinyArc();
@@ -33,46 +34,6 @@ async function workspace(dir: string): Promise<SourceFile[]> {
   // The same text under two paths: different chunks (the header differs), same file size.
   cpSync(path.join(REPO, 'src/core/context/chunker.ts'), path.join(root, 'ts', 'chunker-copy.ts'));
   return (await collectSources({ roots: [root] })).files;
-}
-
-/** The model with an encoder that counts the chunks it encodes (the real encoder does the work). */
-function counting(model: ArcModel): { model: ArcModel; encoded: () => number } {
-  let n = 0;
-  const inner = model.encoder;
-  const encoder: ArcEncoder = {
-    poolingFactor: inner.poolingFactor,
-    maxChunkTokens: inner.maxChunkTokens,
-    dim: inner.dim,
-    cont: inner.cont,
-    encode: (chunks, signal) => {
-      n += chunks.length;
-      return inner.encode(chunks, signal);
-    },
-  };
-  return { model: { ...model, encoder } as ArcModel, encoded: () => n };
-}
-
-/** Every entry file under a cache folder (vectors and chunk index): relative path -> sha256. */
-function entryHashes(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (/\.arc[vi]$/.test(e.name)) out.set(path.relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
-    }
-  };
-  walk(dir);
-  return new Map([...out].sort(([a], [b]) => (a < b ? -1 : 1)));
-}
-
-/**
- * Another instance of the model's tokenizer for the sequential path: the per-process memo is per
- * tokenizer object, so chunking with the model's own would let the overlapped runs take every
- * file from the memo instead of tokenizing it in the worker.
- */
-function otherTokenizer(model: ArcModel): Promise<HfTokenizer> {
-  return loadTokenizer((model.tokenizer as HfTokenizer).path);
 }
 
 const chunkOpts = (model: ArcModel): ChunkOptions => ({ maxTokens: model.encoder.maxChunkTokens, header: model.manifest.documentFormat.header });
