@@ -102,8 +102,8 @@ interface Materialized {
   compressed: CompressedChunk[] | null;
   /** Decoder token ids of each rendered chunk (full, mixed). */
   plainIds: number[][] | null;
-  /** The text of every chosen chunk (header and body; a cut chunk's kept part), for extractive decoding. */
-  spanText: string;
+  /** Extractive decoding only: the text of every chosen chunk (header and body; a cut chunk's kept part). */
+  spanText: string | null;
 }
 
 /** What gatherChunks found: chunk refs in document order and what ranking and loading need. */
@@ -462,15 +462,14 @@ function costsFor(model: ArcModel, refs: readonly ChunkRef[], mode: ContextMode)
 }
 
 /** Stage 5: compressed vectors (from the cache or the encoder) and/or decoder token ids of the chosen chunks only. */
-async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs: Costs, mode: ContextMode, options: AskOptions, stats: AskStats): AsyncGenerator<AskEvent, Materialized> {
+async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs: Costs, mode: ContextMode, options: AskOptions, stats: AskStats, extractive: boolean): AsyncGenerator<AskEvent, Materialized> {
   const loaded = await loadChunks(model, g, [...p.text, ...p.compressed]);
-  const spanText = [...p.text, ...p.compressed]
-    .map((i) => {
-      const c = loaded.get(i) as Chunk;
-      if (!p.partial || p.partial.index !== i) return c.text;
-      return decoderTokenizer(model).decode((costs.decoderIds ? costs.decoderIds[i] : c.tokenIds).slice(0, p.partial.keep));
-    })
-    .join('\n');
+  const read = (i: number): string => {
+    const c = loaded.get(i) as Chunk;
+    if (!p.partial || p.partial.index !== i) return c.text;
+    return decoderTokenizer(model).decode((costs.decoderIds ? costs.decoderIds[i] : c.tokenIds).slice(0, p.partial.keep));
+  };
+  const spanText = extractive ? [...p.text, ...p.compressed].map(read).join('\n') : null;
   const out: Materialized = { compressed: null, plainIds: null, spanText };
   if ((mode === 'arc' || mode === 'mixed') && p.compressed.length > 0) {
     const logLines: string[] = [];
@@ -544,7 +543,10 @@ function plan(mode: ContextMode, g: Gathered, costs: Costs, question: string, bu
   const minCompressed = (i: number) => costs.vectors[i] + 1;
   const textCost = (i: number) => (costs.text as number[])[i];
   const scores = g.scores ?? undefined;
-  const items = (cost: (i: number) => number, minCost: (i: number) => number) => g.refs.map((r, i) => new PlanItem(r, i, { cost, minCost }));
+  const items = (cost: (i: number) => number, minCost: (i: number) => number) => {
+    const table = { cost, minCost }; // one per plan, shared by its items
+    return g.refs.map((r, i) => new PlanItem(r, i, table));
+  };
   if (mode === 'arc') return planArc(items(costs.compressed, minCompressed), question, budget, scores);
   if (mode === 'full') return planFull(items(textCost, textCost), question, budget, scores);
   return planMixedFor(g.refs, { length: g.refs.length, text: textCost, compressed: costs.compressed, minCompressed }, question, textBudget, budget, scores);
@@ -659,6 +661,8 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
 
     let included: ChunkRef[] = [];
     let prefix: BuiltPrefix;
+    // Extractive decoding: the answer is a span of what the decoder read (the question included).
+    const extractive = request.extractive ?? model.manifest.prompt.extractive ?? false;
     let spanText = '';
     if (mode === 'none') {
       prefix = buildPrefix(model, 'none', [], question);
@@ -678,16 +682,14 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
         throw new ArcError('context-too-large', `No chunk fits the ${budget} positions left for context. Ask a shorter question or use a model with a larger window.`);
       }
       yield selectionEvent(g.refs, costs, mode, p, budget);
-      const forms = yield* materialize(model, g, p, costs, mode, options, stats);
+      const forms = yield* materialize(model, g, p, costs, mode, options, stats, extractive);
       prefix = layout(model, mode, g.refs, forms, p, question);
-      spanText = forms.spanText;
+      spanText = forms.spanText ?? '';
       contextStats(stats, g.refs, costs, forms, p, prefix);
     }
 
     throwIfAborted(signal, 'The question');
     yield { type: 'progress', stage: 'prefill', message: `Reading ${prefix.positions} positions` };
-    // Extractive decoding: the answer is a span of what the decoder read (the question included).
-    const extractive = request.extractive ?? model.manifest.prompt.extractive ?? false;
     const answerFrom = extractive ? `${spanText}\n${question}` : undefined;
     const { answer, timings, firstTokenAt } = yield* generate(model, prefix, request, maxNewTokens, signal, answerFrom);
     throwIfAborted(signal, 'Answering');

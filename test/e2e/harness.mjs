@@ -41,6 +41,15 @@ export async function stopAll() {
   groups.clear();
 }
 
+/** Ends a child's process group: SIGTERM, up to 5 s to exit, then SIGKILL. */
+async function stopGroup(child) {
+  try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+  const until = Date.now() + 5000;
+  while (Date.now() < until && alive(child.pid)) await sleep(100);
+  try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+  groups.delete(child.pid);
+}
+
 function alive(pid) {
   try { process.kill(-pid, 0); return true; } catch { return false; }
 }
@@ -201,13 +210,7 @@ export async function startCodeServer(tc, { name, vsix, workspace, settings = {}
   return {
     name, url, dir, userData, extensions, logFile, workspace,
     log: () => readFileSync(logFile, 'utf8'),
-    async stop() {
-      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
-      const until = Date.now() + 5000;
-      while (Date.now() < until && alive(child.pid)) await sleep(100);
-      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
-      groups.delete(child.pid);
-    },
+    stop: () => stopGroup(child),
   };
 }
 
@@ -253,13 +256,7 @@ export async function startEngineServer({ name, python = '/usr/bin/python3', pac
       .map((m) => `${m[1]} ${m[2]}`).filter((l) => !/ \/_test\//.test(l)),
     /** The generation requests it served: path, outcome, tokens. */
     async served() { return (await fetch(`${url}/_test/log`)).json(); },
-    async stop() {
-      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
-      const until = Date.now() + 5000;
-      while (Date.now() < until && alive(child.pid)) await sleep(100);
-      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
-      groups.delete(child.pid);
-    },
+    stop: () => stopGroup(child),
   };
 }
 

@@ -19,7 +19,7 @@ import type { TextTokenizer } from '../api';
 import { ENTRY_HEADER_BYTES, checkPayloadEntry, evictStore, isErrno, listStoreEntries, payloadEntryHeader, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
 import { hashText, type Chunk, type ChunkOptions } from './chunker';
 import { chunkFileIndexed, type ChunkIndex } from './chunkIndex';
-import { codeTerms } from './select';
+import { BM25_PATH_BOOST as PATH_BOOST, bm25, codeTerms } from './select';
 import type { SourceFile } from './sources';
 import { clearTreeMemo } from './treeIndex';
 
@@ -255,17 +255,6 @@ function findTerm(terms: readonly string[], t: string): number {
     else hi = mid - 1;
   }
   return -1;
-}
-
-/** MiniSearch's defaults (BM25+). */
-const K = 1.2;
-const B = 0.7;
-const D = 0.5;
-const PATH_BOOST = 2;
-
-function bm25(termFreq: number, matchingCount: number, totalCount: number, fieldLength: number, avgFieldLength: number): number {
-  const invDocFreq = Math.log(1 + (totalCount - matchingCount + 0.5) / (matchingCount + 0.5));
-  return invDocFreq * (D + (termFreq * (K + 1)) / (termFreq + K * (1 - B + (B * fieldLength) / avgFieldLength)));
 }
 
 /** A file's entry in document order, with its display path (the `path` field of its chunks). */

@@ -79,9 +79,10 @@ export function codeTerms(text: string): string[] {
  * one further down can still use the remaining room.
  */
 export function selectChunks(items: SelectItem[], question: string, budget: number, scores?: ArrayLike<number>): Selection {
-  if (fitsWhole(items, budget)) {
+  const whole = wholeCost(items, budget);
+  if (whole !== null) {
     const all = items.map((_, i) => i);
-    return { included: all, leftOut: [], used: items.reduce((s, it) => s + it.cost, 0), ranked: all };
+    return { included: all, leftOut: [], used: whole, ranked: all };
   }
   const order = rankChunks(items, question, scores);
   const chosen = new Set<number>();
@@ -100,16 +101,16 @@ export function selectChunks(items: SelectItem[], question: string, budget: numb
   return { included, leftOut, used, ranked: order };
 }
 
-/** Whether every item fits the budget together; lower bounds first, so a large input stops early. */
-function fitsWhole(items: readonly SelectItem[], budget: number): boolean {
+/** The positions of every item together when they fit the budget, else null; lower bounds first, so a large input stops early. */
+function wholeCost(items: readonly SelectItem[], budget: number): number | null {
   let low = 0;
   for (const it of items) {
     low += it.minCost ?? it.cost;
-    if (low > budget) return false;
+    if (low > budget) return null;
   }
   let total = 0;
   for (const it of items) total += it.cost;
-  return total <= budget;
+  return total <= budget ? total : null;
 }
 
 /**
@@ -130,6 +131,21 @@ export function scoreChunks(items: readonly RankItem[], question: string): numbe
   return boostScores(items, bm25Normalized(items, question), question);
 }
 
+/** MiniSearch's defaults (BM25+), and the weight of the path field, as bm25Normalized searches. */
+const K = 1.2;
+const B = 0.7;
+const D = 0.5;
+export const BM25_PATH_BOOST = 2;
+
+/**
+ * MiniSearch's BM25+ score of one term in one field: what the persistent indexes (lexicalIndex.ts
+ * bm25Scores, treeIndex.ts treeBm25) compute operation for operation to match bm25Normalized.
+ */
+export function bm25(termFreq: number, matchingCount: number, totalCount: number, fieldLength: number, avgFieldLength: number): number {
+  const invDocFreq = Math.log(1 + (totalCount - matchingCount + 0.5) / (matchingCount + 0.5));
+  return invDocFreq * (D + (termFreq * (K + 1)) / (termFreq + K * (1 - B + (B * fieldLength) / avgFieldLength)));
+}
+
 /** BM25 of each item's path and body for the question, normalised so that the best is 1. */
 export function bm25Normalized(items: readonly RankItem[], question: string): number[] {
   const search = new MiniSearch<{ id: number; path: string; body: string }>({
@@ -139,7 +155,7 @@ export function bm25Normalized(items: readonly RankItem[], question: string): nu
   });
   search.addAll(items.map((it, id) => ({ id, path: it.path, body: it.body })));
   const bm25 = new Array<number>(items.length).fill(0);
-  const results = search.search(question, { boost: { path: 2 }, combineWith: 'OR', prefix: false, fuzzy: false });
+  const results = search.search(question, { boost: { path: BM25_PATH_BOOST }, combineWith: 'OR', prefix: false, fuzzy: false });
   // Normalise so that boosts weigh the same whatever the corpus size.
   const max = results.reduce((m, r) => Math.max(m, r.score), 0);
   for (const r of results) bm25[r.id as number] = max > 0 ? r.score / max : 0;

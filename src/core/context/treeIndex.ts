@@ -27,7 +27,7 @@ import { endianness } from 'node:os';
 import * as path from 'node:path';
 import { ENTRY_HEADER_BYTES, checkPayloadEntry, isErrno, payloadEntryHeader, writeStoreEntry } from './cache';
 import type { FileLexicon } from './lexicalIndex';
-import { codeTerms } from './select';
+import { BM25_PATH_BOOST as PATH_BOOST, bm25, codeTerms } from './select';
 
 export const TREE_INDEX_FORMAT_VERSION = 3;
 const MAGIC = 0x54435241; // "ARCT" read as little-endian u32
@@ -470,17 +470,6 @@ export function chunksWithTerm(t: TreeIndexData, term: string): number[] {
   const out: number[] = [];
   for (let q = t.postOff[j]; q < t.postOff[j + 1]; q += 2) out.push(t.postings[q]);
   return out.sort((a, b) => a - b);
-}
-
-/** MiniSearch's defaults (BM25+), as in lexicalIndex.ts. */
-const K = 1.2;
-const B = 0.7;
-const D = 0.5;
-const PATH_BOOST = 2;
-
-function bm25(termFreq: number, matchingCount: number, totalCount: number, fieldLength: number, avgFieldLength: number): number {
-  const invDocFreq = Math.log(1 + (totalCount - matchingCount + 0.5) / (matchingCount + 0.5));
-  return invDocFreq * (D + (termFreq * (K + 1)) / (termFreq + K * (1 - B + (B * fieldLength) / avgFieldLength)));
 }
 
 /**
