@@ -1,7 +1,11 @@
 // Child process for the tree-index concurrency test: asks a few questions over one folder through
 // a shared cache (as a new process each round: memos cleared) while the parent edits, deletes and
 // renames files, and prints a JSON summary: the error messages of questions that did not finish.
+// `replace-entry <from> <to>`: another process writing a tree entry over `to` as a store writer
+// does (temp file + rename), with the bytes of `from`.
+import { readFileSync } from 'node:fs';
 import { ask } from '../../src/core/ask';
+import { writeStoreEntry } from '../../src/core/context/cache';
 import { clearLexiconMemo } from '../../src/core/context/lexicalIndex';
 import { loadModel } from '../../src/core/model';
 import { TINY_ARC } from './pipeline-helpers';
@@ -29,4 +33,9 @@ async function main(): Promise<void> {
   process.stdout.write(JSON.stringify({ done, errors }) + '\n');
 }
 
-if (process.argv[1]?.endsWith('pipeline-tree-child.ts')) void main();
+async function replaceEntry(from: string, to: string): Promise<void> {
+  await writeStoreEntry(to, readFileSync(from));
+  process.stdout.write(JSON.stringify({ replaced: to }) + '\n');
+}
+
+if (process.argv[1]?.endsWith('pipeline-tree-child.ts')) void (process.argv[2] === 'replace-entry' ? replaceEntry(process.argv[3], process.argv[4]) : main());

@@ -3,16 +3,43 @@
 // or hashed again) and ranking reads the postings of the question's terms only.
 //
 // One entry per (tokenizer identity, chunk options, scanned roots, include/exclude, size limit):
-// `cacheDir/trees/v1/<sha256>.arct`. It holds, per file of the tree in document order, what was
+// `cacheDir/trees/v4/<sha256>.arct`. It holds, per file of the tree in document order, what was
 // seen when it was read (display path, size, mtimeMs, ctimeMs, ino, sha256 of its text, the token
 // count of its rendered chunk header, so that a warm question prices a compressed chunk's header
 // without tokenizing it) and its
 // chunks (line range, body offsets, token count, hash, body field length); and per body search
 // term (sorted, ASCII: codeTerms only yields [a-z0-9_$]) its postings: (chunk, count) pairs over
 // the whole tree. Same robustness rules as the other stores (cache.ts): versioned folder and
-// header, sha256 checksum of the payload, temp file + rename (writeStoreEntry), a bad entry is
-// logged, deleted and rebuilt, several processes may share the folder (the last complete write
-// wins; every write is a whole, consistent tree).
+// header, sha256 checksums, temp file + rename (writeStoreEntry), a bad entry is logged, deleted
+// and rebuilt, several processes may share the folder (the last complete write wins; every write
+// is a whole, consistent tree).
+//
+// Layout (v4): the 80-byte store header, whose checksum covers the "head" only (everything but the
+// body postings: files, chunk table, hashes, term tables, path postings, and a sha256 per
+// POSTINGS_BLOCK_BYTES block of the body), then the body postings (u32 LE), about three quarters
+// of a large entry. loadTreeIndex reads and verifies the head alone (positional reads); a
+// question's terms then read their postings blocks on demand (synchronous positional reads, so
+// that treeBm25 and the others stay synchronous), each block verified the first time it is read
+// and kept (LazyPostings: only the blocks read are held, no array the size of all postings until
+// all were read). Every reader of postings in this file goes through postingsRange (termPostings,
+// allPostings), which reads the range's missing blocks first; a tree built in memory has them all
+// in `postings`.
+//
+// Lazy reads and other processes: no file descriptor is kept open between reads (on Windows an
+// open entry could not be replaced by another process's rename for as long as the extension
+// keeps the tree, and a descriptor closed when the tree leaves the memo could still be in use by
+// a question in flight). Each lazy read opens the entry, reads its 80-byte header and compares
+// the checksum with the one the head was loaded with: the checksum covers the head, and so the
+// block hashes, so an equal checksum means the same entry and the blocks are read through that
+// same descriptor. A different checksum (or no file) means another process replaced (or removed)
+// the entry since: the postings of the tree in hand are gone, and that is never taken for
+// corruption (the new entry is left alone); nor is an I/O error. A block that fails its hash in
+// the very entry the head came from is corruption: the entry is logged and deleted (after
+// checking that the path still names the file that was read). In every case the tree is dropped
+// from this process's memo and the reading function (treeBm25, chunksWithTerm, chunksWithPrefix,
+// buildTreeIndex merging the tree, encodeTreeIndex) throws TreeIndexCorrupt (`deleted` tells
+// which), so that the caller asks the question again without that tree (loadTree then reads the
+// new entry, or finds none and rebuilds).
 //
 // A file counts as unchanged when size, mtime, ctime and inode equal the snapshot's and its mtime
 // is older than the snapshot's time minus RACY_MS: a file written within the filesystem's
@@ -22,16 +49,22 @@
 // Scoring (treeBm25) reproduces lexicalIndex.ts's bm25Scores (and so MiniSearch) operation for
 // operation: test/unit/pipeline-tree.test.ts checks that.
 import { createHash } from 'node:crypto';
-import { readFile, unlink } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, readSync, statSync, unlinkSync, type BigIntStats } from 'node:fs';
+import { open, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import * as path from 'node:path';
-import { ENTRY_HEADER_BYTES, checkPayloadEntry, isErrno, payloadEntryHeader, writeStoreEntry } from './cache';
+import { ENTRY_CHECKSUM_OFFSET, ENTRY_HEADER_BYTES, checkPayloadEntry, isErrno, payloadEntryHeader, writeStoreEntry } from './cache';
 import type { FileLexicon } from './lexicalIndex';
 import { BM25_PATH_BOOST as PATH_BOOST, bm25, codeTerms } from './select';
 
-export const TREE_INDEX_FORMAT_VERSION = 3;
+export const TREE_INDEX_FORMAT_VERSION = 4;
 const MAGIC = 0x54435241; // "ARCT" read as little-endian u32
-const HEADER_BYTES = ENTRY_HEADER_BYTES; // magic, version, payload bytes, reserved, key[32], checksum[32]
+const HEADER_BYTES = ENTRY_HEADER_BYTES; // magic, version, head bytes, reserved, key[32], checksum[32] (over the header and the head)
+const CHECKSUM_OFFSET = ENTRY_CHECKSUM_OFFSET;
+/** The body postings are verified (and read on demand) in blocks of this many bytes. */
+export const POSTINGS_BLOCK_BYTES = 64 * 1024;
+/** The head's counts: chunks, terms, term blob bytes, postings, path terms, path blob bytes, path postings, block bytes. */
+const COUNTS_BYTES = 32;
 const ENTRY_EXT = '.arct';
 /** Fields per chunk in the chunk table. */
 const CF = 7; // startLine, endLine, bodyStart, bodyEnd, tokens, bodyLength, file
@@ -70,9 +103,15 @@ export interface TreeIndexData {
   /** Sorted terms, concatenated (latin1); term i is termBlob[termOff[i], termOff[i+1]). */
   termBlob: Buffer;
   termOff: Uint32Array;
-  /** Postings of term i: postings[postOff[i] .. postOff[i+1]) as (chunk, count) pairs. */
+  /**
+   * Postings of term i: postings[postOff[i] .. postOff[i+1]) as (chunk, count) pairs. Read them
+   * through termPostings, postingsRange or allPostings only: a tree loaded from the store has
+   * none in `postings` (empty) until all were read, and reads them on demand (`lazy`).
+   */
   postOff: Uint32Array;
   postings: Uint32Array;
+  /** A tree loaded from the store: reads and verifies its body postings blocks on demand. Absent once all are in `postings`. */
+  lazy?: LazyPostings;
   /** Per file: distinct search terms of its path (the `path` field length). */
   pathLength: Uint32Array;
   /** The same for path terms: sorted terms, and (file, count) pairs per term. */
@@ -177,9 +216,10 @@ export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number
   for (const [old, map] of oldTrees) {
     const nTerms = old.termOff.length - 1;
     const ids = new Int32Array(nTerms).fill(-1);
+    const op = allPostings(old); // a stored tree reads them all now (may throw TreeIndexCorrupt)
     for (let j = 0; j < nTerms; j++) {
       let kept = 0;
-      for (let q = old.postOff[j]; q < old.postOff[j + 1]; q += 2) if (map[old.postings[q]] >= 0) kept += 2;
+      for (let q = old.postOff[j]; q < old.postOff[j + 1]; q += 2) if (map[op[q]] >= 0) kept += 2;
       if (kept === 0) continue;
       ids[j] = idOf(old.termBlob.toString('latin1', old.termOff[j], old.termOff[j + 1]));
       sizes[ids[j]] += kept;
@@ -218,14 +258,15 @@ export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number
   }
   for (const [old, map] of oldTrees) {
     const ids = oldIds.get(old) as Int32Array;
+    const op = allPostings(old);
     for (let j = 0; j < ids.length; j++) {
       if (ids[j] < 0) continue;
       const r = rankOf[ids[j]];
       for (let q = old.postOff[j]; q < old.postOff[j + 1]; q += 2) {
-        const to = map[old.postings[q]];
+        const to = map[op[q]];
         if (to < 0) continue;
         postings[cursor[r]++] = to;
-        postings[cursor[r]++] = old.postings[q + 1];
+        postings[cursor[r]++] = op[q + 1];
       }
     }
   }
@@ -295,41 +336,58 @@ function align4(n: number): number {
   return (n + 3) & ~3;
 }
 
-export function encodeTreeIndex(key: string, t: TreeIndexData): Buffer {
-  return Buffer.concat(encodeTreeIndexParts(key, t));
+const u32 = (a: Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+export function encodeTreeIndex(key: string, t: TreeIndexData, blockBytes = POSTINGS_BLOCK_BYTES): Buffer {
+  return Buffer.concat(encodeTreeIndexParts(key, t, blockBytes));
 }
 
-/** The entry as consecutive parts (header first), so that a large tree is written without one more copy of it. */
-export function encodeTreeIndexParts(key: string, t: TreeIndexData): Buffer[] {
+/**
+ * The entry as consecutive parts (header first, the body postings last), so that a large tree is
+ * written without one more copy of it. A stored tree's postings are all read first (and may throw
+ * TreeIndexCorrupt).
+ */
+export function encodeTreeIndexParts(key: string, t: TreeIndexData, blockBytes = POSTINGS_BLOCK_BYTES): Buffer[] {
   if (!/^[0-9a-f]{64}$/.test(key)) throw new Error(`Invalid tree index key ${key}`);
+  if (!Number.isInteger(blockBytes) || blockBytes <= 0 || blockBytes % 4 !== 0) throw new Error(`Invalid postings block size ${blockBytes}`);
+  const all = allPostings(t);
+  const body = u32(all);
   const json = Buffer.from(JSON.stringify({ takenAtMs: t.takenAtMs, files: t.files.map((f) => [f.path, f.size, f.mtimeMs, f.ctimeMs, f.ino, f.textHash, f.firstChunk, f.chunkCount, f.headerTokens]) }), 'utf8');
   const nChunks = chunkCount(t);
   const nTerms = t.termOff.length - 1;
-  const parts: Buffer[] = [];
-  const u32 = (a: Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  const head: Buffer[] = [];
   const jsonLen = Buffer.alloc(4);
   jsonLen.writeUInt32LE(json.length, 0);
-  parts.push(jsonLen, json, Buffer.alloc(align4(json.length) - json.length));
-  const counts = Buffer.alloc(28);
-  counts.writeUInt32LE(nChunks, 0);
-  counts.writeUInt32LE(nTerms, 4);
-  counts.writeUInt32LE(t.termBlob.length, 8);
-  counts.writeUInt32LE(t.postings.length, 12);
-  counts.writeUInt32LE(t.pathTermOff.length - 1, 16);
-  counts.writeUInt32LE(t.pathTermBlob.length, 20);
-  counts.writeUInt32LE(t.pathPostings.length, 24);
-  parts.push(counts, u32(t.chunks), t.hashes, u32(t.termOff), u32(t.postOff), u32(t.postings), u32(t.pathLength), u32(t.pathTermOff), u32(t.pathPostOff), u32(t.pathPostings));
-  parts.push(t.termBlob, t.pathTermBlob);
-  return [payloadEntryHeader(MAGIC, TREE_INDEX_FORMAT_VERSION, key, parts), ...parts];
+  head.push(jsonLen, json, Buffer.alloc(align4(json.length) - json.length));
+  const counts = Buffer.alloc(COUNTS_BYTES);
+  [nChunks, nTerms, t.termBlob.length, all.length, t.pathTermOff.length - 1, t.pathTermBlob.length, t.pathPostings.length, blockBytes].forEach((n, i) => counts.writeUInt32LE(n, i * 4));
+  const nBlocks = Math.ceil(body.length / blockBytes);
+  const blockHashes = Buffer.alloc(nBlocks * 32);
+  for (let b = 0; b < nBlocks; b++) createHash('sha256').update(body.subarray(b * blockBytes, Math.min(body.length, (b + 1) * blockBytes))).digest().copy(blockHashes, b * 32);
+  head.push(counts, u32(t.chunks), t.hashes, u32(t.termOff), u32(t.postOff), u32(t.pathLength), u32(t.pathTermOff), u32(t.pathPostOff), u32(t.pathPostings), blockHashes);
+  const blobs = t.termBlob.length + t.pathTermBlob.length;
+  head.push(t.termBlob, t.pathTermBlob, Buffer.alloc(align4(blobs) - blobs));
+  return [payloadEntryHeader(MAGIC, TREE_INDEX_FORMAT_VERSION, key, head), ...head, body];
 }
 
 const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
-/** Parses and verifies an entry; returns the reason when it must not be served. */
-export function decodeTreeIndex(key: string, buf: Buffer): TreeIndexData | string {
+/** A verified head: the tree but its body postings, and how to check those. */
+interface Head {
+  tree: Omit<TreeIndexData, 'postings' | 'lazy'>;
+  nPost: number;
+  blockBytes: number;
+  blockHashes: Buffer;
+}
+
+/**
+ * Parses and verifies `buf`: the store header and the head, exactly (the header's checksum covers
+ * both); returns the reason when it must not be served.
+ */
+function decodeHead(key: string, buf: Buffer): Head | string {
   const bad = checkPayloadEntry(buf, key, MAGIC, TREE_INDEX_FORMAT_VERSION);
   if (bad !== null) return bad;
-  // Typed-array views need 4-byte alignment; copy the payload when the buffer does not have it.
+  // Typed-array views need 4-byte alignment; copy the head when the buffer does not have it.
   const payload = (buf.byteOffset + HEADER_BYTES) % 4 === 0 ? buf.subarray(HEADER_BYTES) : Buffer.from(buf.subarray(HEADER_BYTES));
   let o = 0;
   const need = (n: number) => {
@@ -342,33 +400,34 @@ export function decodeTreeIndex(key: string, buf: Buffer): TreeIndexData | strin
     need(jsonLen);
     const raw = JSON.parse(payload.toString('utf8', o, o + jsonLen)) as { takenAtMs?: unknown; files?: unknown };
     o = align4(o + jsonLen);
-    need(28);
-    const [nChunks, nTerms, blobLen, nPost, nPathTerms, pathBlobLen, nPathPost] = [0, 4, 8, 12, 16, 20, 24].map((d) => payload.readUInt32LE(o + d));
-    o += 28;
+    need(COUNTS_BYTES);
+    const [nChunks, nTerms, blobLen, nPost, nPathTerms, pathBlobLen, nPathPost, blockBytes] = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => payload.readUInt32LE(o + i * 4));
+    o += COUNTS_BYTES;
+    if (blockBytes === 0 || blockBytes % 4 !== 0) return 'bad postings block size';
     const view = (n: number) => {
       need(n * 4);
       const a = new Uint32Array(payload.buffer, payload.byteOffset + o, n);
       o += n * 4;
       return a;
     };
+    const bytes = (n: number) => {
+      need(n);
+      o += n;
+      return payload.subarray(o - n, o);
+    };
     const chunks = view(nChunks * CF);
-    need(nChunks * 32);
-    const hashes = payload.subarray(o, o + nChunks * 32);
-    o += nChunks * 32;
+    const hashes = bytes(nChunks * 32);
     const termOff = view(nTerms + 1);
     const postOff = view(nTerms + 1);
-    const postings = view(nPost);
     const files0 = Array.isArray(raw.files) ? raw.files.length : 0;
     const pathLength = view(files0);
     const pathTermOff = view(nPathTerms + 1);
     const pathPostOff = view(nPathTerms + 1);
     const pathPostings = view(nPathPost);
-    need(blobLen + pathBlobLen);
-    const termBlob = payload.subarray(o, o + blobLen);
-    o += blobLen;
-    const pathTermBlob = payload.subarray(o, o + pathBlobLen);
-    o += pathBlobLen;
-    if (o !== payload.length) return 'trailing bytes';
+    const blockHashes = bytes(Math.ceil((nPost * 4) / blockBytes) * 32);
+    const termBlob = bytes(blobLen);
+    const pathTermBlob = bytes(pathBlobLen);
+    if (align4(o) !== payload.length) return 'trailing bytes';
     if (!isUint(raw.takenAtMs) || !Array.isArray(raw.files)) return 'malformed payload';
     const files: TreeFile[] = [];
     let next = 0;
@@ -384,30 +443,293 @@ export function decodeTreeIndex(key: string, buf: Buffer): TreeIndexData | strin
     if (next !== nChunks) return 'chunk count mismatch';
     if (termOff[nTerms] !== blobLen || postOff[nTerms] !== nPost || nPost % 2 !== 0) return 'term tables mismatch';
     if (pathTermOff[nPathTerms] !== pathBlobLen || pathPostOff[nPathTerms] !== nPathPost || nPathPost % 2 !== 0) return 'path term tables mismatch';
-    return { takenAtMs: raw.takenAtMs, files, chunks, hashes, termBlob, termOff, postOff, postings, pathLength, pathTermBlob, pathTermOff, pathPostOff, pathPostings };
+    const tree = { takenAtMs: raw.takenAtMs, files, chunks, hashes, termBlob, termOff, postOff, pathLength, pathTermBlob, pathTermOff, pathPostOff, pathPostings };
+    return { tree, nPost, blockBytes, blockHashes };
   } catch (e) {
     return `unreadable payload (${(e as Error).message})`;
   }
 }
 
-/** The stored tree, or null when there is none or it is bad (then logged and deleted). */
+/** Index of the first body block that fails its hash, or -1. */
+function badBlock(body: Buffer, first: number, blockBytes: number, blockHashes: Buffer): number {
+  for (let at = 0, b = first; at < body.length; at += blockBytes, b++) {
+    const h = createHash('sha256').update(body.subarray(at, Math.min(body.length, at + blockBytes))).digest();
+    if (!h.equals(blockHashes.subarray(b * 32, b * 32 + 32))) return b;
+  }
+  return -1;
+}
+
+/** Parses and verifies a whole entry (head and every postings block); returns the reason when it must not be served. */
+export function decodeTreeIndex(key: string, buf: Buffer): TreeIndexData | string {
+  if (buf.length < HEADER_BYTES) return `truncated (${buf.length} bytes)`;
+  const headEnd = HEADER_BYTES + buf.readUInt32LE(8);
+  if (headEnd > buf.length) return `size ${buf.length}, expected more than ${headEnd}`;
+  const h = decodeHead(key, buf.subarray(0, headEnd));
+  if (typeof h === 'string') return h;
+  const want = headEnd + h.nPost * 4;
+  if (buf.length !== want) return `size ${buf.length}, expected ${want}`;
+  const body = buf.subarray(headEnd);
+  const b = badBlock(body, 0, h.blockBytes, h.blockHashes);
+  if (b >= 0) return `postings block ${b} checksum mismatch`;
+  const postings = body.byteOffset % 4 === 0 ? new Uint32Array(body.buffer, body.byteOffset, h.nPost) : new Uint32Array(Uint8Array.from(body).buffer);
+  return { ...h.tree, postings };
+}
+
+/**
+ * Why a stored tree's postings could not be read (TreeIndexCorrupt): thrown by whatever read them
+ * (treeBm25, chunksWithTerm, chunksWithPrefix, buildTreeIndex merging that tree,
+ * encodeTreeIndex). The tree has been dropped from this process's memo; ask the question again
+ * without it (loadTree then reads the current entry, or finds none and the tree is rebuilt).
+ */
+export class TreeIndexCorrupt extends Error {
+  override readonly name = 'TreeIndexCorrupt';
+  constructor(
+    /** The entry file. */
+    readonly file: string,
+    readonly reason: string,
+    /**
+     * true: the entry the tree was loaded from is corrupt, and was deleted. false: another
+     * process replaced or removed it after the tree was loaded, or it could not be read (EACCES,
+     * EIO, ...); whatever is there now is left alone.
+     */
+    readonly deleted: boolean,
+  ) {
+    super(`The stored tree index ${file} cannot be read (${reason}); ask again`);
+  }
+}
+
+/** Reads fully at `pos`; returns the bytes read (fewer at the end of the file). */
+function readAt(fd: number, into: Uint8Array, pos: number): number {
+  let done = 0;
+  while (done < into.length) {
+    const n = readSync(fd, into, done, into.length - done, pos + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+async function readAtAsync(fh: FileHandle, into: Uint8Array, pos: number): Promise<number> {
+  let done = 0;
+  while (done < into.length) {
+    const { bytesRead } = await fh.read(into, done, into.length - done, pos + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done;
+}
+
+const sameFile = (a: BigIntStats, b: BigIntStats) => a.ino === b.ino && a.dev === b.dev;
+
+/**
+ * The body postings of a tree loaded from the store, read on demand: block by block, each
+ * verified against the head's hash the first time it is read (see the top comment for how another
+ * process's replacing the entry is told from corruption).
+ */
+export class LazyPostings {
+  /** Per block: its postings once read and verified (views into the buffer of the run of blocks read together). */
+  private readonly blocks: (Uint32Array | undefined)[];
+  private failure: TreeIndexCorrupt | null = null;
+  /** Bytes and blocks read so far (tests, benchmarks). */
+  readBytes = 0;
+  readBlocks = 0;
+
+  constructor(
+    readonly file: string,
+    /** The entry header's checksum the head was verified with (covers the head, so the block hashes). */
+    private readonly checksum: Buffer,
+    private readonly bodyAt: number,
+    private readonly bodyBytes: number,
+    private readonly blockBytes: number,
+    private readonly blockHashes: Buffer,
+    private readonly log: (line: string) => void,
+  ) {
+    this.blocks = new Array<Uint32Array | undefined>(Math.ceil(bodyBytes / blockBytes));
+  }
+
+  /**
+   * Postings [from, to) (u32 units, 0 <= from <= to <= all), indexed from 0: a view when they
+   * lie in blocks read together, else a copy. Throws TreeIndexCorrupt when they cannot be read.
+   */
+  range(t: TreeIndexData, from: number, to: number): Uint32Array {
+    if (to <= from) return new Uint32Array(0);
+    this.ensure(t, from, to);
+    const W = this.blockBytes / 4;
+    const b0 = Math.floor(from / W);
+    const b1 = Math.floor((to - 1) / W);
+    const first = this.blocks[b0] as Uint32Array;
+    const last = this.blocks[b1] as Uint32Array;
+    let out: Uint32Array;
+    if (first.buffer === last.buffer && last.byteOffset - first.byteOffset === (b1 - b0) * this.blockBytes) {
+      out = new Uint32Array(first.buffer, first.byteOffset + (from - b0 * W) * 4, to - from);
+    } else {
+      out = new Uint32Array(to - from);
+      for (let b = b0; b <= b1; b++) {
+        const blk = this.blocks[b] as Uint32Array;
+        const lo = Math.max(from, b * W);
+        const hi = Math.min(to, b * W + blk.length);
+        out.set(blk.subarray(lo - b * W, hi - b * W), lo - from);
+      }
+    }
+    if (from === 0 && to * 4 === this.bodyBytes) {
+      // All of them (a merge, a store): the tree keeps them as one array, as a built tree does.
+      t.postings = out;
+      t.lazy = undefined;
+    }
+    return out;
+  }
+
+  /** Reads and verifies the blocks of postings [from, to) not read yet; throws TreeIndexCorrupt when it cannot. */
+  private ensure(t: TreeIndexData, from: number, to: number): void {
+    const B = this.blockBytes;
+    const first = Math.floor((from * 4) / B);
+    const last = Math.floor((to * 4 - 1) / B);
+    let b = first;
+    while (b <= last && this.blocks[b]) b++;
+    if (b > last) return;
+    if (this.failure) throw this.failure;
+    let fd = -1;
+    let fdStat: BigIntStats | null = null;
+    let bad: string | null = null;
+    try {
+      fd = openSync(this.file, 'r');
+      const header = Buffer.alloc(HEADER_BYTES);
+      if (readAt(fd, header, 0) !== HEADER_BYTES || !header.subarray(CHECKSUM_OFFSET, HEADER_BYTES).equals(this.checksum)) {
+        closeSync(fd);
+        fd = -1;
+        this.log(`tree index: ${this.file} was replaced by another process since it was loaded; this tree's postings are gone, ask again`);
+        this.fail(t, 'replaced by another process since it was loaded', false);
+      }
+      while (b <= last && bad === null) {
+        let end = b; // a run of missing blocks [b, end], read together
+        while (end + 1 <= last && !this.blocks[end + 1]) end++;
+        const at = b * B;
+        // Unpooled (byteOffset 0): viewed as u32.
+        const run = Buffer.allocUnsafeSlow(Math.min(this.bodyBytes, (end + 1) * B) - at);
+        const got = readAt(fd, run, this.bodyAt + at);
+        this.readBytes += got;
+        if (got !== run.length) bad = `truncated: postings end at byte ${this.bodyAt + at + got}, expected ${this.bodyAt + this.bodyBytes}`;
+        else {
+          const wrong = badBlock(run, b, B, this.blockHashes);
+          for (let k = b; k <= (wrong >= 0 ? wrong - 1 : end); k++) {
+            const o = (k - b) * B;
+            this.blocks[k] = new Uint32Array(run.buffer, o, (Math.min(run.length, o + B) - o) / 4);
+            this.readBlocks++;
+          }
+          if (wrong >= 0) bad = `postings block ${wrong} checksum mismatch`;
+        }
+        b = end + 1;
+        while (b <= last && this.blocks[b]) b++;
+      }
+      if (bad !== null) fdStat = fstatSync(fd, { bigint: true });
+    } catch (e) {
+      if (e instanceof TreeIndexCorrupt) throw e;
+      if (fd >= 0) closeSync(fd);
+      fd = -1;
+      if (isErrno(e, 'ENOENT', 'ENOTDIR')) {
+        this.log(`tree index: ${this.file} was removed by another process since it was loaded; this tree's postings are gone, ask again`);
+        this.fail(t, 'removed by another process since it was loaded', false);
+      }
+      // Unreadable (EACCES, EMFILE, EIO, ...): the entry is not known to be bad; it is left alone.
+      this.log(`tree index: cannot read ${this.file}: ${(e as Error).message}; ask again`);
+      this.fail(t, `cannot read (${(e as Error).message})`, false);
+    } finally {
+      if (fd >= 0) closeSync(fd);
+    }
+    if (bad !== null) {
+      // Delete it only when the path still names the file read (not a new entry another process just renamed there).
+      let deleted = false;
+      try {
+        if (fdStat && sameFile(fdStat, statSync(this.file, { bigint: true }))) {
+          unlinkSync(this.file);
+          deleted = true;
+        }
+      } catch {
+        // already gone or replaced
+      }
+      this.log(`tree index: corrupt entry ${this.file} (${bad}); ${deleted ? 'deleted, will rebuild' : 'already replaced by another process'}`);
+      this.fail(t, bad, deleted);
+    }
+  }
+
+  private fail(t: TreeIndexData, reason: string, deleted: boolean): never {
+    forgetTree(t);
+    this.failure = new TreeIndexCorrupt(this.file, reason, deleted);
+    throw this.failure;
+  }
+}
+
+/**
+ * Body postings [from, to) (u32 units), indexed from 0: a stored tree reads the blocks they lie
+ * in now (LazyPostings). Throws TreeIndexCorrupt when they cannot be read.
+ */
+export function postingsRange(t: TreeIndexData, from: number, to: number): Uint32Array {
+  return t.lazy ? t.lazy.range(t, from, to) : t.postings.subarray(from, to);
+}
+
+/** Term j's body postings, (chunk, count) pairs; throws TreeIndexCorrupt when they cannot be read. */
+export function termPostings(t: TreeIndexData, j: number): Uint32Array {
+  return postingsRange(t, t.postOff[j], t.postOff[j + 1]);
+}
+
+/** Every body posting of the tree (a stored tree reads all its blocks now); throws TreeIndexCorrupt when they cannot be read. */
+export function allPostings(t: TreeIndexData): Uint32Array {
+  return postingsRange(t, 0, t.postOff[t.postOff.length - 1]);
+}
+
+/**
+ * The stored tree, or null when there is none or it is bad (then logged and deleted). Reads and
+ * verifies the head only; the body postings are read on demand (LazyPostings).
+ */
 export async function loadTreeIndex(cacheDir: string, key: string, log: (line: string) => void): Promise<TreeIndexData | null> {
   if (!LITTLE_ENDIAN) return null; // the tables are stored little-endian and viewed in place
   const file = treeEntryPath(cacheDir, key);
-  let buf: Buffer;
+  let fh: FileHandle;
   try {
-    buf = await readFile(file);
+    fh = await open(file, 'r');
   } catch (e) {
     if (!isErrno(e, 'ENOENT', 'ENOTDIR')) log(`tree index: cannot read ${file}: ${(e as Error).message}; rebuilding`);
     return null;
   }
-  const t = decodeTreeIndex(key, buf);
-  if (typeof t === 'string') {
-    log(`tree index: corrupt entry ${file} (${t}); deleted, will rebuild`);
-    await unlink(file).catch(() => {}); // a concurrent writer may already have replaced it
+  let bad: string | null = null;
+  let fdStat: BigIntStats | null = null;
+  try {
+    fdStat = await fh.stat({ bigint: true });
+    const size = Number(fdStat.size);
+    const header = Buffer.alloc(HEADER_BYTES);
+    if ((await readAtAsync(fh, header, 0)) !== HEADER_BYTES) bad = `truncated (${size} bytes)`;
+    else {
+      const headEnd = HEADER_BYTES + header.readUInt32LE(8);
+      if (headEnd > size) bad = `size ${size}, expected more than ${headEnd}`;
+      else {
+        // Unpooled (byteOffset 0): the tables are viewed in place.
+        const buf = Buffer.allocUnsafeSlow(headEnd);
+        header.copy(buf);
+        if ((await readAtAsync(fh, buf.subarray(HEADER_BYTES), HEADER_BYTES)) !== headEnd - HEADER_BYTES) bad = 'truncated while reading';
+        else {
+          const h = decodeHead(key, buf);
+          if (typeof h === 'string') bad = h;
+          else if (size !== headEnd + h.nPost * 4) bad = `size ${size}, expected ${headEnd + h.nPost * 4}`;
+          else {
+            const checksum = Buffer.from(buf.subarray(CHECKSUM_OFFSET, HEADER_BYTES));
+            // No postings in hand: LazyPostings reads them (`postings` holds them all once all are read).
+            return { ...h.tree, postings: new Uint32Array(0), lazy: h.nPost > 0 ? new LazyPostings(file, checksum, headEnd, h.nPost * 4, h.blockBytes, h.blockHashes, log) : undefined };
+          }
+        }
+      }
+    }
+  } catch (e) {
+    log(`tree index: cannot read ${file}: ${(e as Error).message}; rebuilding`);
     return null;
+  } finally {
+    await fh.close().catch(() => {});
   }
-  return t;
+  // Delete it only when the path still names the file read (another process may have replaced it since).
+  const now = await stat(file, { bigint: true }).catch(() => null);
+  const replaced = !now || !fdStat || !sameFile(fdStat, now);
+  log(`tree index: corrupt entry ${file} (${bad}); ${replaced ? 'already replaced by another process' : 'deleted, will rebuild'}`);
+  if (!replaced) await unlink(file).catch(() => {});
+  return null;
 }
 
 export async function storeTreeIndex(cacheDir: string, key: string, t: TreeIndexData, log: (line: string) => void): Promise<void> {
@@ -416,6 +738,7 @@ export async function storeTreeIndex(cacheDir: string, key: string, t: TreeIndex
   try {
     await writeStoreEntry(file, encodeTreeIndexParts(key, t));
   } catch (e) {
+    if (e instanceof TreeIndexCorrupt) throw e; // the tree itself cannot be read: the caller must know
     // The index only saves time: a failed write must not fail the question.
     log(`tree index: could not store ${file}: ${(e as Error).message}`);
   }
@@ -451,15 +774,18 @@ export function chunksWithPrefix(t: TreeIndexData, prefix: string): number[] {
   let hi = t.termOff.length - 1; // first term >= prefix, in [lo, hi]
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (t.termBlob.compare(want, 0, want.length, t.termOff[mid], t.termOff[mid + 1]) > 0) hi = mid;
+    if (t.termBlob.compare(want, 0, want.length, t.termOff[mid], t.termOff[mid + 1]) >= 0) hi = mid;
     else lo = mid + 1;
   }
-  const out = new Set<number>();
-  for (let j = lo; j < t.termOff.length - 1; j++) {
-    const len = t.termOff[j + 1] - t.termOff[j];
-    if (len < want.length || t.termBlob.compare(want, 0, want.length, t.termOff[j], t.termOff[j] + want.length) !== 0) break;
-    for (let q = t.postOff[j]; q < t.postOff[j + 1]; q += 2) out.add(t.postings[q]);
+  let end = lo; // terms [lo, end) start with the prefix
+  while (end < t.termOff.length - 1) {
+    const len = t.termOff[end + 1] - t.termOff[end];
+    if (len < want.length || t.termBlob.compare(want, 0, want.length, t.termOff[end], t.termOff[end] + want.length) !== 0) break;
+    end++;
   }
+  const out = new Set<number>();
+  const p = postingsRange(t, t.postOff[lo], t.postOff[end]);
+  for (let q = 0; q < p.length; q += 2) out.add(p[q]);
   return [...out].sort((a, b) => a - b);
 }
 
@@ -467,8 +793,9 @@ export function chunksWithPrefix(t: TreeIndexData, prefix: string): number[] {
 export function chunksWithTerm(t: TreeIndexData, term: string): number[] {
   const j = findTreeTerm(t, term);
   if (j < 0) return [];
+  const p = termPostings(t, j);
   const out: number[] = [];
-  for (let q = t.postOff[j]; q < t.postOff[j + 1]; q += 2) out.push(t.postings[q]);
+  for (let q = 0; q < p.length; q += 2) out.push(p[q]);
   return out.sort((a, b) => a - b);
 }
 
@@ -527,12 +854,11 @@ export function treeBm25(t: TreeIndexData, question: string): Float64Array {
     }
     const j = findTreeTerm(t, term);
     if (j >= 0) {
-      const from = t.postOff[j];
-      const to = t.postOff[j + 1];
-      const docs = (to - from) / 2;
-      for (let q = from; q < to; q += 2) {
-        const doc = t.postings[q];
-        touch(doc, bm25(t.postings[q + 1], docs, total, t.chunks[doc * CF + 5], avgBody));
+      const p = termPostings(t, j);
+      const docs = p.length / 2;
+      for (let q = 0; q < p.length; q += 2) {
+        const doc = p[q];
+        touch(doc, bm25(p[q + 1], docs, total, t.chunks[doc * CF + 5], avgBody));
       }
     }
     let had = seen.get(term);
@@ -563,7 +889,8 @@ export function treeBm25(t: TreeIndexData, question: string): Float64Array {
 /**
  * The trees read or written by this process, by key (the extension asks many questions of one
  * tree): a few, most recent last. A remembered tree may be older than the stored one (another
- * process wrote since); it is still right, as every file is checked against its stamps.
+ * process wrote since); it is still right, as every file is checked against its stamps, as long
+ * as the postings it needs were read before (else TreeIndexCorrupt, and it is dropped from here).
  */
 const memo = new Map<string, TreeIndexData>();
 const MEMO_TREES = 2;
@@ -572,6 +899,11 @@ function rememberTree(key: string, t: TreeIndexData): void {
   memo.delete(key);
   memo.set(key, t);
   for (const k of memo.keys()) if (memo.size > MEMO_TREES) memo.delete(k);
+}
+
+/** Drops `t` from the memo (its stored postings cannot be read). */
+function forgetTree(t: TreeIndexData): void {
+  for (const [k, v] of memo) if (v === t) memo.delete(k);
 }
 
 /** The tree from this process's memo, else the store (loadTreeIndex). */
