@@ -14,10 +14,10 @@ import { hashText, renderHeader, type Chunk, type ChunkOptions } from './context
 import { chunkFileIndexed, openChunkIndex, type ChunkIndex } from './context/chunkIndex';
 import { compressChunks } from './context/compress';
 import { bm25Scores, bodyOf, LexicalIndex, lexicalIndexCap, lexiconsFor, type FileLexicon } from './context/lexicalIndex';
-import { planArc, planFull, planMixedFor, type ContextPlan } from './context/plan';
-import { boostScores, quotedIdentifiers } from './context/select';
+import { planArc, planFull, planMixed, type ContextPlan } from './context/plan';
+import { boostScores, questionBoosts, quotedIdentifiers, rankChunks, rankOrder } from './context/select';
 import { classifyContent, collectSources, DEFAULT_MAX_FILE_BYTES, type SkipReport, type SourceFile, type UnreadFile } from './context/sources';
-import { buildTreeIndex, chunkField, chunkHash, chunksWithPrefix, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
+import { buildTreeIndex, chunkCount, chunkField, chunkHash, chunksWithPrefix, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, TreeIndexCorrupt, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
 import { groupSizes } from './encoder';
 import { ArcError, errorMessage, throwIfAborted } from './errors';
 import { buildPrefix, chunkHeader, compressedCoster, contextBudget, decoderTokenizer, mixedTextBudget, type BuiltPrefix, type PlacedChunk } from './prompt';
@@ -96,6 +96,97 @@ type ContextMode = Exclude<AnswerMode, 'none'>;
 /** A chunk as planning sees it: everything but its token ids, and their count. */
 export type ChunkRef = Omit<Chunk, 'tokenIds'> & { tokens: number; file: number; headerTokens?: number };
 
+/**
+ * A question's chunks in document order, by index: the fields planning and reporting read over
+ * every chunk, and a ChunkRef object only for the chunks asked for (a tree of 10^5 chunks makes
+ * objects for the few dozen that come near the window, not for every chunk).
+ */
+interface ChunkRefs {
+  readonly length: number;
+  at(i: number): ChunkRef;
+  tokens(i: number): number;
+  path(i: number): string;
+  absPath(i: number): string | undefined;
+  startLine(i: number): number;
+  endLine(i: number): number;
+}
+
+/** ChunkRefs over objects made anyway (no tree snapshot). */
+class ArrayRefs implements ChunkRefs {
+  constructor(readonly list: ChunkRef[]) {}
+  get length(): number {
+    return this.list.length;
+  }
+  at(i: number): ChunkRef {
+    return this.list[i];
+  }
+  tokens(i: number): number {
+    return this.list[i].tokens;
+  }
+  path(i: number): string {
+    return this.list[i].path;
+  }
+  absPath(i: number): string | undefined {
+    return this.list[i].absPath;
+  }
+  startLine(i: number): number {
+    return this.list[i].startLine;
+  }
+  endLine(i: number): number {
+    return this.list[i].endLine;
+  }
+}
+
+/** What a tree's chunks share per file. */
+interface TreeDoc {
+  path: string;
+  absPath: string | undefined;
+  origin: SourceFile['origin'];
+  headerTokens: number;
+}
+
+/** ChunkRefs over a tree snapshot's typed arrays; TreeRef objects on demand. */
+class TreeRefs implements ChunkRefs {
+  private readonly made = new Map<number, TreeRef>();
+  private readonly headers = new Map<number, string>();
+  constructor(
+    private readonly tree: TreeIndexData,
+    private readonly docs: readonly TreeDoc[],
+    private readonly texts: DocTexts,
+    private readonly header: (path: string) => string,
+  ) {}
+  get length(): number {
+    return chunkCount(this.tree);
+  }
+  at(i: number): ChunkRef {
+    let r = this.made.get(i);
+    if (!r) {
+      const k = chunkField(this.tree, i, 'file');
+      const d = this.docs[k];
+      let h = this.headers.get(k);
+      if (h === undefined) this.headers.set(k, (h = this.header(d.path)));
+      r = new TreeRef(d.path, d.absPath, d.origin, this.startLine(i), this.endLine(i), this.tokens(i), k, i, this.tree, this.texts, h, d.headerTokens);
+      this.made.set(i, r);
+    }
+    return r;
+  }
+  tokens(i: number): number {
+    return chunkField(this.tree, i, 'tokens');
+  }
+  path(i: number): string {
+    return this.docs[chunkField(this.tree, i, 'file')].path;
+  }
+  absPath(i: number): string | undefined {
+    return this.docs[chunkField(this.tree, i, 'file')].absPath;
+  }
+  startLine(i: number): number {
+    return chunkField(this.tree, i, 'startLine');
+  }
+  endLine(i: number): number {
+    return chunkField(this.tree, i, 'endLine');
+  }
+}
+
 /** The forms a mode reads the chosen chunks in; entries only for chosen chunks (sparse). */
 interface Materialized {
   /** Encoder output (arc, mixed). */
@@ -112,9 +203,9 @@ interface Gathered {
   docCount: number;
   /** Document `k` with its text (read now when a tree snapshot vouched for it unread). */
   sourceFile: (k: number) => Promise<SourceFile>;
-  refs: ChunkRef[];
-  /** scoreChunks' numbers from the lexical index; null when ranking must build them (no cache folder). */
-  scores: Float64Array | null;
+  refs: ChunkRefs;
+  /** Every index best first (select.ts rankOrder / rankChunks), computed on first use. */
+  ranked: () => Iterable<number>;
   /** All chunks with token ids, when they were made anyway (no cache folder); else loaded on demand. */
   full: Chunk[] | null;
   chunkIndex: ChunkIndex | null;
@@ -276,8 +367,8 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
   if (found === 0) {
     throw new ArcError('no-sources', `No readable text files to answer from${where}${describeSkips(collected.skipped)}. Open a folder with source code or add files to the question.`);
   }
-  let refs: ChunkRef[];
-  let scores: Float64Array | null = null;
+  let refs: ChunkRefs;
+  let ranked: () => Iterable<number>;
   let full: Chunk[] | null = null;
   let message: string;
   let docs: Doc[];
@@ -328,23 +419,29 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
       const stored = storable ? tree : buildTreeIndex(sources.filter((_, k) => { const d = docs[k]; return 'unread' in d || (d.file.stamp !== undefined && d.file.origin === 'workspace' && d.file.startLine === 1); }), scanStart);
       await storeTree(options.cacheDir as string, key, stored, log);
     }
-    const header = (k: number) => renderHeader(chunkOpts.header, 'file' in docs[k] ? (docs[k] as { file: SourceFile }).file.path : (docs[k] as { unread: UnreadFile }).unread.path);
-    refs = [];
-    tree.files.forEach((tf, k) => {
+    const treeDocs: TreeDoc[] = tree.files.map((tf, k) => {
       const d = docs[k];
       const f = 'file' in d ? d.file : { ...d.unread, origin: 'workspace' as const };
-      const h = header(k);
-      for (let c = tf.firstChunk; c < tf.firstChunk + tf.chunkCount; c++) {
-        refs.push(new TreeRef(f.path, f.absPath, originOf(f.path, f.origin), chunkField(tree, c, 'startLine'), chunkField(tree, c, 'endLine'), chunkField(tree, c, 'tokens'), k, c, tree, texts, h, tf.headerTokens));
-      }
+      return { path: f.path, absPath: f.absPath, origin: originOf(f.path, f.origin), headerTokens: tf.headerTokens };
     });
+    const treeRefs = new TreeRefs(tree, treeDocs, texts, (p) => renderHeader(chunkOpts.header, p));
+    refs = treeRefs;
     const bm25 = treeBm25(tree, question);
     // The identifier boosts read chunk bodies; only chunks that can match are read.
     const candidates = quotedIdentifiers(question).length > 0 ? boostCandidates(tree, question) : new Set<number>();
     if (candidates === null) await texts.load(docs.keys());
     else await texts.load([...candidates].map((c) => chunkField(tree, c, 'file')));
-    const items = refs.map((r, i) => (candidates === null || candidates.has(i) ? r : { path: r.path, origin: r.origin, body: '' }));
-    scores = Float64Array.from(boostScores(items, bm25, question));
+    // boostScores' numbers, without an object per chunk: a chunk that cannot match an identifier
+    // is scored as having no body (its path may still match).
+    const boosts = questionBoosts(question);
+    const sc = new Float64Array(refs.length);
+    tree.files.forEach((tf, k) => {
+      const d = treeDocs[k];
+      for (let c = tf.firstChunk; c < tf.firstChunk + tf.chunkCount; c++) {
+        sc[c] = boosts.score(bm25[c], d.path, d.origin, candidates === null || candidates.has(c) ? treeRefs.at(c).body : '');
+      }
+    });
+    ranked = () => rankOrder(sc);
     message = `${refs.length} chunks from ${docs.length} files${fromIndex > 0 ? ` (${fromIndex} unchanged, read from the index)` : ''}`;
   } else if (useTree) {
     // Caller-given files only (the extension lists the workspace itself): no tree to snapshot;
@@ -355,7 +452,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
     const lexical = new LexicalIndex(options.cacheDir as string, (chunkIndex as ChunkIndex).identity, { maxBytes: options.cacheMaxBytes !== undefined ? lexicalIndexCap(options.cacheMaxBytes) : undefined, log });
     const r = await lexiconsFor(files, model.tokenizer, chunkOpts, chunkIndex, lexical, signal);
     throwIfAborted(signal, 'Indexing files');
-    refs = r.files.flatMap((lf, k) => {
+    const list: ChunkRef[] = r.files.flatMap((lf, k) => {
       const f = files[k];
       const header = renderHeader(chunkOpts.header, f.path);
       return lf.lexicon.chunks.map((m) => {
@@ -363,7 +460,9 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
         return { path: f.path, absPath: f.absPath, origin: originOf(f.path, f.origin), startLine: m.startLine, endLine: m.endLine, body, text: header + body, hash: m.hash, tokens: m.tokens, file: k };
       });
     });
-    scores = Float64Array.from(boostScores(refs, bm25Scores(r.files, question), question));
+    refs = new ArrayRefs(list);
+    const sc = Float64Array.from(boostScores(list, bm25Scores(r.files, question), question));
+    ranked = () => rankOrder(sc);
     message = `${refs.length} chunks from ${files.length} files${r.fromIndex > 0 ? ` (${r.fromIndex} unchanged, read from the index)` : ''}`;
   } else {
     // No lexical index (no cache folder, or a tokenizer not loaded from a file): every chunk
@@ -372,7 +471,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
     docs = files.map((file) => ({ file }));
     texts = new DocTexts(docs);
     full = [];
-    refs = [];
+    const list: ChunkRef[] = [];
     let unchanged = 0;
     for (let k = 0; k < files.length && !signal?.aborted; k++) {
       const { chunks, from } = await chunkFileIndexed(files[k], model.tokenizer, chunkOpts, chunkIndex);
@@ -380,11 +479,14 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
       for (const c of chunks) {
         const { tokenIds, ...rest } = c;
         full.push(c);
-        refs.push({ ...rest, origin: originOf(rest.path, rest.origin), tokens: tokenIds.length, file: k });
+        list.push({ ...rest, origin: originOf(rest.path, rest.origin), tokens: tokenIds.length, file: k });
       }
     }
     if (chunkIndex) await chunkIndex.evictIfGrown();
     throwIfAborted(signal, 'Splitting files into chunks');
+    refs = new ArrayRefs(list);
+    // Ranking builds its search index from the bodies, and only when a plan ranks.
+    ranked = () => rankChunks(list, question);
     message = `${refs.length} chunks from ${files.length} files${unchanged > 0 ? ` (${unchanged} unchanged, not tokenized again)` : ''}`;
   }
   for (const line of indexLog) yield { type: 'progress', stage: 'tokenize', message: line };
@@ -393,7 +495,28 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
     throw new ArcError('no-sources', `The files found${where} contain only whitespace${describeSkips(collected.skipped)}. Open a folder with source code or add files to the question.`);
   }
   const t = texts;
-  return { docCount: docs.length, sourceFile: (k) => t.sourceFile(k), refs, scores, full, chunkIndex, chunkOpts, loadAllTexts: () => t.load(docs.keys()) };
+  return { docCount: docs.length, sourceFile: (k) => t.sourceFile(k), refs, ranked, full, chunkIndex, chunkOpts, loadAllTexts: () => t.load(docs.keys()) };
+}
+
+/** Times a question starts over when its stored tree index turns out unreadable part-way. */
+const TREE_RETRIES = 3;
+
+/**
+ * gatherChunks, started over when the tree snapshot's postings turn out corrupt (the entry was
+ * deleted) or replaced by another process after they were loaded (treeIndex.ts TreeIndexCorrupt):
+ * the next try loads what is stored now, or rebuilds the index.
+ */
+async function* gatherWithRetry(model: ArcModel, request: AskRequest, options: AskOptions, question: string): AsyncGenerator<AskEvent, Gathered> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return yield* gatherChunks(model, request, options, question);
+    } catch (e) {
+      if (!(e instanceof TreeIndexCorrupt) || attempt >= TREE_RETRIES) throw e;
+      const line = `tree index: ${e.reason}${e.deleted ? ' (deleted; rebuilding)' : ''}; starting over`;
+      options.log?.(line);
+      yield { type: 'progress', stage: 'tokenize', message: line };
+    }
+  }
 }
 
 /** The chosen chunks with their token ids: from the full list, else their files' chunks (memo, chunk index or tokenizer). */
@@ -405,16 +528,18 @@ async function loadChunks(model: ArcModel, g: Gathered, chosen: readonly number[
   }
   const byFile = new Map<number, number[]>();
   for (const i of chosen) {
-    const list = byFile.get(g.refs[i].file);
+    const k = g.refs.at(i).file;
+    const list = byFile.get(k);
     if (list) list.push(i);
-    else byFile.set(g.refs[i].file, [i]);
+    else byFile.set(k, [i]);
   }
   for (const [k, list] of byFile) {
     const { chunks } = await chunkFileIndexed(await g.sourceFile(k), model.tokenizer, g.chunkOpts, g.chunkIndex);
     const byStart = new Map(chunks.map((c) => [`${c.startLine}:${c.hash}`, c]));
     for (const i of list) {
-      const c = byStart.get(`${g.refs[i].startLine}:${g.refs[i].hash}`);
-      if (!c) throw new Error(`${g.refs[i].path}:${g.refs[i].startLine} is not among the file's chunks (the index and the chunker disagree)`);
+      const r = g.refs.at(i);
+      const c = byStart.get(`${r.startLine}:${r.hash}`);
+      if (!c) throw new Error(`${r.path}:${r.startLine} is not among the file's chunks (the index and the chunker disagree)`);
       out.set(i, c);
     }
   }
@@ -425,21 +550,31 @@ async function loadChunks(model: ArcModel, g: Gathered, chosen: readonly number[
 /** Decoder positions of each chunk in each form, computed before anything is read or encoded. */
 interface Costs {
   /** Decoder tokens of the rendered chunk (full, mixed); with another decoder tokenizer, its ids too. */
-  text: number[] | null;
+  text: ((i: number) => number) | null;
   decoderIds: number[][] | null;
   /** Predicted vectors (arc, mixed). */
-  vectors: number[];
+  vectors: (i: number) => number;
   /**
    * Positions of chunk i's compressed form: header tokens (documentFormat.compressedHeader) +
    * vectors + <Cont>. Computed on first use: its header is tokenized then, and planning asks only
    * for chunks whose lower bound (vectors + <Cont>) still fits the window.
    */
   compressed: (i: number) => number;
+  /** The fewest text tokens, and the fewest vectors + 1, of any chunk (planning stops below them). */
+  minText: number;
+  minCompressed: number;
 }
 
-function costsFor(model: ArcModel, refs: readonly ChunkRef[], mode: ContextMode): Costs {
+function costsFor(model: ArcModel, refs: ChunkRefs, mode: ContextMode): Costs {
   const byTokens: number[] = []; // token counts repeat (most chunks are full): one group rule each
-  const vectors = refs.map((r) => (byTokens[r.tokens] ??= predictedVectors(model, r.tokens)));
+  const vectors = (i: number): number => {
+    const t = refs.tokens(i);
+    return (byTokens[t] ??= predictedVectors(model, t));
+  };
+  let minTokens = Infinity;
+  for (let i = 0; i < refs.length; i++) minTokens = Math.min(minTokens, refs.tokens(i));
+  // The group rule gives no fewer vectors for more tokens.
+  const minCompressed = refs.length > 0 ? predictedVectors(model, minTokens) + 1 : 0;
   const coster = compressedCoster(model);
   // A tree snapshot knows each file's header tokens (with the encoder's tokenizer, the decoder's
   // here too): a warm question then tokenizes no header.
@@ -448,17 +583,23 @@ function costsFor(model: ArcModel, refs: readonly ChunkRef[], mode: ContextMode)
   const compressed = (i: number): number => {
     let c = memo.get(i);
     if (c === undefined) {
-      const h = refs[i].headerTokens;
-      memo.set(i, (c = known && h !== undefined && h >= 0 ? h + vectors[i] + 1 : coster(refs[i].path, vectors[i])));
+      const r = refs.at(i);
+      const h = r.headerTokens;
+      memo.set(i, (c = known && h !== undefined && h >= 0 ? h + vectors(i) + 1 : coster(r.path, vectors(i))));
     }
     return c;
   };
-  if (mode === 'arc') return { text: null, decoderIds: null, vectors, compressed };
+  if (mode === 'arc') return { text: null, decoderIds: null, vectors, compressed, minText: minTokens, minCompressed };
   // The decoder may read text with its own tokenizer; chunks were sized with the encoder's.
   const tok = decoderTokenizer(model);
-  if (tok === model.tokenizer) return { text: refs.map((r) => r.tokens), decoderIds: null, vectors, compressed };
-  const decoderIds = refs.map((r) => tok.encode(r.text)); // the caller loaded every text (Gathered.loadAllTexts)
-  return { text: decoderIds.map((ids) => ids.length), decoderIds, vectors, compressed };
+  if (tok === model.tokenizer) return { text: (i) => refs.tokens(i), decoderIds: null, vectors, compressed, minText: minTokens, minCompressed };
+  const decoderIds: number[][] = [];
+  let minText = Infinity;
+  for (let i = 0; i < refs.length; i++) {
+    decoderIds.push(tok.encode(refs.at(i).text)); // the caller loaded every text (Gathered.loadAllTexts)
+    minText = Math.min(minText, decoderIds[i].length);
+  }
+  return { text: (i) => decoderIds[i].length, decoderIds, vectors, compressed, minText, minCompressed };
 }
 
 /** Stage 5: compressed vectors (from the cache or the encoder) and/or decoder token ids of the chosen chunks only. */
@@ -496,7 +637,7 @@ async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs:
     r.value.compressed.forEach((c, k) => {
       const i = p.compressed[k];
       // The plan counted on the group rule; an encoder that breaks it would overrun the window.
-      if (c.count !== costs.vectors[i]) throw new Error(`The encoder made ${c.count} vectors for ${g.refs[i].path}:${g.refs[i].startLine} (${g.refs[i].tokens} tokens); the group rule gives ${costs.vectors[i]}.`);
+      if (c.count !== costs.vectors(i)) throw new Error(`The encoder made ${c.count} vectors for ${g.refs.path(i)}:${g.refs.startLine(i)} (${g.refs.tokens(i)} tokens); the group rule gives ${costs.vectors(i)}.`);
       (out.compressed as CompressedChunk[])[i] = c;
     });
     stats.cacheHits = r.value.cacheHits;
@@ -510,85 +651,75 @@ async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs:
   return out;
 }
 
-/**
- * A chunk as arc and full planning see it: its ranking fields, and its cost, read only when its
- * lower bound fits (a compressed cost tokenizes the chunk's header).
- */
-class PlanItem {
-  constructor(
-    private readonly ref: ChunkRef,
-    private readonly i: number,
-    private readonly costs: { cost(i: number): number; minCost(i: number): number },
-  ) {}
-  get path(): string {
-    return this.ref.path;
-  }
-  get origin(): ChunkRef['origin'] {
-    return this.ref.origin;
-  }
-  get body(): string {
-    return this.ref.body;
-  }
-  get cost(): number {
-    return this.costs.cost(this.i);
-  }
-  get minCost(): number {
-    return this.costs.minCost(this.i);
-  }
-}
-
 /** Stage 3: which chunks reach the decoder, and in which form (from token counts alone). */
-function plan(mode: ContextMode, g: Gathered, costs: Costs, question: string, budget: number, textBudget: number): ContextPlan {
-  // Bodies are read only when ranking has no scores yet (a tree's refs read them on demand).
-  const minCompressed = (i: number) => costs.vectors[i] + 1;
-  const textCost = (i: number) => (costs.text as number[])[i];
-  const scores = g.scores ?? undefined;
-  const items = (cost: (i: number) => number, minCost: (i: number) => number) => {
-    const table = { cost, minCost }; // one per plan, shared by its items
-    return g.refs.map((r, i) => new PlanItem(r, i, table));
-  };
-  if (mode === 'arc') return planArc(items(costs.compressed, minCompressed), question, budget, scores);
-  if (mode === 'full') return planFull(items(textCost, textCost), question, budget, scores);
-  return planMixedFor(g.refs, { length: g.refs.length, text: textCost, compressed: costs.compressed, minCompressed }, question, textBudget, budget, scores);
+function plan(mode: ContextMode, g: Gathered, costs: Costs, budget: number, textBudget: number): ContextPlan {
+  const n = g.refs.length;
+  const minCompressed = (i: number) => costs.vectors(i) + 1;
+  const textCost = costs.text as (i: number) => number;
+  if (mode === 'arc') return planArc({ length: n, ranked: g.ranked, cost: costs.compressed, minCost: minCompressed, floor: costs.minCompressed }, budget);
+  if (mode === 'full') return planFull({ length: n, ranked: g.ranked, cost: textCost, minCost: textCost, floor: costs.minText }, budget);
+  // mixed ranks always, even when everything would fit.
+  return planMixed(g.ranked(), { length: n, text: textCost, compressed: costs.compressed, minCompressed, floor: Math.min(costs.minText, costs.minCompressed) }, textBudget, budget);
 }
 
 /** Source tokens of a chunk that reach the decoder: a cut chunk counts its kept share. */
-function keptSourceTokens(ref: ChunkRef, i: number, p: ContextPlan, costs: Costs): number {
-  if (!p.partial || p.partial.index !== i) return ref.tokens;
-  const plain = (costs.text as number[])[i];
-  return plain > 0 ? Math.round((ref.tokens * p.partial.keep) / plain) : 0;
+function keptSourceTokens(refs: ChunkRefs, i: number, p: ContextPlan, costs: Costs): number {
+  const tokens = refs.tokens(i);
+  if (!p.partial || p.partial.index !== i) return tokens;
+  const plain = (costs.text as (i: number) => number)(i);
+  return plain > 0 ? Math.round((tokens * p.partial.keep) / plain) : 0;
+}
+
+/** mergeCitations over indices in document order, read through the refs (no object per chunk). */
+function mergeRefCitations(refs: ChunkRefs, list: readonly number[]): Citation[] {
+  const out: Citation[] = [];
+  for (const i of list) {
+    const last = out[out.length - 1];
+    const p = refs.path(i);
+    const start = refs.startLine(i);
+    const end = refs.endLine(i);
+    if (last && last.path === p && start <= last.endLine + 1 && end >= last.startLine) {
+      last.endLine = Math.max(last.endLine, end);
+      continue;
+    }
+    const abs = refs.absPath(i);
+    out.push({ path: p, ...(abs ? { absPath: abs } : {}), startLine: start, endLine: end });
+  }
+  return out;
 }
 
 /** The selection event: merged citations overall and per form, and per-file figures. */
-function selectionEvent(chunks: ChunkRef[], costs: Costs, mode: ContextMode, p: ContextPlan, budget: number): Extract<AskEvent, { type: 'selection' }> {
-  const text = new Set(p.text);
-  const included = new Set([...p.text, ...p.compressed]);
+function selectionEvent(refs: ChunkRefs, costs: Costs, mode: ContextMode, p: ContextPlan, budget: number): Extract<AskEvent, { type: 'selection' }> {
   const files = new Map<string, FileCompression>();
-  chunks.forEach((c, i) => {
-    const f = files.get(c.path) ?? { path: c.path, tokens: 0, vectors: 0, chunks: 0, included: 0, textChunks: 0 };
-    f.tokens += c.tokens;
-    f.vectors += mode === 'full' ? 0 : costs.vectors[i];
+  let f: FileCompression | undefined;
+  for (let i = 0; i < refs.length; i++) {
+    const at = refs.path(i);
+    if (f === undefined || f.path !== at) {
+      f = files.get(at);
+      if (!f) files.set(at, (f = { path: at, tokens: 0, vectors: 0, chunks: 0, included: 0, textChunks: 0 }));
+    }
+    f.tokens += refs.tokens(i);
+    f.vectors += mode === 'full' ? 0 : costs.vectors(i);
     f.chunks++;
-    if (included.has(i)) f.included++;
-    if (text.has(i)) f.textChunks++;
-    files.set(c.path, f);
-  });
-  const pick = (list: number[]) => list.map((i) => chunks[i]);
+  }
+  for (const i of p.text) (files.get(refs.path(i)) as FileCompression).textChunks++;
+  const included = [...p.text, ...p.compressed].sort((a, b) => a - b);
+  for (const i of included) (files.get(refs.path(i)) as FileCompression).included++;
   return {
     type: 'selection',
-    included: mergeCitations(chunks.filter((_, i) => included.has(i))),
-    text: mergeCitations(pick(p.text)),
-    compressed: mergeCitations(pick(p.compressed)),
-    leftOut: mergeCitations(pick(p.leftOut)),
+    included: mergeRefCitations(refs, included),
+    text: mergeRefCitations(refs, p.text),
+    compressed: mergeRefCitations(refs, p.compressed),
+    leftOut: mergeRefCitations(refs, p.leftOut),
     files: [...files.values()],
     budget,
   };
 }
 
 /** Stage 6: the decoder prefix the plan describes (layout in prompt.ts and docs/DESIGN.md). */
-function layout(model: ArcModel, mode: ContextMode, refs: readonly ChunkRef[], forms: Materialized, p: ContextPlan, question: string): BuiltPrefix {
+function layout(model: ArcModel, mode: ContextMode, refs: ChunkRefs, forms: Materialized, p: ContextPlan, question: string): BuiltPrefix {
   // The path comes with the chunk, not from the cache (keyed by content): its header as text needs it.
-  const vectorsOf = (i: number): PlacedChunk => ({ ...(forms.compressed as CompressedChunk[])[i], path: refs[i].path });
+  const vectorsOf = (i: number): PlacedChunk => ({ ...(forms.compressed as CompressedChunk[])[i], path: refs.path(i) });
   const idsOf = (i: number) => {
     const all = (forms.plainIds as number[][])[i];
     return p.partial && p.partial.index === i ? all.slice(0, p.partial.keep) : all;
@@ -598,10 +729,10 @@ function layout(model: ArcModel, mode: ContextMode, refs: readonly ChunkRef[], f
   return buildPrefix(model, 'mixed', { compressed: p.compressed.map(vectorsOf), text: p.text.map(idsOf) }, question);
 }
 
-function contextStats(stats: AskStats, chunks: ChunkRef[], costs: Costs, forms: Materialized, p: ContextPlan, prefix: BuiltPrefix): void {
-  const kept = (i: number) => keptSourceTokens(chunks[i], i, p, costs);
+function contextStats(stats: AskStats, refs: ChunkRefs, costs: Costs, forms: Materialized, p: ContextPlan, prefix: BuiltPrefix): void {
+  const kept = (i: number) => keptSourceTokens(refs, i, p, costs);
   stats.textTokens = p.text.reduce((n, i) => n + kept(i), 0);
-  stats.sourceTokens = stats.textTokens + p.compressed.reduce((n, i) => n + chunks[i].tokens, 0);
+  stats.sourceTokens = stats.textTokens + p.compressed.reduce((n, i) => n + refs.tokens(i), 0);
   stats.compressedVectors = p.compressed.reduce((n, i) => n + (forms.compressed as CompressedChunk[])[i].count, 0);
   stats.contextPositions = prefix.contextPositions;
   // Over the whole context in every mode: what the decoder would read as plain text, per position it read.
@@ -610,7 +741,8 @@ function contextStats(stats: AskStats, chunks: ChunkRef[], costs: Costs, forms: 
   stats.compressedChunks = p.compressed.length;
   stats.chunksIncluded = p.text.length + p.compressed.length;
   stats.chunksLeftOut = p.leftOut.length;
-  const all = chunks.reduce((n, c) => n + c.tokens, 0);
+  let all = 0;
+  for (let i = 0; i < refs.length; i++) all += refs.tokens(i);
   stats.truncatedTokens = all - stats.sourceTokens;
 }
 
@@ -671,13 +803,12 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
         throw new ArcError('context-too-large', `The question and the answer room (${maxNewTokens} tokens) fill the model's ${dec.contextLength}-position window. Ask a shorter question.`);
       }
       const textBudget = mode === 'mixed' ? mixedTextBudget(model.manifest, request.textBudget) : 0;
-      const g = yield* gatherChunks(model, request, options, question);
+      const g = yield* gatherWithRetry(model, request, options, question);
       yield { type: 'progress', stage: 'select', message: `Choosing chunks for ${budget} context positions${mode === 'mixed' ? ` (up to ${textBudget} tokens as text)` : ''}` };
       if (mode !== 'arc' && decoderTokenizer(model) !== model.tokenizer) await g.loadAllTexts();
       const costs = costsFor(model, g.refs, mode);
-      const p = plan(mode, g, costs, question, budget, textBudget);
-      const chosen = new Set([...p.text, ...p.compressed]);
-      included = g.refs.filter((_, i) => chosen.has(i));
+      const p = plan(mode, g, costs, budget, textBudget);
+      included = [...p.text, ...p.compressed].sort((a, b) => a - b).map((i) => g.refs.at(i));
       if (included.length === 0) {
         throw new ArcError('context-too-large', `No chunk fits the ${budget} positions left for context. Ask a shorter question or use a model with a larger window.`);
       }

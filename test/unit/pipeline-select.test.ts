@@ -1,7 +1,8 @@
 // Selection under a decoder budget: BM25 ranking, boosts, budget filling, document order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { codeTerms, quotedIdentifiers, selectChunks, type SelectItem } from '../../src/core/context/select';
+import { codeTerms, quotedIdentifiers, rankChunks, rankOrder, selectChunks, type SelectItem } from '../../src/core/context/select';
+import { planArc, planFull, planMixed, rankedCostsOf, MIN_PARTIAL_TOKENS } from '../../src/core/context/plan';
 
 const item = (path: string, body: string, cost = 10, origin: SelectItem['origin'] = 'workspace'): SelectItem => ({ path, body, cost, origin });
 
@@ -53,4 +54,76 @@ test('budget is never exceeded; a big chunk is passed over for smaller ones that
 test('question parsing helpers', () => {
   assert.deepEqual(quotedIdentifiers('Which file defines `foo` and `Bar.baz`?'), ['foo', 'Bar.baz']);
   assert.deepEqual(codeTerms('parseHTTPConfig x_y'), ['parsehttpconfig', 'parse', 'http', 'config', 'x_y', 'x', 'y']);
+});
+
+/** A small deterministic generator (tests must not depend on Math.random). */
+function lcg(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+test('rankOrder (lazily, in rounds above a few thousand items) gives rankChunks\' order, ties in index order', () => {
+  for (const n of [0, 1, 7, 4096, 4097, 20000]) {
+    const rnd = lcg(n + 1);
+    // Few distinct values: many ties, as BM25 of a large tree has (most chunks score 0).
+    const scores = Float64Array.from({ length: n }, () => (rnd() < 0.6 ? 0 : Math.floor(rnd() * 50) / 7));
+    const items = Array.from({ length: n }, (_, i) => ({ path: `f${i}.ts`, body: '', origin: 'workspace' as const }));
+    assert.deepEqual([...rankOrder(scores)], rankChunks(items, 'q', scores), `n=${n}`);
+  }
+  // Taking only the first few is what planning does.
+  const scores = Float64Array.from({ length: 10000 }, (_, i) => (i % 97) / 3);
+  const it = rankOrder(scores);
+  const first = [it.next().value, it.next().value, it.next().value];
+  assert.deepEqual(first, rankChunks(Array.from({ length: 10000 }, () => ({ path: 'a', body: '', origin: 'workspace' as const })), 'q', scores).slice(0, 3));
+});
+
+test('planArc / planFull over ranked costs choose what selectChunks chooses, stopping once nothing more fits', () => {
+  for (let seed = 1; seed <= 40; seed++) {
+    const rnd = lcg(seed);
+    const n = 1 + Math.floor(rnd() * 300);
+    const items: SelectItem[] = Array.from({ length: n }, (_, i) => {
+      const cost = 2 + Math.floor(rnd() * 120);
+      return { path: `p${i % 13}.py`, body: '', origin: 'workspace', cost, minCost: Math.max(1, cost - Math.floor(rnd() * 5)) };
+    });
+    const scores = Float64Array.from({ length: n }, () => Math.floor(rnd() * 9));
+    const budget = 1 + Math.floor(rnd() * 900);
+    const sel = selectChunks(items, 'q', budget, scores);
+    let costReads = 0;
+    const counted = rankedCostsOf(items, 'q', scores);
+    const arc = planArc({ ...counted, cost: (i) => (costReads++, counted.cost(i)) }, budget);
+    assert.deepEqual(arc.compressed, sel.included, `seed ${seed}`);
+    assert.deepEqual(arc.leftOut, sel.leftOut);
+    assert.equal(arc.used, sel.used);
+    if (sel.leftOut.length > 20) assert.ok(costReads < n, `seed ${seed}: ${costReads} cost reads of ${n}`);
+    // full: the best item not chosen takes the room left.
+    const full = planFull(rankedCostsOf(items, 'q', scores), budget);
+    const best = sel.ranked.find((i) => !sel.included.includes(i));
+    const top = sel.ranked[0];
+    if (top !== undefined && !sel.included.includes(top) && items[top].cost > budget) assert.deepEqual(full.partial, { index: top, keep: budget });
+    else if (budget - sel.used >= MIN_PARTIAL_TOKENS && best !== undefined) assert.deepEqual(full.partial, { index: best, keep: budget - sel.used });
+    else assert.equal(full.partial, null);
+  }
+});
+
+test('a large ranking narrowed part-way plans exactly as reading it whole (arc, full, mixed)', () => {
+  for (let seed = 1; seed <= 6; seed++) {
+    const rnd = lcg(seed * 7919);
+    const n = 6000 + Math.floor(rnd() * 3000);
+    // Mostly window-sized chunks, a few tiny ones far down the ranking: the room left after the
+    // big ones is filled by those, so planning must find them past the first rounds.
+    const cost = Array.from({ length: n }, () => (rnd() < 0.01 ? 1 + Math.floor(rnd() * 6) : 60 + Math.floor(rnd() * 70)));
+    const scores = Float64Array.from({ length: n }, () => (rnd() < 0.5 ? 0 : Math.floor(rnd() * 40) / 3));
+    const items: SelectItem[] = cost.map((c, i) => ({ path: `p${i}.py`, body: '', origin: 'workspace', cost: c }));
+    const budget = 300 + Math.floor(rnd() * 200);
+    const sel = selectChunks(items, 'q', budget, scores);
+    const arc = planArc(rankedCostsOf(items, 'q', scores), budget);
+    assert.deepEqual(arc.compressed, sel.included, `seed ${seed}`);
+    assert.equal(arc.used, sel.used);
+    const full = planFull(rankedCostsOf(items, 'q', scores), budget);
+    assert.deepEqual(full.text.filter((i) => i !== full.partial?.index), sel.included.filter((i) => i !== full.partial?.index));
+    const table = cost.map((c) => ({ text: c, compressed: Math.ceil(c / 4) + 1 }));
+    const whole = planMixed(rankChunks(items, 'q', scores), table, 100, budget);
+    const lazy = planMixed(rankOrder(scores), table, 100, budget);
+    assert.deepEqual(lazy, whole, `seed ${seed}`);
+  }
 });

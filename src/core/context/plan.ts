@@ -1,7 +1,7 @@
 // Decides, within the decoder window, which chunks reach the decoder and in which form: as text
 // (the token ids of the rendered chunk) or compressed (its vectors followed by <Cont>). One
 // function per answer mode; ask() materializes and lays out what the plan names.
-import { rankChunks, selectChunks, type RankItem, type SelectItem } from './select';
+import { rankChunks, rankOrder, type RankedIterator, type RankItem, type SelectItem } from './select';
 
 export interface ContextPlan {
   /** Indices read as text, in document order. */
@@ -27,12 +27,94 @@ function byDocument(n: number, chosen: ReadonlySet<number>): { included: number[
 }
 
 /**
+ * A large input's items as planning reads them: costs by index, and the order best first,
+ * produced lazily (select.ts rankOrder), so that a tree of 10^5 chunks costs only the chunks
+ * that come near the window. `floor` is a lower bound of every item's `minCost`: once the room
+ * left is below it, no further item can fit and the walk stops.
+ */
+export interface RankedCosts {
+  readonly length: number;
+  /** Best first (every index once); called at most once per plan. */
+  ranked(): Iterable<number>;
+  cost(i: number): number;
+  /** A cheap lower bound of cost(i). */
+  minCost(i: number): number;
+  /** <= minCost(i) for every i. */
+  readonly floor: number;
+}
+
+/**
+ * Ranked indices a plan reads one by one before it narrows the rest of a large ranking to the
+ * indices that can still fit (select.ts RankedIterator.narrow): the room left only shrinks, so
+ * an index whose lower bound does not fit now never will.
+ */
+const WALK_AHEAD = 256;
+
+function narrowTo(it: Iterator<number>, fits: (i: number) => boolean): void {
+  const r = it as Partial<RankedIterator>;
+  if (typeof r.narrow === 'function') r.narrow(fits);
+}
+
+/** The positions of every item together when they fit the budget, else null; lower bounds first, so a large input stops early. */
+function wholeCostOf(t: RankedCosts, budget: number): number | null {
+  let low = 0;
+  for (let i = 0; i < t.length; i++) {
+    low += t.minCost(i);
+    if (low > budget) return null;
+  }
+  let total = 0;
+  for (let i = 0; i < t.length; i++) total += t.cost(i);
+  return total <= budget ? total : null;
+}
+
+/**
+ * Best first into the budget (select.ts selectChunks' rule, over a RankedCosts). Also returns
+ * the best-ranked index and the best-ranked index not chosen (full mode's partial chunk).
+ */
+function fill(t: RankedCosts, budget: number): { chosen: Set<number>; used: number; top: number | undefined; firstLeft: number | undefined } {
+  const chosen = new Set<number>();
+  const whole = wholeCostOf(t, budget);
+  if (whole !== null) {
+    for (let i = 0; i < t.length; i++) chosen.add(i);
+    return { chosen, used: whole, top: undefined, firstLeft: undefined };
+  }
+  let used = 0;
+  let top: number | undefined;
+  let firstLeft: number | undefined;
+  const it = t.ranked()[Symbol.iterator]();
+  let seen = 0;
+  for (let r = it.next(); !r.done; r = it.next()) {
+    const i = r.value;
+    top ??= i;
+    if (budget - used < t.floor) {
+      // Nothing further fits; the next index is still the best left out.
+      firstLeft ??= i;
+      break;
+    }
+    // Full mode needs the best index left out before the rest is narrowed to what fits.
+    if (++seen === WALK_AHEAD && firstLeft !== undefined) narrowTo(it, (j) => t.minCost(j) <= budget - used);
+    if (used + t.minCost(i) <= budget) {
+      const c = t.cost(i);
+      if (used + c <= budget) {
+        chosen.add(i);
+        used += c;
+        continue;
+      }
+    }
+    firstLeft ??= i;
+  }
+  return { chosen, used, top, firstLeft };
+}
+
+/**
  * arc: every chosen chunk compressed; `cost` is its vectors + 1 for <Cont>, plus its header
  * tokens when the manifest sets documentFormat.compressedHeader (prompt.ts compressedCoster).
+ * When everything fits, everything is kept (nothing is ranked).
  */
-export function planArc(items: SelectItem[], question: string, budget: number, scores?: ArrayLike<number>): ContextPlan {
-  const sel = selectChunks(items, question, budget, scores);
-  return { text: [], compressed: sel.included, leftOut: sel.leftOut, partial: null, used: sel.used };
+export function planArc(t: RankedCosts, budget: number): ContextPlan {
+  const f = fill(t, budget);
+  const { included, leftOut } = byDocument(t.length, f.chosen);
+  return { text: [], compressed: included, leftOut, partial: null, used: f.used };
 }
 
 /**
@@ -40,28 +122,38 @@ export function planArc(items: SelectItem[], question: string, budget: number, s
  * goes to the best remaining chunk's first tokens, as plain-text truncation would do (a part of
  * a chunk's vectors would mean nothing, a part of its text still reads).
  */
-export function planFull(items: SelectItem[], question: string, budget: number, scores?: ArrayLike<number>): ContextPlan {
-  const sel = selectChunks(items, question, budget, scores);
-  const chosen = new Set(sel.included);
+export function planFull(t: RankedCosts, budget: number): ContextPlan {
+  const f = fill(t, budget);
+  const chosen = f.chosen;
   let partial: ContextPlan['partial'] = null;
-  let used = sel.used;
-  const top = sel.ranked[0];
-  if (top !== undefined && !chosen.has(top) && items[top].cost > budget) {
+  let used = f.used;
+  const top = f.top;
+  if (top !== undefined && !chosen.has(top) && t.cost(top) > budget) {
     // The best chunk alone is larger than the window: its beginning beats any other chunk.
     chosen.clear();
     chosen.add(top);
     partial = { index: top, keep: budget };
     used = budget;
-  } else if (budget - sel.used >= MIN_PARTIAL_TOKENS) {
-    const best = sel.ranked.find((i) => !chosen.has(i));
-    if (best !== undefined) {
-      partial = { index: best, keep: budget - sel.used };
-      chosen.add(best);
-      used = budget;
-    }
+  } else if (budget - f.used >= MIN_PARTIAL_TOKENS && f.firstLeft !== undefined) {
+    partial = { index: f.firstLeft, keep: budget - f.used };
+    chosen.add(f.firstLeft);
+    used = budget;
   }
-  const { included, leftOut } = byDocument(items.length, chosen);
+  const { included, leftOut } = byDocument(t.length, chosen);
   return { text: included, compressed: [], leftOut, partial, used };
+}
+
+/** RankedCosts over SelectItems (ranked by rankChunks, or by `scores`). */
+export function rankedCostsOf(items: readonly SelectItem[], question: string, scores?: ArrayLike<number>): RankedCosts {
+  let floor = Infinity;
+  for (const it of items) floor = Math.min(floor, it.minCost ?? it.cost);
+  return {
+    length: items.length,
+    ranked: () => (scores ? rankOrder(scores, items.length) : rankChunks(items, question)),
+    cost: (i) => items[i].cost,
+    minCost: (i) => items[i].minCost ?? items[i].cost,
+    floor,
+  };
 }
 
 /** A chunk's cost in each form, in decoder positions. */
@@ -81,15 +173,21 @@ export interface FormCosts {
  * when its compressed cost (header tokens with documentFormat.compressedHeader, vectors, <Cont>)
  * fits the window left, else it is left out.
  */
-export function planMixed(ranked: readonly number[], costs: readonly FormCosts[] | FormCostTable, textBudget: number, budget: number): ContextPlan {
+export function planMixed(ranked: Iterable<number>, costs: readonly FormCosts[] | FormCostTable, textBudget: number, budget: number): ContextPlan {
   const table: FormCostTable = Array.isArray(costs) ? tableOf(costs as readonly FormCosts[]) : (costs as FormCostTable);
   let textLeft = Math.max(0, textBudget);
   let windowLeft = Math.max(0, budget);
+  // Once the window left is below every chunk's text and compressed lower bounds, nothing more fits.
+  const floor = table.floor ?? floorOf(table);
   const TEXT = 1;
   const COMPRESSED = 2;
   const form = new Uint8Array(table.length);
-  for (let rank = 0; rank < ranked.length; rank++) {
-    const i = ranked[rank];
+  let rank = 0;
+  const it = ranked[Symbol.iterator]();
+  for (let r = it.next(); !r.done; r = it.next()) {
+    const i = r.value;
+    if (windowLeft < floor) break;
+    if (rank === WALK_AHEAD) narrowTo(it, (j) => Math.min(table.text(j), table.minCompressed(j)) <= windowLeft);
     const text = table.text(i);
     if (text <= windowLeft && (text <= textLeft || rank === 0)) {
       form[i] = TEXT;
@@ -102,10 +200,17 @@ export function planMixed(ranked: readonly number[], costs: readonly FormCosts[]
         windowLeft -= c;
       }
     }
+    rank++;
   }
   const out: ContextPlan = { text: [], compressed: [], leftOut: [], partial: null, used: Math.max(0, budget) - windowLeft };
   for (let i = 0; i < form.length; i++) (form[i] === TEXT ? out.text : form[i] === COMPRESSED ? out.compressed : out.leftOut).push(i);
   return out;
+}
+
+function floorOf(t: FormCostTable): number {
+  let floor = Infinity;
+  for (let i = 0; i < t.length; i++) floor = Math.min(floor, t.text(i), t.minCompressed(i));
+  return floor;
 }
 
 /**
@@ -118,6 +223,8 @@ export interface FormCostTable {
   text(i: number): number;
   compressed(i: number): number;
   minCompressed(i: number): number;
+  /** <= text(i) and minCompressed(i) for every i, when known (else computed by one pass). */
+  readonly floor?: number;
 }
 
 function tableOf(costs: readonly FormCosts[]): FormCostTable {
@@ -131,5 +238,5 @@ function tableOf(costs: readonly FormCosts[]): FormCostTable {
 
 /** Ranks the chunks for mixed mode (always, even when everything would fit) and plans them. */
 export function planMixedFor(items: readonly RankItem[], costs: readonly FormCosts[] | FormCostTable, question: string, textBudget: number, budget: number, scores?: ArrayLike<number>): ContextPlan {
-  return planMixed(rankChunks(items, question, scores), costs, textBudget, budget);
+  return planMixed(scores ? rankOrder(scores, items.length) : rankChunks(items, question), costs, textBudget, budget);
 }

@@ -162,11 +162,15 @@ export function bm25Normalized(items: readonly RankItem[], question: string): nu
   return bm25;
 }
 
-/**
- * Adds the boosts to normalised BM25 scores (from bm25Normalized or the persistent lexical
- * index, which computes the same numbers): origin, and identifiers the question quotes.
- */
-export function boostScores(items: readonly RankItem[], bm25: ArrayLike<number>, question: string): number[] {
+/** The boosts of one question: origin, and identifiers the question quotes. */
+export interface QuestionBoosts {
+  /** Quoted identifiers (quotedIdentifiers). */
+  readonly idents: readonly string[];
+  /** `bm25` plus the boosts of one chunk; `body` '' stands for a body that matches no identifier. */
+  score(bm25: number, path: string, origin: RankItem['origin'], body: string): number;
+}
+
+export function questionBoosts(question: string): QuestionBoosts {
   const idents = quotedIdentifiers(question);
   const mention = idents.map((n) => new RegExp(`(^|[^A-Za-z0-9_$])${escapeRegExp(n)}($|[^A-Za-z0-9_$])`));
   // A definition: the name right after a declaring keyword, or a top-level assignment `NAME = ...`.
@@ -177,12 +181,118 @@ export function boostScores(items: readonly RankItem[], bm25: ArrayLike<number>,
         'm',
       ),
   );
-  return items.map((it, i) => {
-    let s = bm25[i] + ORIGIN_BOOST[it.origin];
-    for (let k = 0; k < idents.length; k++) {
-      if (mention[k].test(it.body) || it.path.includes(idents[k])) s += IDENT_MENTION_BOOST;
-      if (definition[k].test(it.body)) s += IDENT_DEFINITION_BOOST;
-    }
-    return s;
-  });
+  return {
+    idents,
+    score(bm25, path, origin, body) {
+      let s = bm25 + ORIGIN_BOOST[origin];
+      for (let k = 0; k < idents.length; k++) {
+        if ((body !== '' && mention[k].test(body)) || path.includes(idents[k])) s += IDENT_MENTION_BOOST;
+        if (body !== '' && definition[k].test(body)) s += IDENT_DEFINITION_BOOST;
+      }
+      return s;
+    },
+  };
 }
+
+/**
+ * Adds the boosts to normalised BM25 scores (from bm25Normalized or the persistent lexical
+ * index, which computes the same numbers): origin, and identifiers the question quotes.
+ */
+export function boostScores(items: readonly RankItem[], bm25: ArrayLike<number>, question: string): number[] {
+  const b = questionBoosts(question);
+  return items.map((it, i) => b.score(bm25[i], it.path, it.origin, it.body));
+}
+
+/** A best-first order that can be narrowed part-way (rankOrder). */
+export interface RankedIterator extends IterableIterator<number> {
+  /**
+   * From now on, only the indices not yet given for which `keep` holds now, still best first:
+   * a planner whose room left only shrinks narrows to what can still fit, instead of reading
+   * the rest of a large ranking one index at a time.
+   */
+  narrow(keep: (i: number) => boolean): void;
+}
+
+/**
+ * Indices 0..n-1 best first by `scores` (higher first, equal scores in index order), produced
+ * lazily: a large tree ranks 10^5 chunks for every question and planning reads the first few
+ * dozen. Above a few thousand items the order comes in rounds: the best 64 (one pass over the
+ * scores with a small heap, then a sort of those), and when more are read, the best 256, 1024, ...
+ * Either way the order is rankChunks' order.
+ */
+export function rankOrder(scores: ArrayLike<number>, n: number = scores.length): RankedIterator {
+  const sc = scores instanceof Float64Array ? scores : Float64Array.from({ length: n }, (_, i) => scores[i]);
+  const byRank = (a: number, b: number) => sc[b] - sc[a] || a - b;
+  let list: Uint32Array | null = null; // the order known so far (a prefix, or everything)
+  let complete = false;
+  let at = 0;
+  let k = 64;
+  const given = new Uint8Array(n);
+  const it: RankedIterator = {
+    next(): IteratorResult<number> {
+      if (list === null || (at >= list.length && !complete)) {
+        if (n <= ROUNDS_FROM || k >= n) {
+          const all = new Uint32Array(n);
+          let m = 0;
+          for (let i = 0; i < n; i++) if (given[i] === 0) all[m++] = i;
+          list = all.subarray(0, m).sort(byRank);
+          complete = true;
+          at = 0;
+        } else {
+          list = bestK(sc, n, k, given);
+          k *= 4;
+          at = 0;
+        }
+      }
+      if (at >= list.length) return { done: true, value: undefined };
+      const i = list[at++];
+      given[i] = 1;
+      return { done: false, value: i };
+    },
+    narrow(keep) {
+      const rest: number[] = [];
+      for (let i = 0; i < n; i++) if (given[i] === 0 && keep(i)) rest.push(i);
+      list = Uint32Array.from(rest).sort(byRank);
+      complete = true;
+      at = 0;
+    },
+    [Symbol.iterator]() {
+      return it;
+    },
+  };
+  return it;
+}
+
+/** The best `k` of the indices not yet given, best first (rankOrder's order). */
+function bestK(sc: Float64Array, n: number, k: number, given: Uint8Array): Uint32Array {
+  // A min-heap of the best k so far; its root is the worst of them. Indices come in ascending
+  // order, so a later index with the root's score is worse than the root: `>` decides.
+  const heap = new Uint32Array(k);
+  const worse = (a: number, b: number) => sc[a] < sc[b] || (sc[a] === sc[b] && a > b);
+  const down = (at: number, size: number) => {
+    const v = heap[at];
+    for (;;) {
+      let c = 2 * at + 1;
+      if (c >= size) break;
+      if (c + 1 < size && worse(heap[c + 1], heap[c])) c++;
+      if (!worse(heap[c], v)) break;
+      heap[at] = heap[c];
+      at = c;
+    }
+    heap[at] = v;
+  };
+  let size = 0;
+  let i = 0;
+  for (; i < n && size < k; i++) if (given[i] === 0) heap[size++] = i;
+  for (let j = (size >> 1) - 1; j >= 0; j--) down(j, size);
+  for (; i < n; i++) {
+    if (given[i] === 0 && sc[i] > sc[heap[0]]) {
+      heap[0] = i;
+      down(0, size);
+    }
+  }
+  return heap.subarray(0, size).sort((a, b) => sc[b] - sc[a] || a - b);
+}
+
+/** Item count from which rankOrder works in rounds. */
+const ROUNDS_FROM = 4096;

@@ -126,9 +126,12 @@ export function chunkCount(t: TreeIndexData): number {
 }
 
 /** The chunk's fields (see CF). */
-export function chunkField(t: TreeIndexData, chunk: number, field: 'startLine' | 'endLine' | 'bodyStart' | 'bodyEnd' | 'tokens' | 'bodyLength' | 'file'): number {
-  const at = { startLine: 0, endLine: 1, bodyStart: 2, bodyEnd: 3, tokens: 4, bodyLength: 5, file: 6 }[field];
-  return t.chunks[chunk * CF + at];
+/** Offsets of the chunk table's fields (see CF). */
+const FIELD = { startLine: 0, endLine: 1, bodyStart: 2, bodyEnd: 3, tokens: 4, bodyLength: 5, file: 6 } as const;
+
+/** The chunk's fields (see CF); cheap enough to call for every chunk of a large tree. */
+export function chunkField(t: TreeIndexData, chunk: number, field: keyof typeof FIELD): number {
+  return t.chunks[chunk * CF + FIELD[field]];
 }
 
 export function chunkHash(t: TreeIndexData, chunk: number): string {
