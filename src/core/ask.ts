@@ -17,7 +17,7 @@ import { bm25Scores, bodyOf, LexicalIndex, lexicalIndexCap, lexiconsFor, type Fi
 import { planArc, planFull, planMixed, type ContextPlan } from './context/plan';
 import { boostScores, questionBoosts, quotedIdentifiers, rankChunks, rankOrder } from './context/select';
 import { classifyContent, collectSources, DEFAULT_MAX_FILE_BYTES, type SkipReport, type SourceFile, type UnreadFile } from './context/sources';
-import { buildTreeIndex, chunkCount, chunkField, chunkHash, chunksWithPrefix, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, TreeIndexCorrupt, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
+import { buildTreeIndex, chunkColumn, chunkField, chunkHash, chunksWithPrefix, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, TreeIndexCorrupt, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
 import { groupSizes } from './encoder';
 import { ArcError, errorMessage, throwIfAborted } from './errors';
 import { buildPrefix, chunkHeader, compressedCoster, contextBudget, decoderTokenizer, mixedTextBudget, type BuiltPrefix, type PlacedChunk } from './prompt';
@@ -97,43 +97,50 @@ type ContextMode = Exclude<AnswerMode, 'none'>;
 export type ChunkRef = Omit<Chunk, 'tokenIds'> & { tokens: number; file: number; headerTokens?: number };
 
 /**
- * A question's chunks in document order, by index: the fields planning and reporting read over
- * every chunk, and a ChunkRef object only for the chunks asked for (a tree of 10^5 chunks makes
- * objects for the few dozen that come near the window, not for every chunk).
+ * A question's chunks in document order, by index: dense columns of what planning and reporting
+ * read over every chunk, and a ChunkRef object only for the chunks asked for (a tree of 10^5
+ * chunks makes objects for the few dozen that come near the window, not for every chunk).
  */
 interface ChunkRefs {
   readonly length: number;
   at(i: number): ChunkRef;
-  tokens(i: number): number;
-  path(i: number): string;
-  absPath(i: number): string | undefined;
-  startLine(i: number): number;
-  endLine(i: number): number;
+  /** Per chunk: its token count, its document (ChunkRef.file), its line range. */
+  readonly tokens: Uint32Array;
+  readonly file: Uint32Array;
+  readonly startLine: Uint32Array;
+  readonly endLine: Uint32Array;
+  /** Per document: the display path and absolute path its chunks carry. */
+  docPath(k: number): string;
+  docAbsPath(k: number): string | undefined;
 }
 
 /** ChunkRefs over objects made anyway (no tree snapshot). */
 class ArrayRefs implements ChunkRefs {
-  constructor(readonly list: ChunkRef[]) {}
+  readonly tokens: Uint32Array;
+  readonly file: Uint32Array;
+  readonly startLine: Uint32Array;
+  readonly endLine: Uint32Array;
+  private readonly firstOf = new Map<number, number>();
+  constructor(readonly list: ChunkRef[]) {
+    this.tokens = Uint32Array.from(list, (r) => r.tokens);
+    this.file = Uint32Array.from(list, (r) => r.file);
+    this.startLine = Uint32Array.from(list, (r) => r.startLine);
+    this.endLine = Uint32Array.from(list, (r) => r.endLine);
+    list.forEach((r, i) => {
+      if (!this.firstOf.has(r.file)) this.firstOf.set(r.file, i);
+    });
+  }
   get length(): number {
     return this.list.length;
   }
   at(i: number): ChunkRef {
     return this.list[i];
   }
-  tokens(i: number): number {
-    return this.list[i].tokens;
+  docPath(k: number): string {
+    return this.list[this.firstOf.get(k) as number].path;
   }
-  path(i: number): string {
-    return this.list[i].path;
-  }
-  absPath(i: number): string | undefined {
-    return this.list[i].absPath;
-  }
-  startLine(i: number): number {
-    return this.list[i].startLine;
-  }
-  endLine(i: number): number {
-    return this.list[i].endLine;
+  docAbsPath(k: number): string | undefined {
+    return this.list[this.firstOf.get(k) as number].absPath;
   }
 }
 
@@ -145,45 +152,45 @@ interface TreeDoc {
   headerTokens: number;
 }
 
-/** ChunkRefs over a tree snapshot's typed arrays; TreeRef objects on demand. */
+/** ChunkRefs over a tree snapshot's chunk table; TreeRef objects on demand. */
 class TreeRefs implements ChunkRefs {
   private readonly made = new Map<number, TreeRef>();
   private readonly headers = new Map<number, string>();
+  readonly tokens: Uint32Array;
+  readonly file: Uint32Array;
+  readonly startLine: Uint32Array;
+  readonly endLine: Uint32Array;
   constructor(
     private readonly tree: TreeIndexData,
     private readonly docs: readonly TreeDoc[],
     private readonly texts: DocTexts,
     private readonly header: (path: string) => string,
-  ) {}
+  ) {
+    this.tokens = chunkColumn(tree, 'tokens');
+    this.file = chunkColumn(tree, 'file');
+    this.startLine = chunkColumn(tree, 'startLine');
+    this.endLine = chunkColumn(tree, 'endLine');
+  }
   get length(): number {
-    return chunkCount(this.tree);
+    return this.tokens.length;
   }
   at(i: number): ChunkRef {
     let r = this.made.get(i);
     if (!r) {
-      const k = chunkField(this.tree, i, 'file');
+      const k = this.file[i];
       const d = this.docs[k];
       let h = this.headers.get(k);
       if (h === undefined) this.headers.set(k, (h = this.header(d.path)));
-      r = new TreeRef(d.path, d.absPath, d.origin, this.startLine(i), this.endLine(i), this.tokens(i), k, i, this.tree, this.texts, h, d.headerTokens);
+      r = new TreeRef(d.path, d.absPath, d.origin, this.startLine[i], this.endLine[i], this.tokens[i], k, i, this.tree, this.texts, h, d.headerTokens);
       this.made.set(i, r);
     }
     return r;
   }
-  tokens(i: number): number {
-    return chunkField(this.tree, i, 'tokens');
+  docPath(k: number): string {
+    return this.docs[k].path;
   }
-  path(i: number): string {
-    return this.docs[chunkField(this.tree, i, 'file')].path;
-  }
-  absPath(i: number): string | undefined {
-    return this.docs[chunkField(this.tree, i, 'file')].absPath;
-  }
-  startLine(i: number): number {
-    return chunkField(this.tree, i, 'startLine');
-  }
-  endLine(i: number): number {
-    return chunkField(this.tree, i, 'endLine');
+  docAbsPath(k: number): string | undefined {
+    return this.docs[k].absPath;
   }
 }
 
@@ -437,8 +444,9 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
     const sc = new Float64Array(refs.length);
     tree.files.forEach((tf, k) => {
       const d = treeDocs[k];
+      const plain = boosts.withoutBody(d.path, d.origin);
       for (let c = tf.firstChunk; c < tf.firstChunk + tf.chunkCount; c++) {
-        sc[c] = boosts.score(bm25[c], d.path, d.origin, candidates === null || candidates.has(c) ? treeRefs.at(c).body : '');
+        sc[c] = candidates === null || candidates.has(c) ? boosts.score(bm25[c], d.path, d.origin, treeRefs.at(c).body) : plain(bm25[c]);
       }
     });
     ranked = () => rankOrder(sc);
@@ -566,15 +574,20 @@ interface Costs {
 }
 
 function costsFor(model: ArcModel, refs: ChunkRefs, mode: ContextMode): Costs {
-  const byTokens: number[] = []; // token counts repeat (most chunks are full): one group rule each
-  const vectors = (i: number): number => {
-    const t = refs.tokens(i);
-    return (byTokens[t] ??= predictedVectors(model, t));
-  };
+  const tok = refs.tokens;
   let minTokens = Infinity;
-  for (let i = 0; i < refs.length; i++) minTokens = Math.min(minTokens, refs.tokens(i));
-  // The group rule gives no fewer vectors for more tokens.
-  const minCompressed = refs.length > 0 ? predictedVectors(model, minTokens) + 1 : 0;
+  let maxTokens = 0;
+  for (let i = 0; i < tok.length; i++) {
+    minTokens = Math.min(minTokens, tok[i]);
+    maxTokens = Math.max(maxTokens, tok[i]);
+  }
+  // Chunks are at most the encoder's chunk size: one group rule per token count.
+  const byTokens = new Uint32Array(tok.length > 0 ? maxTokens + 1 : 0);
+  for (let t = 0; t < byTokens.length; t++) byTokens[t] = predictedVectors(model, t);
+  const vectors = (i: number): number => byTokens[tok[i]];
+  let minVectors = Infinity;
+  for (let i = 0; i < tok.length; i++) minVectors = Math.min(minVectors, byTokens[tok[i]]);
+  const minCompressed = tok.length > 0 ? minVectors + 1 : 0;
   const coster = compressedCoster(model);
   // A tree snapshot knows each file's header tokens (with the encoder's tokenizer, the decoder's
   // here too): a warm question then tokenizes no header.
@@ -591,12 +604,12 @@ function costsFor(model: ArcModel, refs: ChunkRefs, mode: ContextMode): Costs {
   };
   if (mode === 'arc') return { text: null, decoderIds: null, vectors, compressed, minText: minTokens, minCompressed };
   // The decoder may read text with its own tokenizer; chunks were sized with the encoder's.
-  const tok = decoderTokenizer(model);
-  if (tok === model.tokenizer) return { text: (i) => refs.tokens(i), decoderIds: null, vectors, compressed, minText: minTokens, minCompressed };
+  const dtok = decoderTokenizer(model);
+  if (dtok === model.tokenizer) return { text: (i) => tok[i], decoderIds: null, vectors, compressed, minText: minTokens, minCompressed };
   const decoderIds: number[][] = [];
   let minText = Infinity;
   for (let i = 0; i < refs.length; i++) {
-    decoderIds.push(tok.encode(refs.at(i).text)); // the caller loaded every text (Gathered.loadAllTexts)
+    decoderIds.push(dtok.encode(refs.at(i).text)); // the caller loaded every text (Gathered.loadAllTexts)
     minText = Math.min(minText, decoderIds[i].length);
   }
   return { text: (i) => decoderIds[i].length, decoderIds, vectors, compressed, minText, minCompressed };
@@ -637,7 +650,7 @@ async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs:
     r.value.compressed.forEach((c, k) => {
       const i = p.compressed[k];
       // The plan counted on the group rule; an encoder that breaks it would overrun the window.
-      if (c.count !== costs.vectors(i)) throw new Error(`The encoder made ${c.count} vectors for ${g.refs.path(i)}:${g.refs.startLine(i)} (${g.refs.tokens(i)} tokens); the group rule gives ${costs.vectors(i)}.`);
+      if (c.count !== costs.vectors(i)) throw new Error(`The encoder made ${c.count} vectors for ${g.refs.docPath(g.refs.file[i])}:${g.refs.startLine[i]} (${g.refs.tokens[i]} tokens); the group rule gives ${costs.vectors(i)}.`);
       (out.compressed as CompressedChunk[])[i] = c;
     });
     stats.cacheHits = r.value.cacheHits;
@@ -664,25 +677,30 @@ function plan(mode: ContextMode, g: Gathered, costs: Costs, budget: number, text
 
 /** Source tokens of a chunk that reach the decoder: a cut chunk counts its kept share. */
 function keptSourceTokens(refs: ChunkRefs, i: number, p: ContextPlan, costs: Costs): number {
-  const tokens = refs.tokens(i);
+  const tokens = refs.tokens[i];
   if (!p.partial || p.partial.index !== i) return tokens;
   const plain = (costs.text as (i: number) => number)(i);
   return plain > 0 ? Math.round((tokens * p.partial.keep) / plain) : 0;
 }
 
-/** mergeCitations over indices in document order, read through the refs (no object per chunk). */
+/** mergeCitations over indices in document order, read from the refs' columns (no object per chunk). */
 function mergeRefCitations(refs: ChunkRefs, list: readonly number[]): Citation[] {
   const out: Citation[] = [];
+  let k = -1;
+  let p = '';
   for (const i of list) {
     const last = out[out.length - 1];
-    const p = refs.path(i);
-    const start = refs.startLine(i);
-    const end = refs.endLine(i);
+    if (refs.file[i] !== k) {
+      k = refs.file[i];
+      p = refs.docPath(k);
+    }
+    const start = refs.startLine[i];
+    const end = refs.endLine[i];
     if (last && last.path === p && start <= last.endLine + 1 && end >= last.startLine) {
       last.endLine = Math.max(last.endLine, end);
       continue;
     }
-    const abs = refs.absPath(i);
+    const abs = refs.docAbsPath(k);
     out.push({ path: p, ...(abs ? { absPath: abs } : {}), startLine: start, endLine: end });
   }
   return out;
@@ -691,20 +709,24 @@ function mergeRefCitations(refs: ChunkRefs, list: readonly number[]): Citation[]
 /** The selection event: merged citations overall and per form, and per-file figures. */
 function selectionEvent(refs: ChunkRefs, costs: Costs, mode: ContextMode, p: ContextPlan, budget: number): Extract<AskEvent, { type: 'selection' }> {
   const files = new Map<string, FileCompression>();
-  let f: FileCompression | undefined;
-  for (let i = 0; i < refs.length; i++) {
-    const at = refs.path(i);
-    if (f === undefined || f.path !== at) {
-      f = files.get(at);
-      if (!f) files.set(at, (f = { path: at, tokens: 0, vectors: 0, chunks: 0, included: 0, textChunks: 0 }));
+  const perDoc: FileCompression[] = [];
+  const { tokens, file } = refs;
+  for (let i = 0; i < tokens.length; i++) {
+    const k = file[i];
+    let f: FileCompression | undefined = perDoc[k];
+    if (f === undefined) {
+      const at = refs.docPath(k);
+      f = files.get(at) ?? { path: at, tokens: 0, vectors: 0, chunks: 0, included: 0, textChunks: 0 };
+      files.set(at, f);
+      perDoc[k] = f;
     }
-    f.tokens += refs.tokens(i);
-    f.vectors += mode === 'full' ? 0 : costs.vectors(i);
+    f.tokens += tokens[i];
+    if (mode !== 'full') f.vectors += costs.vectors(i);
     f.chunks++;
   }
-  for (const i of p.text) (files.get(refs.path(i)) as FileCompression).textChunks++;
+  for (const i of p.text) perDoc[file[i]].textChunks++;
   const included = [...p.text, ...p.compressed].sort((a, b) => a - b);
-  for (const i of included) (files.get(refs.path(i)) as FileCompression).included++;
+  for (const i of included) perDoc[file[i]].included++;
   return {
     type: 'selection',
     included: mergeRefCitations(refs, included),
@@ -719,7 +741,7 @@ function selectionEvent(refs: ChunkRefs, costs: Costs, mode: ContextMode, p: Con
 /** Stage 6: the decoder prefix the plan describes (layout in prompt.ts and docs/DESIGN.md). */
 function layout(model: ArcModel, mode: ContextMode, refs: ChunkRefs, forms: Materialized, p: ContextPlan, question: string): BuiltPrefix {
   // The path comes with the chunk, not from the cache (keyed by content): its header as text needs it.
-  const vectorsOf = (i: number): PlacedChunk => ({ ...(forms.compressed as CompressedChunk[])[i], path: refs.path(i) });
+  const vectorsOf = (i: number): PlacedChunk => ({ ...(forms.compressed as CompressedChunk[])[i], path: refs.docPath(refs.file[i]) });
   const idsOf = (i: number) => {
     const all = (forms.plainIds as number[][])[i];
     return p.partial && p.partial.index === i ? all.slice(0, p.partial.keep) : all;
@@ -732,7 +754,7 @@ function layout(model: ArcModel, mode: ContextMode, refs: ChunkRefs, forms: Mate
 function contextStats(stats: AskStats, refs: ChunkRefs, costs: Costs, forms: Materialized, p: ContextPlan, prefix: BuiltPrefix): void {
   const kept = (i: number) => keptSourceTokens(refs, i, p, costs);
   stats.textTokens = p.text.reduce((n, i) => n + kept(i), 0);
-  stats.sourceTokens = stats.textTokens + p.compressed.reduce((n, i) => n + refs.tokens(i), 0);
+  stats.sourceTokens = stats.textTokens + p.compressed.reduce((n, i) => n + refs.tokens[i], 0);
   stats.compressedVectors = p.compressed.reduce((n, i) => n + (forms.compressed as CompressedChunk[])[i].count, 0);
   stats.contextPositions = prefix.contextPositions;
   // Over the whole context in every mode: what the decoder would read as plain text, per position it read.
@@ -742,7 +764,7 @@ function contextStats(stats: AskStats, refs: ChunkRefs, costs: Costs, forms: Mat
   stats.chunksIncluded = p.text.length + p.compressed.length;
   stats.chunksLeftOut = p.leftOut.length;
   let all = 0;
-  for (let i = 0; i < refs.length; i++) all += refs.tokens(i);
+  for (let i = 0; i < refs.length; i++) all += refs.tokens[i];
   stats.truncatedTokens = all - stats.sourceTokens;
 }
 

@@ -45,10 +45,10 @@ export interface RankedCosts {
 
 /**
  * Ranked indices a plan reads one by one before it narrows the rest of a large ranking to the
- * indices that can still fit (select.ts RankedIterator.narrow): the room left only shrinks, so
- * an index whose lower bound does not fit now never will.
+ * indices whose lower bound fits the room left (select.ts RankedIterator.narrow): the room only
+ * shrinks, so an index that does not fit when its turn comes never will.
  */
-const WALK_AHEAD = 256;
+const WALK_AHEAD = 64;
 
 function narrowTo(it: Iterator<number>, fits: (i: number) => boolean): void {
   const r = it as Partial<RankedIterator>;

@@ -168,6 +168,8 @@ export interface QuestionBoosts {
   readonly idents: readonly string[];
   /** `bm25` plus the boosts of one chunk; `body` '' stands for a body that matches no identifier. */
   score(bm25: number, path: string, origin: RankItem['origin'], body: string): number;
+  /** score(bm25, path, origin, '') for the chunks of one file, the path matched once. */
+  withoutBody(path: string, origin: RankItem['origin']): (bm25: number) => number;
 }
 
 export function questionBoosts(question: string): QuestionBoosts {
@@ -191,6 +193,17 @@ export function questionBoosts(question: string): QuestionBoosts {
       }
       return s;
     },
+    withoutBody(path, origin) {
+      let hits = 0;
+      for (const n of idents) if (path.includes(n)) hits++;
+      const base = ORIGIN_BOOST[origin];
+      return (bm25) => {
+        // The same additions in the same order as score() (floating point).
+        let s = bm25 + base;
+        for (let h = 0; h < hits; h++) s += IDENT_MENTION_BOOST;
+        return s;
+      };
+    },
   };
 }
 
@@ -206,9 +219,10 @@ export function boostScores(items: readonly RankItem[], bm25: ArrayLike<number>,
 /** A best-first order that can be narrowed part-way (rankOrder). */
 export interface RankedIterator extends IterableIterator<number> {
   /**
-   * From now on, only the indices not yet given for which `keep` holds now, still best first:
-   * a planner whose room left only shrinks narrows to what can still fit, instead of reading
-   * the rest of a large ranking one index at a time.
+   * From now on, only indices for which `keep` holds when their turn comes, still best first. A
+   * planner passes a test against the room it has left, which only shrinks: `keep` may become
+   * stricter over time, never looser. A large ranking is then searched for what can still fit
+   * instead of read one index at a time.
    */
   narrow(keep: (i: number) => boolean): void;
 }
@@ -216,45 +230,41 @@ export interface RankedIterator extends IterableIterator<number> {
 /**
  * Indices 0..n-1 best first by `scores` (higher first, equal scores in index order), produced
  * lazily: a large tree ranks 10^5 chunks for every question and planning reads the first few
- * dozen. Above a few thousand items the order comes in rounds: the best 64 (one pass over the
- * scores with a small heap, then a sort of those), and when more are read, the best 256, 1024, ...
- * Either way the order is rankChunks' order.
+ * dozen. Above a few thousand items the order comes in rounds: the best 64 of those not given
+ * yet (one pass over the scores with a small heap, then a sort of those), then the best 256 of
+ * the rest, 1024, ... Every index outside a round is worse than every index in it, so the
+ * order is rankChunks' order (narrowed: its subsequence of indices that pass).
  */
 export function rankOrder(scores: ArrayLike<number>, n: number = scores.length): RankedIterator {
   const sc = scores instanceof Float64Array ? scores : Float64Array.from({ length: n }, (_, i) => scores[i]);
-  const byRank = (a: number, b: number) => sc[b] - sc[a] || a - b;
-  let list: Uint32Array | null = null; // the order known so far (a prefix, or everything)
-  let complete = false;
+  const given = new Uint8Array(n); // given, or found not to pass `keep` (which never loosens)
+  let keep: ((i: number) => boolean) | null = null;
+  let list: Uint32Array = new Uint32Array(0);
   let at = 0;
+  let complete = false;
   let k = 64;
-  const given = new Uint8Array(n);
   const it: RankedIterator = {
     next(): IteratorResult<number> {
-      if (list === null || (at >= list.length && !complete)) {
-        if (n <= ROUNDS_FROM || k >= n) {
-          const all = new Uint32Array(n);
-          let m = 0;
-          for (let i = 0; i < n; i++) if (given[i] === 0) all[m++] = i;
-          list = all.subarray(0, m).sort(byRank);
-          complete = true;
+      for (;;) {
+        if (at >= list.length) {
+          if (complete) return { done: true, value: undefined };
+          if (n <= ROUNDS_FROM || k >= n) {
+            list = bestK(sc, n, n, given, keep);
+            complete = true;
+          } else {
+            list = bestK(sc, n, k, given, keep);
+            k *= 4;
+          }
           at = 0;
-        } else {
-          list = bestK(sc, n, k, given);
-          k *= 4;
-          at = 0;
+          continue;
         }
+        const i = list[at++];
+        given[i] = 1;
+        if (keep === null || keep(i)) return { done: false, value: i };
       }
-      if (at >= list.length) return { done: true, value: undefined };
-      const i = list[at++];
-      given[i] = 1;
-      return { done: false, value: i };
     },
-    narrow(keep) {
-      const rest: number[] = [];
-      for (let i = 0; i < n; i++) if (given[i] === 0 && keep(i)) rest.push(i);
-      list = Uint32Array.from(rest).sort(byRank);
-      complete = true;
-      at = 0;
+    narrow(test) {
+      keep = test;
     },
     [Symbol.iterator]() {
       return it;
@@ -263,8 +273,11 @@ export function rankOrder(scores: ArrayLike<number>, n: number = scores.length):
   return it;
 }
 
-/** The best `k` of the indices not yet given, best first (rankOrder's order). */
-function bestK(sc: Float64Array, n: number, k: number, given: Uint8Array): Uint32Array {
+/**
+ * The best `k` of the indices not given yet that pass `keep` (those that fail are marked given),
+ * best first (rankOrder's order).
+ */
+function bestK(sc: Float64Array, n: number, k: number, given: Uint8Array, keep: ((i: number) => boolean) | null): Uint32Array {
   // A min-heap of the best k so far; its root is the worst of them. Indices come in ascending
   // order, so a later index with the root's score is worse than the root: `>` decides.
   const heap = new Uint32Array(k);
@@ -281,12 +294,21 @@ function bestK(sc: Float64Array, n: number, k: number, given: Uint8Array): Uint3
     }
     heap[at] = v;
   };
+  const open = (i: number): boolean => {
+    if (given[i] !== 0) return false;
+    if (keep !== null && !keep(i)) {
+      given[i] = 1;
+      return false;
+    }
+    return true;
+  };
   let size = 0;
   let i = 0;
-  for (; i < n && size < k; i++) if (given[i] === 0) heap[size++] = i;
+  for (; i < n && size < k; i++) if (open(i)) heap[size++] = i;
   for (let j = (size >> 1) - 1; j >= 0; j--) down(j, size);
   for (; i < n; i++) {
-    if (given[i] === 0 && sc[i] > sc[heap[0]]) {
+    // The score test first: most indices lose to the root without asking `keep`.
+    if (given[i] === 0 && sc[i] > sc[heap[0]] && open(i)) {
       heap[0] = i;
       down(0, size);
     }

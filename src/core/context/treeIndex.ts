@@ -129,6 +129,15 @@ export function chunkCount(t: TreeIndexData): number {
 /** Offsets of the chunk table's fields (see CF). */
 const FIELD = { startLine: 0, endLine: 1, bodyStart: 2, bodyEnd: 3, tokens: 4, bodyLength: 5, file: 6 } as const;
 
+/** One field of every chunk, as a dense array (one strided pass over the chunk table). */
+export function chunkColumn(t: TreeIndexData, field: keyof typeof FIELD): Uint32Array {
+  const n = chunkCount(t);
+  const out = new Uint32Array(n);
+  const c = t.chunks;
+  for (let i = 0, at = FIELD[field]; i < n; i++, at += CF) out[i] = c[at];
+  return out;
+}
+
 /** The chunk's fields (see CF); cheap enough to call for every chunk of a large tree. */
 export function chunkField(t: TreeIndexData, chunk: number, field: keyof typeof FIELD): number {
   return t.chunks[chunk * CF + FIELD[field]];
