@@ -16,7 +16,8 @@ import { compressChunks } from './context/compress';
 import { bm25Scores, bodyOf, LexicalIndex, lexicalIndexCap, lexiconsFor, type FileLexicon } from './context/lexicalIndex';
 import { planArc, planFull, planMixed, type ContextPlan } from './context/plan';
 import { boostScores, questionBoosts, quotedIdentifiers, rankChunks, rankOrder } from './context/select';
-import { classifyContent, collectSources, DEFAULT_MAX_FILE_BYTES, type SkipReport, type SourceFile, type UnreadFile } from './context/sources';
+import { classifyContent, collectSources, CONTENT_SKIPS, DEFAULT_MAX_FILE_BYTES, type SkipReport, type SourceFile, type UnreadFile } from './context/sources';
+import type { SkipReason } from './types';
 import { buildTreeIndex, chunkColumn, chunkField, chunkHash, chunksWithPrefix, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, TreeIndexCorrupt, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
 import { groupSizes } from './encoder';
 import { ArcError, errorMessage, throwIfAborted } from './errors';
@@ -350,6 +351,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
   const key = useTree && roots.length > 0 ? treeKey((chunkIndex as ChunkIndex).identity, chunkOpts, { roots: roots.map((r) => path.resolve(r)), include: request.include, exclude: request.exclude, maxFileBytes }) : null;
   const old = key ? await loadTree(options.cacheDir as string, key, log) : null;
   const oldAt = old ? new Map(old.files.map((f, i) => [f.path, i])) : null;
+  const oldSkips = old?.skipped?.length ? new Map(old.skipped.map((f) => [f.path, f])) : null;
   const scanStart = Date.now();
   yield { type: 'progress', stage: 'scan', message: 'Looking for source files' };
   const collected = await collectSources({
@@ -364,6 +366,13 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
         ? (shown, stamp) => {
             const i = oldAt.get(shown);
             return i !== undefined && unchangedSince(old.files[i], stamp, old.takenAtMs);
+          }
+        : undefined,
+    knownSkip:
+      old && oldSkips
+        ? (shown, stamp) => {
+            const f = oldSkips.get(shown);
+            return f !== undefined && CONTENT_SKIPS.has(f.reason as SkipReason) && unchangedSince(f, stamp, old.takenAtMs) ? (f.reason as SkipReason) : null;
           }
         : undefined,
   });
@@ -400,8 +409,8 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
     const lexical = new LexicalIndex(options.cacheDir as string, (chunkIndex as ChunkIndex).identity, { maxBytes: options.cacheMaxBytes !== undefined ? lexicalIndexCap(options.cacheMaxBytes) : undefined, log });
     let tree: TreeIndexData;
     let fromIndex = collected.unread.length;
-    if (old && collected.files.length === 0 && collected.unread.length === old.files.length) {
-      tree = old; // nothing changed, added or removed: the stored tree as it is
+    if (old && collected.files.length === 0 && collected.unread.length === old.files.length && collected.contentSkipsRead === 0) {
+      tree = old; // nothing changed, added or removed (and no left-out file was read): the stored tree as it is
     } else {
       const r = await lexiconsFor(collected.files, model.tokenizer, chunkOpts, chunkIndex, lexical, signal);
       throwIfAborted(signal, 'Indexing files');
@@ -421,9 +430,10 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
           sources.push({ path: f.path, stamp: f.stamp ?? NO_STAMP, textHash: hashText(f.text), lexicon: lexOf.get(f) as FileLexicon, headerTokens: headerTokens(f.path) });
         }
       }
-      tree = buildTreeIndex(sources, scanStart);
+      const skipped = collected.contentSkips.map((f) => ({ path: f.path, ...f.stamp, reason: f.reason }));
+      tree = buildTreeIndex(sources, scanStart, skipped);
       // Only what the scan read from disk goes into the snapshot; caller-given texts do not.
-      const stored = storable ? tree : buildTreeIndex(sources.filter((_, k) => { const d = docs[k]; return 'unread' in d || (d.file.stamp !== undefined && d.file.origin === 'workspace' && d.file.startLine === 1); }), scanStart);
+      const stored = storable ? tree : buildTreeIndex(sources.filter((_, k) => { const d = docs[k]; return 'unread' in d || (d.file.stamp !== undefined && d.file.origin === 'workspace' && d.file.startLine === 1); }), scanStart, skipped);
       await storeTree(options.cacheDir as string, key, stored, log);
     }
     const treeDocs: TreeDoc[] = tree.files.map((tf, k) => {

@@ -154,3 +154,31 @@ test('minified heuristic: long average lines, not long files', () => {
   assert.equal(isMinified('a.js', 'x'.repeat(1000)), false, 'a short one-liner is fine');
   assert.equal(isMinified('vendor/x.min.css', 'a{}'), true);
 });
+
+test('files left out for their content are recorded with their stamps, and a known skip is not read again', async () => {
+  const ws = tempDir('src-skips');
+  try {
+    const r = ws.dir;
+    write(r, 'a.py', 'def a():\n    return 1\n');
+    write(r, 'img.png', Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 1]));
+    write(r, 'text.txt', 'plain text that reads fine\n');
+    // First scan: both files are read; the binary one is recorded with the stamp taken before the read.
+    const first = await collectSources({ roots: [r] });
+    assert.deepEqual(first.contentSkips.map((s) => [s.path, s.reason]), [['img.png', 'binary']]);
+    assert.equal(first.contentSkipsRead, 1);
+    assert.equal(first.contentSkips[0].stamp.size, 8);
+    // A caller that knows `text.txt` as left out (as it is now) gets it skipped without a read:
+    // read, it would be kept (its text is fine).
+    const second = await collectSources({
+      roots: [r],
+      unchanged: () => false,
+      knownSkip: (shown) => (shown === 'text.txt' ? 'binary' : null),
+    });
+    assert.deepEqual(second.files.map((f) => f.path), ['a.py']);
+    assert.deepEqual(second.skipped.counts, { binary: 2 });
+    assert.deepEqual(second.contentSkips.map((s) => [s.path, s.reason]).sort(), [['img.png', 'binary'], ['text.txt', 'binary']]);
+    assert.equal(second.contentSkipsRead, 1, 'only img.png was read');
+  } finally {
+    ws.cleanup();
+  }
+});

@@ -224,6 +224,42 @@ test('ask(): a damaged tree entry is logged, deleted and rebuilt; answers stay t
   }
 });
 
+test('ask(): files left out for their content are recorded in the tree and skipped unread while unchanged; changed, they are read again', { skip, timeout: 240_000 }, async () => {
+  const t = tempDir('tree-skips');
+  try {
+    const root = makeWorkspace(t.dir);
+    const cache = path.join(t.dir, 'cache');
+    const logo = path.join(root, 'logo.png');
+    writeFileSync(logo, Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 1]));
+    const q = 'Which file defines `renderHeader`?';
+    await agreesWithClean(root, cache, q);
+    await settle();
+    await agreesWithClean(root, cache, q);
+    const dir = path.join(cache, 'trees', `v${TREE_INDEX_FORMAT_VERSION}`);
+    const entryOf = () => path.join(dir, readdirSync(dir).find((f) => f.endsWith('.arct')) as string);
+    const stored = () => {
+      const t = decodeTreeIndex(path.basename(entryOf(), '.arct'), readFileSync(entryOf()));
+      assert.ok(typeof t !== 'string', String(t));
+      return t;
+    };
+    const rec = (stored().skipped ?? []).find((f) => f.path === 'logo.png');
+    assert.equal(rec?.reason, 'binary');
+    assert.equal(rec?.size, statSync(logo).size);
+    // Unchanged: the next question does not rebuild the tree (a read skip would count as a change).
+    const before = statSync(entryOf()).mtimeMs;
+    await agreesWithClean(root, cache, q);
+    assert.equal(statSync(entryOf()).mtimeMs, before);
+    // Changed into text: read again, indexed, and found.
+    writeFileSync(logo, 'export function logoTextHelper() {\n  return 42;\n}\n');
+    await settle();
+    const found = await agreesWithClean(root, cache, 'Which file defines `logoTextHelper`?');
+    assert.ok((found.citations as { path: string }[]).some((c) => c.path === 'logo.png'), JSON.stringify(found.citations));
+    assert.equal((stored().skipped ?? []).some((f) => f.path === 'logo.png'), false);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('several processes ask on one cache while files change: every answer equals a clean run at the end, the tree entry verifies', { skip, timeout: 300_000 }, async () => {
   const t = tempDir('tree-procs');
   try {

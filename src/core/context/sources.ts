@@ -52,7 +52,16 @@ export interface CollectOptions {
    * the file as it is (a tree snapshot), so that it is listed in `unread` instead of being read.
    */
   unchanged?: (shown: string, stamp: FileStamp) => boolean;
+  /**
+   * Asked, with a fresh stat, for each file `unchanged` does not vouch for: the reason when the
+   * caller knows the file was left out for its content as it is now (binary, not UTF-8,
+   * minified), so that it is skipped again without being read.
+   */
+  knownSkip?: (shown: string, stamp: FileStamp) => SkipReason | null;
 }
+
+/** Reasons found by reading a file (the others come from its name, size or place). */
+export const CONTENT_SKIPS: ReadonlySet<SkipReason> = new Set<SkipReason>(['binary', 'not-utf8', 'minified']);
 
 export interface CollectResult {
   files: SourceFile[];
@@ -61,6 +70,10 @@ export interface CollectResult {
   skipped: SkipReport;
   /** Files looked at (kept or skipped). */
   scanned: number;
+  /** Folder-scan files left out for their content, with the stamp taken before they were read (or known). */
+  contentSkips: { path: string; stamp: FileStamp; reason: SkipReason }[];
+  /** Of those, how many were read this time (`knownSkip` did not know them). */
+  contentSkipsRead: number;
 }
 
 /** Stops the scan with ArcError('cancelled') once the caller's signal fires. */
@@ -69,7 +82,7 @@ function checkAborted(signal?: AbortSignal): void {
 }
 
 type ContentVerdict = { ok: true; text: string } | { ok: false; reason: SkipReason };
-type ReadVerdict = (ContentVerdict & { stamp?: FileStamp }) | { ok: 'unchanged'; stamp: FileStamp };
+type ReadVerdict = (ContentVerdict & { stamp?: FileStamp; known?: true }) | { ok: 'unchanged'; stamp: FileStamp };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -237,6 +250,9 @@ interface WalkState {
   /** Reads started and not yet applied, oldest first. */
   pending: PendingRead[];
   unchanged?: (shown: string, stamp: FileStamp) => boolean;
+  knownSkip?: (shown: string, stamp: FileStamp) => SkipReason | null;
+  contentSkips: CollectResult['contentSkips'];
+  contentSkipsRead: number;
   visitedDirs: Set<string>;
   scanned: number;
   signal?: AbortSignal;
@@ -332,6 +348,13 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
           st.unread.push({ path: shown, absPath: abs, stamp });
           continue;
         }
+        const reason = st.knownSkip?.(shown, stamp) ?? null;
+        if (reason !== null) {
+          // In the queue, so that skips are applied in the order found, as when read.
+          reads.push({ shown, abs, result: Promise.resolve({ ok: false, reason, stamp, known: true }) });
+          if (reads.length >= READ_AHEAD) await flushReads(st, reads, READ_AHEAD >> 1);
+          continue;
+        }
       }
     }
     reads.push({ shown, abs, result: readVerdict(shown, realAbs, st.maxFileBytes, st.unchanged) });
@@ -348,7 +371,13 @@ async function flushReads(st: WalkState, reads: PendingRead[], keep = 0): Promis
     const v = await r.result;
     if (v.ok === 'unchanged') st.unread.push({ path: r.shown, absPath: r.abs, stamp: v.stamp });
     else if (v.ok) st.out.push({ path: r.shown, absPath: r.abs, text: v.text, startLine: 1, origin: 'workspace', ...(v.stamp ? { stamp: v.stamp } : {}) });
-    else st.skips.add(r.shown, v.reason);
+    else {
+      st.skips.add(r.shown, v.reason);
+      if (v.stamp && CONTENT_SKIPS.has(v.reason)) {
+        st.contentSkips.push({ path: r.shown, stamp: v.stamp, reason: v.reason });
+        if (!v.known) st.contentSkipsRead++;
+      }
+    }
   }
 }
 
@@ -414,6 +443,8 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
   const maxFileBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const roots = opts.roots ?? [];
   const scannedFiles: SourceFile[] = [];
+  const contentSkips: CollectResult['contentSkips'] = [];
+  let contentSkipsRead = 0;
   const unread: UnreadFile[] = [];
   let scanned = 0;
   const include = matcher(opts.include);
@@ -442,6 +473,9 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
       unread,
       pending: [],
       unchanged: opts.unchanged,
+      knownSkip: opts.knownSkip,
+      contentSkips,
+      contentSkipsRead: 0,
       visitedDirs: new Set([rootReal]),
       scanned: 0,
       signal: opts.signal,
@@ -455,6 +489,7 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
       for (const r of st.pending.splice(0)) void r.result.catch(() => {});
     }
     scanned += st.scanned;
+    contentSkipsRead += st.contentSkipsRead;
   }
 
   const byPath = new Map<string, SourceFile>();
@@ -500,5 +535,5 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.startLine - b.startLine));
   const kept = unread.filter((u) => !overridden.has(u.path));
   kept.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { files, unread: kept, skipped: skips.report(), scanned };
+  return { files, unread: kept, skipped: skips.report(), scanned, contentSkips, contentSkipsRead };
 }

@@ -91,11 +91,23 @@ export interface TreeFile extends FileStamp {
   headerTokens: number;
 }
 
+/** A file the scan read and left out for its content (binary, not UTF-8, minified), as it was then. */
+export interface SkippedFile extends FileStamp {
+  path: string;
+  reason: string;
+}
+
 /** A tree's snapshot and inverted index, held in typed arrays (no object per chunk or posting). */
 export interface TreeIndexData {
   /** Date.now() when the scan that produced the newest stamps started. */
   takenAtMs: number;
   files: TreeFile[];
+  /**
+   * Files left out for their content, so that a warm question does not read them again while
+   * their stamps say unchanged (a tree with many images or bundles would read them all for every
+   * question). Absent: none recorded.
+   */
+  skipped?: SkippedFile[];
   /** CF u32 per chunk (see CF). */
   chunks: Uint32Array;
   /** 32 bytes (sha256 of the rendered chunk) per chunk. */
@@ -169,7 +181,7 @@ export function treeEntryPath(cacheDir: string, key: string): string {
 export type TreeSource = { path: string; stamp: FileStamp; textHash: string } & ({ from: TreeIndexData; fileIdx: number } | { lexicon: FileLexicon; headerTokens?: number });
 
 /** A tree's index from its files in document order. */
-export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number): TreeIndexData {
+export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number, skipped: readonly SkippedFile[] = []): TreeIndexData {
   let total = 0;
   for (const s of sources) total += 'lexicon' in s ? s.lexicon.chunks.length : s.from.files[s.fileIdx].chunkCount;
   const chunks = new Uint32Array(total * CF);
@@ -300,6 +312,7 @@ export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number
   return {
     takenAtMs,
     files,
+    skipped: skipped.map((f) => ({ path: f.path, ...pickStamp(f), reason: f.reason })),
     chunks,
     hashes,
     termBlob: body.blob,
@@ -364,7 +377,14 @@ export function encodeTreeIndexParts(key: string, t: TreeIndexData, blockBytes =
   if (!Number.isInteger(blockBytes) || blockBytes <= 0 || blockBytes % 4 !== 0) throw new Error(`Invalid postings block size ${blockBytes}`);
   const all = allPostings(t);
   const body = u32(all);
-  const json = Buffer.from(JSON.stringify({ takenAtMs: t.takenAtMs, files: t.files.map((f) => [f.path, f.size, f.mtimeMs, f.ctimeMs, f.ino, f.textHash, f.firstChunk, f.chunkCount, f.headerTokens]) }), 'utf8');
+  const json = Buffer.from(
+    JSON.stringify({
+      takenAtMs: t.takenAtMs,
+      files: t.files.map((f) => [f.path, f.size, f.mtimeMs, f.ctimeMs, f.ino, f.textHash, f.firstChunk, f.chunkCount, f.headerTokens]),
+      skipped: (t.skipped ?? []).map((f) => [f.path, f.size, f.mtimeMs, f.ctimeMs, f.ino, f.reason]),
+    }),
+    'utf8',
+  );
   const nChunks = chunkCount(t);
   const nTerms = t.termOff.length - 1;
   const head: Buffer[] = [];
@@ -410,7 +430,7 @@ function decodeHead(key: string, buf: Buffer): Head | string {
     const jsonLen = payload.readUInt32LE(0);
     o = 4;
     need(jsonLen);
-    const raw = JSON.parse(payload.toString('utf8', o, o + jsonLen)) as { takenAtMs?: unknown; files?: unknown };
+    const raw = JSON.parse(payload.toString('utf8', o, o + jsonLen)) as { takenAtMs?: unknown; files?: unknown; skipped?: unknown };
     o = align4(o + jsonLen);
     need(COUNTS_BYTES);
     const [nChunks, nTerms, blobLen, nPost, nPathTerms, pathBlobLen, nPathPost, blockBytes] = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => payload.readUInt32LE(o + i * 4));
@@ -453,9 +473,19 @@ function decodeHead(key: string, buf: Buffer): Head | string {
       files.push({ path: p, size, mtimeMs, ctimeMs, ino, textHash, firstChunk, chunkCount: count, headerTokens } as TreeFile);
     }
     if (next !== nChunks) return 'chunk count mismatch';
+    const skipped: SkippedFile[] = [];
+    if (raw.skipped !== undefined) {
+      if (!Array.isArray(raw.skipped)) return 'malformed skipped files';
+      for (const r of raw.skipped as unknown[]) {
+        if (!Array.isArray(r) || r.length !== 6) return 'malformed skipped file';
+        const [p, size, mtimeMs, ctimeMs, ino, reason] = r as unknown[];
+        if (typeof p !== 'string' || typeof reason !== 'string' || ![size, ino].every(isUint) || typeof mtimeMs !== 'number' || typeof ctimeMs !== 'number') return 'malformed skipped file';
+        skipped.push({ path: p, size: size as number, mtimeMs, ctimeMs, ino: ino as number, reason });
+      }
+    }
     if (termOff[nTerms] !== blobLen || postOff[nTerms] !== nPost || nPost % 2 !== 0) return 'term tables mismatch';
     if (pathTermOff[nPathTerms] !== pathBlobLen || pathPostOff[nPathTerms] !== nPathPost || nPathPost % 2 !== 0) return 'path term tables mismatch';
-    const tree = { takenAtMs: raw.takenAtMs, files, chunks, hashes, termBlob, termOff, postOff, pathLength, pathTermBlob, pathTermOff, pathPostOff, pathPostings };
+    const tree = { takenAtMs: raw.takenAtMs, files, skipped, chunks, hashes, termBlob, termOff, postOff, pathLength, pathTermBlob, pathTermOff, pathPostOff, pathPostings };
     return { tree, nPost, blockBytes, blockHashes };
   } catch (e) {
     return `unreadable payload (${(e as Error).message})`;
