@@ -142,7 +142,16 @@ export const BM25_PATH_BOOST = 2;
  * bm25Scores, treeIndex.ts treeBm25) compute operation for operation to match bm25Normalized.
  */
 export function bm25(termFreq: number, matchingCount: number, totalCount: number, fieldLength: number, avgFieldLength: number): number {
-  const invDocFreq = Math.log(1 + (totalCount - matchingCount + 0.5) / (matchingCount + 0.5));
+  return bm25Idf(bm25InvDocFreq(matchingCount, totalCount), termFreq, fieldLength, avgFieldLength);
+}
+
+/** The inverse document frequency factor of bm25 (the same for every posting of a term). */
+export function bm25InvDocFreq(matchingCount: number, totalCount: number): number {
+  return Math.log(1 + (totalCount - matchingCount + 0.5) / (matchingCount + 0.5));
+}
+
+/** bm25 with its inverse document frequency computed once per term (bm25InvDocFreq): the same number. */
+export function bm25Idf(invDocFreq: number, termFreq: number, fieldLength: number, avgFieldLength: number): number {
   return invDocFreq * (D + (termFreq * (K + 1)) / (termFreq + K * (1 - B + (B * fieldLength) / avgFieldLength)));
 }
 

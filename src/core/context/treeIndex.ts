@@ -55,7 +55,7 @@ import { endianness } from 'node:os';
 import * as path from 'node:path';
 import { ENTRY_CHECKSUM_OFFSET, ENTRY_HEADER_BYTES, checkPayloadEntry, isErrno, payloadEntryHeader, writeStoreEntry } from './cache';
 import type { FileLexicon } from './lexicalIndex';
-import { BM25_PATH_BOOST as PATH_BOOST, bm25, codeTerms } from './select';
+import { BM25_PATH_BOOST as PATH_BOOST, bm25Idf, bm25InvDocFreq, codeTerms } from './select';
 
 export const TREE_INDEX_FORMAT_VERSION = 4;
 const MAGIC = 0x54435241; // "ARCT" read as little-endian u32
@@ -870,7 +870,9 @@ export function treeBm25(t: TreeIndexData, question: string): Float64Array {
   const inTerm = new Uint8Array(total);
   const touched = new Uint32Array(total);
   const matchedTerms = new Uint16Array(total);
-  const seen = new Map<string, Uint8Array>(); // per distinct query term: chunks it matched
+  // A term asked twice adds its score twice but counts once per chunk: a repeat matches exactly
+  // the chunks it matched the first time.
+  const seen = new Set<string>();
   for (const term of query) {
     let n = 0;
     const touch = (doc: number, s: number) => {
@@ -886,34 +888,33 @@ export function treeBm25(t: TreeIndexData, question: string): Float64Array {
       const to = t.pathPostOff[pj + 1];
       let pathCount = 0;
       for (let q = from; q < to; q += 2) pathCount += t.files[t.pathPostings[q]].chunkCount;
+      const pathIdf = bm25InvDocFreq(pathCount, total);
       // Files in document order, as bm25Scores visits them.
       for (let q = from; q < to; q += 2) {
         const k = t.pathPostings[q];
         const f = t.files[k];
-        const s = PATH_BOOST * bm25(t.pathPostings[q + 1], pathCount, total, t.pathLength[k], avgPath);
+        const s = PATH_BOOST * bm25Idf(pathIdf, t.pathPostings[q + 1], t.pathLength[k], avgPath);
         for (let i = 0; i < f.chunkCount; i++) touch(f.firstChunk + i, s);
       }
     }
     const j = findTreeTerm(t, term);
     if (j >= 0) {
       const p = termPostings(t, j);
-      const docs = p.length / 2;
+      const idf = bm25InvDocFreq(p.length / 2, total);
+      const chunks = t.chunks;
       for (let q = 0; q < p.length; q += 2) {
         const doc = p[q];
-        touch(doc, bm25(p[q + 1], docs, total, t.chunks[doc * CF + 5], avgBody));
+        touch(doc, bm25Idf(idf, p[q + 1], chunks[doc * CF + 5], avgBody));
       }
     }
-    let had = seen.get(term);
-    if (!had) seen.set(term, (had = new Uint8Array(total)));
+    const first = !seen.has(term);
+    seen.add(term);
     for (let x = 0; x < n; x++) {
       const doc = touched[x];
       inTerm[doc] = 0;
       if (matchedTerms[doc] === 0) score[doc] = termScore[doc];
       else score[doc] += termScore[doc];
-      if (had[doc] === 0) {
-        had[doc] = 1;
-        matchedTerms[doc]++;
-      }
+      if (first) matchedTerms[doc]++;
     }
   }
   let max = 0;
