@@ -625,6 +625,40 @@ def lr_at(step: int, progress: float, base: float, warmup: int) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def grow_encoder_from(enc: ArcEncoder, dec: Decoder, src) -> None:
+    """Loads a checkpoint's encoder into `enc`, which may have more layers than the checkpoint's.
+
+    The checkpoint's last (pooling) layer stays last and its other layers stay first; each added
+    layer goes in between, initialised from the decoder layer of the same index (as the paper
+    starts an encoder from an LM) with its attention output and feed-forward down projections
+    zeroed: an added layer starts as the identity on the residual stream, so the grown encoder
+    computes exactly what the checkpoint's did and training can only move on from there.
+    """
+    names = src.keys() if hasattr(src, "keys") else []
+    old_n = 1 + max((int(k.split(".")[2]) for k in names if k.startswith("encoder.layers.")), default=-1)
+    new_n = len(enc.layers)
+    if old_n == 0:
+        raise SystemExit("the --init-from checkpoint has no encoder layers")
+    if old_n > new_n:
+        raise SystemExit(f"the config's encoder has {new_n} layers, fewer than the checkpoint's {old_n}")
+    where = {i: i for i in range(old_n - 1)}
+    where[new_n - 1] = old_n - 1  # the pooling layer stays last
+    for k, v in enc.state_dict().items():
+        if k.startswith("layers."):
+            i = int(k.split(".")[1])
+            rest = k.split(".", 2)[2]
+            if i in where:
+                v.copy_(torch.as_tensor(src.get(f"encoder.layers.{where[i]}.{rest}")))
+            else:
+                v.copy_(dec.layers[i].state_dict()[rest] if i < len(dec.layers) else dec.layers[-1].state_dict()[rest])
+                if rest in ("attention.wo.weight", "feed_forward.w2.weight"):
+                    v.zero_()
+        else:
+            v.copy_(torch.as_tensor(src.get("encoder." + k)))
+    if new_n > old_n:
+        print(f"encoder grown from {old_n} to {new_n} layers (added layers start as the identity)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="tools/configs/arc-tiny-code.json")
@@ -671,6 +705,9 @@ def main() -> None:
                 src = ck_in
                 if prefix == "decoder." and a.init_decoder_from:
                     src = safetensors_io.open_checkpoint(a.init_decoder_from)
+                if prefix == "encoder.":
+                    grow_encoder_from(enc, dec, src)
+                    continue
                 for k, v in mod.state_dict().items():
                     v.copy_(torch.as_tensor(src.get(prefix + k)))
     teacher = None

@@ -159,3 +159,61 @@ class CompressedHeaderTest(unittest.TestCase):
     def test_cost_counts_the_header(self):
         ids = self.data.enc(self.chunks[1].render())
         self.assertEqual(self.src.costs(ids, 5)[1], self.src.costs(ids)[1] + 5)
+
+
+class GrowEncoderTest(unittest.TestCase):
+    """train.py grow_encoder_from: a checkpoint's encoder loaded into a deeper one computes the same
+    vectors (added layers start as the identity), and training then reaches the added layers."""
+
+    def _models(self, enc_layers):
+        torch.manual_seed(0)
+        dcfg = DecoderConfig(vocab_size=70, dim=32, n_layers=4, n_heads=4, n_kv_heads=2, head_dim=8, hidden_dim=48)
+        ecfg = EncoderConfig(vocab_size=70, dim=32, n_layers=enc_layers, n_heads=4, n_kv_heads=2, head_dim=8,
+                             hidden_dim=48, out_dim=32, pooling_factor=4, proj_hidden=16)
+        return Decoder(dcfg), ArcEncoder(ecfg)
+
+    def test_grown_encoder_computes_the_checkpoints_vectors(self):
+        import os
+        import tempfile
+        import safetensors_io
+        from model import encode_documents
+        dec, small = self._models(2)
+        for p in small.parameters():  # a trained-looking encoder: nothing zero
+            torch.nn.init.normal_(p, std=0.2)
+        with tempfile.TemporaryDirectory() as d:
+            f = os.path.join(d, "w.safetensors")
+            tensors = {f"decoder.{k}": v for k, v in dec.state_dict().items()}
+            tensors.update({f"encoder.{k}": v for k, v in small.state_dict().items()})
+            safetensors_io.save_file(f, tensors)
+            ck = safetensors_io.open_checkpoint(f)
+            _, big = self._models(4)
+            with torch.no_grad():
+                train.grow_encoder_from(big, dec, ck)
+            docs = [[5, 6, 7, 8, 9, 10, 11, 12, 13], [20, 30, 40, 5, 6]]
+            a = encode_documents(small.eval(), docs)
+            b = encode_documents(big.eval(), docs)
+            for x, y in zip(a, b):
+                torch.testing.assert_close(x, y, rtol=0, atol=1e-6)
+            # The checkpoint's pooling layer is the last one; the added layers come from the decoder.
+            torch.testing.assert_close(big.layers[3].attention.wq.weight, small.layers[1].attention.wq.weight)
+            torch.testing.assert_close(big.layers[1].attention.wq.weight, dec.layers[1].attention.wq.weight)
+            self.assertEqual(float(big.layers[2].feed_forward.w2.weight.abs().sum()), 0.0)
+            # Zero output projections still learn: a loss on the vectors reaches them.
+            out = encode_documents(big.train(), docs)
+            sum(o.pow(2).sum() for o in out).backward()
+            self.assertGreater(float(big.layers[1].attention.wo.weight.grad.abs().sum()), 0.0)
+            self.assertGreater(float(big.layers[2].feed_forward.w2.weight.grad.abs().sum()), 0.0)
+
+    def test_a_shallower_config_is_refused(self):
+        import os
+        import tempfile
+        import safetensors_io
+        dec, deep = self._models(3)
+        with tempfile.TemporaryDirectory() as d:
+            f = os.path.join(d, "w.safetensors")
+            tensors = {f"decoder.{k}": v for k, v in dec.state_dict().items()}
+            tensors.update({f"encoder.{k}": v for k, v in deep.state_dict().items()})
+            safetensors_io.save_file(f, tensors)
+            _, shallow = self._models(2)
+            with self.assertRaises(SystemExit), torch.no_grad():
+                train.grow_encoder_from(shallow, dec, safetensors_io.open_checkpoint(f))
