@@ -75,8 +75,14 @@ function emptyStats(mode: AskRequest['mode'], provider: string): AskStats {
 
 /** Adjacent chunks of one file become one citation (a file split in three reads as one range). */
 export function mergeCitations(chunks: readonly Pick<Chunk, 'path' | 'absPath' | 'startLine' | 'endLine'>[]): Citation[] {
+  return mergeRanges(chunks.length, (k) => chunks[k]);
+}
+
+/** mergeCitations over `n` ranges in document order, read one at a time through `at`. */
+function mergeRanges(n: number, at: (k: number) => Pick<Chunk, 'path' | 'absPath' | 'startLine' | 'endLine'>): Citation[] {
   const out: Citation[] = [];
-  for (const c of chunks) {
+  for (let k = 0; k < n; k++) {
+    const c = at(k);
     const last = out[out.length - 1];
     if (last && last.path === c.path && c.startLine <= last.endLine + 1 && c.endLine >= last.startLine) {
       last.endLine = Math.max(last.endLine, c.endLine);
@@ -693,27 +699,17 @@ function keptSourceTokens(refs: ChunkRefs, i: number, p: ContextPlan, costs: Cos
   return plain > 0 ? Math.round((tokens * p.partial.keep) / plain) : 0;
 }
 
-/** mergeCitations over indices in document order, read from the refs' columns (no object per chunk). */
+/** mergeCitations over chunk indices in document order, read from the refs' columns (no object per chunk kept). */
 function mergeRefCitations(refs: ChunkRefs, list: readonly number[]): Citation[] {
-  const out: Citation[] = [];
-  let k = -1;
-  let p = '';
-  for (const i of list) {
-    const last = out[out.length - 1];
-    if (refs.file[i] !== k) {
-      k = refs.file[i];
-      p = refs.docPath(k);
-    }
-    const start = refs.startLine[i];
-    const end = refs.endLine[i];
-    if (last && last.path === p && start <= last.endLine + 1 && end >= last.startLine) {
-      last.endLine = Math.max(last.endLine, end);
-      continue;
-    }
-    const abs = refs.docAbsPath(k);
-    out.push({ path: p, ...(abs ? { absPath: abs } : {}), startLine: start, endLine: end });
-  }
-  return out;
+  const one = { path: '', absPath: undefined as string | undefined, startLine: 0, endLine: 0 };
+  return mergeRanges(list.length, (k) => {
+    const i = list[k];
+    one.path = refs.docPath(refs.file[i]);
+    one.absPath = refs.docAbsPath(refs.file[i]);
+    one.startLine = refs.startLine[i];
+    one.endLine = refs.endLine[i];
+    return one;
+  });
 }
 
 /** The selection event: merged citations overall and per form, and per-file figures. */
