@@ -11,6 +11,8 @@ import { tempDir } from './pipeline-helpers';
 const REPO = path.resolve(__dirname, '../..');
 const REALISTIC = 'bench/results/2026-12-02T02-51-26Z-realistic-103m-32k.json';
 const SCALING = 'bench/results/2026-12-02T00-00-51Z-scaling-50mb.json';
+// A full run with its own scaling trees (1, 10, 50 MB): fixed, not latest.json, which a later run may write without them.
+const FULL_WITH_SCALING = 'bench/results/2026-12-02T03-27-09Z.json';
 const read = (rel: string) => JSON.parse(readFileSync(path.join(REPO, rel), 'utf8')) as BenchResult;
 
 test('section 7 is rendered from the realistic run: one row per size, ratios and positions from its JSON', () => {
@@ -30,7 +32,7 @@ test('section 7 is rendered from the realistic run: one row per size, ratios and
 });
 
 test('section 6 joins the trees of several runs, each row naming its run', () => {
-  const main = read('bench/results/latest.json');
+  const main = read(FULL_WITH_SCALING);
   const extra = read(SCALING);
   const runs = [main, extra].flatMap((result, k) => (result.scaling && !('skipped' in result.scaling) ? [{ file: k === 0 ? 'main.json' : SCALING, result, section: result.scaling }] : []));
   const md = renderScalingRuns(runs);
