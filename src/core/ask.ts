@@ -712,8 +712,8 @@ function mergeRefCitations(refs: ChunkRefs, list: readonly number[]): Citation[]
   });
 }
 
-/** The selection event: merged citations overall and per form, and per-file figures. */
-function selectionEvent(refs: ChunkRefs, costs: Costs, mode: ContextMode, p: ContextPlan, budget: number): Extract<AskEvent, { type: 'selection' }> {
+/** The selection event: merged citations overall and per form, and per-file figures; `included` is p.text and p.compressed in document order. */
+function selectionEvent(refs: ChunkRefs, costs: Costs, mode: ContextMode, p: ContextPlan, included: readonly number[], budget: number): Extract<AskEvent, { type: 'selection' }> {
   const files = new Map<string, FileCompression>();
   const perDoc: FileCompression[] = [];
   const { tokens, file } = refs;
@@ -731,7 +731,6 @@ function selectionEvent(refs: ChunkRefs, costs: Costs, mode: ContextMode, p: Con
     f.chunks++;
   }
   for (const i of p.text) perDoc[file[i]].textChunks++;
-  const included = [...p.text, ...p.compressed].sort((a, b) => a - b);
   for (const i of included) perDoc[file[i]].included++;
   return {
     type: 'selection',
@@ -836,11 +835,12 @@ async function* askImpl(model: ArcModel, request: AskRequest, options: AskOption
       if (mode !== 'arc' && decoderTokenizer(model) !== model.tokenizer) await g.loadAllTexts();
       const costs = costsFor(model, g.refs, mode);
       const p = plan(mode, g, costs, budget, textBudget);
-      included = [...p.text, ...p.compressed].sort((a, b) => a - b).map((i) => g.refs.at(i));
+      const chosen = [...p.text, ...p.compressed].sort((a, b) => a - b);
+      included = chosen.map((i) => g.refs.at(i));
       if (included.length === 0) {
         throw new ArcError('context-too-large', `No chunk fits the ${budget} positions left for context. Ask a shorter question or use a model with a larger window.`);
       }
-      yield selectionEvent(g.refs, costs, mode, p, budget);
+      yield selectionEvent(g.refs, costs, mode, p, chosen, budget);
       const forms = yield* materialize(model, g, p, costs, mode, options, stats, extractive);
       prefix = layout(model, mode, g.refs, forms, p, question);
       spanText = forms.spanText ?? '';

@@ -1,8 +1,8 @@
 // Selection under a decoder budget: BM25 ranking, boosts, budget filling, document order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { codeTerms, quotedIdentifiers, rankChunks, rankOrder, selectChunks, type SelectItem } from '../../src/core/context/select';
-import { planArc, planFull, planMixed, rankedCostsOf, MIN_PARTIAL_TOKENS } from '../../src/core/context/plan';
+import { codeTerms, quotedIdentifiers, rankChunks, rankedCostsOf, rankOrder, selectChunks, type SelectItem } from '../../src/core/context/select';
+import { planArc, planFull, planMixed, MIN_PARTIAL_TOKENS } from '../../src/core/context/plan';
 
 const item = (path: string, body: string, cost = 10, origin: SelectItem['origin'] = 'workspace'): SelectItem => ({ path, body, cost, origin });
 

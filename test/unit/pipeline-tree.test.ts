@@ -121,6 +121,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Files written now are racily clean for RACY_MS; questions after that trust their stat. */
 const settle = () => sleep(RACY_MS + 100);
 
+/** The one tree entry stored in `cache`. */
+function treeEntry(cache: string): string {
+  const dir = path.join(cache, 'trees', `v${TREE_INDEX_FORMAT_VERSION}`);
+  return path.join(dir, readdirSync(dir).find((f) => f.endsWith('.arct')) as string);
+}
+
 async function agreesWithClean(root: string, cache: string, question: string, mode: AskRequest['mode'] = 'arc'): Promise<Outcome> {
   clearLexiconMemo(); // a new process
   const warm = await run({ question, roots: [root], mode }, cache);
@@ -188,8 +194,7 @@ test('ask(): a damaged tree entry is logged, deleted and rebuilt; answers stay t
     await agreesWithClean(root, cache, q);
     await settle();
     await agreesWithClean(root, cache, q);
-    const dir = path.join(cache, 'trees', `v${TREE_INDEX_FORMAT_VERSION}`);
-    const entry = path.join(dir, readdirSync(dir).find((f) => f.endsWith('.arct')) as string);
+    const entry = treeEntry(cache);
     const damage: ((f: string) => void)[] = [
       (f) => truncateSync(f, 100),
       (f) => {
@@ -235,8 +240,7 @@ test('ask(): files left out for their content are recorded in the tree and skipp
     await agreesWithClean(root, cache, q);
     await settle();
     await agreesWithClean(root, cache, q);
-    const dir = path.join(cache, 'trees', `v${TREE_INDEX_FORMAT_VERSION}`);
-    const entryOf = () => path.join(dir, readdirSync(dir).find((f) => f.endsWith('.arct')) as string);
+    const entryOf = () => treeEntry(cache);
     const stored = () => {
       const t = decodeTreeIndex(path.basename(entryOf(), '.arct'), readFileSync(entryOf()));
       assert.ok(typeof t !== 'string', String(t));

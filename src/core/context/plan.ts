@@ -1,7 +1,7 @@
 // Decides, within the decoder window, which chunks reach the decoder and in which form: as text
 // (the token ids of the rendered chunk) or compressed (its vectors followed by <Cont>). One
 // function per answer mode; ask() materializes and lays out what the plan names.
-import { rankChunks, rankOrder, type RankedIterator, type RankItem, type SelectItem } from './select';
+import { fillBudget, narrowTo, rankChunks, rankOrder, WALK_AHEAD, type RankedCosts, type RankItem } from './select';
 
 export interface ContextPlan {
   /** Indices read as text, in document order. */
@@ -27,92 +27,12 @@ function byDocument(n: number, chosen: ReadonlySet<number>): { included: number[
 }
 
 /**
- * A large input's items as planning reads them: costs by index, and the order best first,
- * produced lazily (select.ts rankOrder), so that a tree of 10^5 chunks costs only the chunks
- * that come near the window. `floor` is a lower bound of every item's `minCost`: once the room
- * left is below it, no further item can fit and the walk stops.
- */
-export interface RankedCosts {
-  readonly length: number;
-  /** Best first (every index once); called at most once per plan. */
-  ranked(): Iterable<number>;
-  cost(i: number): number;
-  /** A cheap lower bound of cost(i). */
-  minCost(i: number): number;
-  /** <= minCost(i) for every i. */
-  readonly floor: number;
-}
-
-/**
- * Ranked indices a plan reads one by one before it narrows the rest of a large ranking to the
- * indices whose lower bound fits the room left (select.ts RankedIterator.narrow): the room only
- * shrinks, so an index that does not fit when its turn comes never will.
- */
-const WALK_AHEAD = 64;
-
-function narrowTo(it: Iterator<number>, fits: (i: number) => boolean): void {
-  const r = it as Partial<RankedIterator>;
-  if (typeof r.narrow === 'function') r.narrow(fits);
-}
-
-/** The positions of every item together when they fit the budget, else null; lower bounds first, so a large input stops early. */
-function wholeCostOf(t: RankedCosts, budget: number): number | null {
-  let low = 0;
-  for (let i = 0; i < t.length; i++) {
-    low += t.minCost(i);
-    if (low > budget) return null;
-  }
-  let total = 0;
-  for (let i = 0; i < t.length; i++) total += t.cost(i);
-  return total <= budget ? total : null;
-}
-
-/**
- * Best first into the budget (select.ts selectChunks' rule, over a RankedCosts). Also returns
- * the best-ranked index and the best-ranked index not chosen (full mode's partial chunk).
- */
-function fill(t: RankedCosts, budget: number): { chosen: Set<number>; used: number; top: number | undefined; firstLeft: number | undefined } {
-  const chosen = new Set<number>();
-  const whole = wholeCostOf(t, budget);
-  if (whole !== null) {
-    for (let i = 0; i < t.length; i++) chosen.add(i);
-    return { chosen, used: whole, top: undefined, firstLeft: undefined };
-  }
-  let used = 0;
-  let top: number | undefined;
-  let firstLeft: number | undefined;
-  const it = t.ranked()[Symbol.iterator]();
-  let seen = 0;
-  for (let r = it.next(); !r.done; r = it.next()) {
-    const i = r.value;
-    top ??= i;
-    if (budget - used < t.floor) {
-      // Nothing further fits; the next index is still the best left out.
-      firstLeft ??= i;
-      break;
-    }
-    // Full mode needs the best index left out before the rest is narrowed to what fits.
-    if (++seen === WALK_AHEAD && firstLeft !== undefined) narrowTo(it, (j) => t.minCost(j) <= budget - used);
-    if (used + t.minCost(i) <= budget) {
-      const c = t.cost(i);
-      if (used + c <= budget) {
-        chosen.add(i);
-        used += c;
-        continue;
-      }
-    }
-    firstLeft ??= i;
-  }
-  return { chosen, used, top, firstLeft };
-}
-
-/**
  * arc: every chosen chunk compressed; `cost` is its vectors + 1 for <Cont>, plus its header
  * tokens when the manifest sets documentFormat.compressedHeader (prompt.ts compressedCoster).
  * When everything fits, everything is kept (nothing is ranked).
  */
 export function planArc(t: RankedCosts, budget: number): ContextPlan {
-  const f = fill(t, budget);
+  const f = fillBudget(t, budget);
   const { included, leftOut } = byDocument(t.length, f.chosen);
   return { text: [], compressed: included, leftOut, partial: null, used: f.used };
 }
@@ -123,7 +43,7 @@ export function planArc(t: RankedCosts, budget: number): ContextPlan {
  * a chunk's vectors would mean nothing, a part of its text still reads).
  */
 export function planFull(t: RankedCosts, budget: number): ContextPlan {
-  const f = fill(t, budget);
+  const f = fillBudget(t, budget);
   const chosen = f.chosen;
   let partial: ContextPlan['partial'] = null;
   let used = f.used;
@@ -141,19 +61,6 @@ export function planFull(t: RankedCosts, budget: number): ContextPlan {
   }
   const { included, leftOut } = byDocument(t.length, chosen);
   return { text: included, compressed: [], leftOut, partial, used };
-}
-
-/** RankedCosts over SelectItems (ranked by rankChunks, or by `scores`). */
-export function rankedCostsOf(items: readonly SelectItem[], question: string, scores?: ArrayLike<number>): RankedCosts {
-  let floor = Infinity;
-  for (const it of items) floor = Math.min(floor, it.minCost ?? it.cost);
-  return {
-    length: items.length,
-    ranked: () => (scores ? rankOrder(scores, items.length) : rankChunks(items, question)),
-    cost: (i) => items[i].cost,
-    minCost: (i) => items[i].minCost ?? items[i].cost,
-    floor,
-  };
 }
 
 /** A chunk's cost in each form, in decoder positions. */

@@ -73,43 +73,109 @@ export function codeTerms(text: string): string[] {
   return out;
 }
 
-/**
- * Ranks and fills the budget. When everything fits, everything is kept (no ranking needed).
- * Otherwise chunks are taken best first; one that does not fit is passed over so that a smaller
- * one further down can still use the remaining room.
- */
+/** fillBudget over SelectItems, with the whole ranking (document order when everything fit). */
 export function selectChunks(items: SelectItem[], question: string, budget: number, scores?: ArrayLike<number>): Selection {
-  const whole = wholeCost(items, budget);
-  if (whole !== null) {
-    const all = items.map((_, i) => i);
-    return { included: all, leftOut: [], used: whole, ranked: all };
-  }
-  const order = rankChunks(items, question, scores);
-  const chosen = new Set<number>();
-  let used = 0;
-  for (const i of order) {
-    const it = items[i];
-    if (it.minCost !== undefined && used + it.minCost > budget) continue;
-    if (used + it.cost <= budget) {
-      chosen.add(i);
-      used += items[i].cost;
-    }
-  }
+  let order: number[] | null = null; // ranked only when not everything fits
+  const f = fillBudget({ ...costsOfItems(items), ranked: () => (order ??= rankChunks(items, question, scores)) }, budget);
   const included: number[] = [];
   const leftOut: number[] = [];
-  items.forEach((_, i) => (chosen.has(i) ? included : leftOut).push(i));
-  return { included, leftOut, used, ranked: order };
+  items.forEach((_, i) => (f.chosen.has(i) ? included : leftOut).push(i));
+  return { included, leftOut, used: f.used, ranked: order ?? included };
+}
+
+/**
+ * Items as budget filling reads them: costs by index, and the order best first, which may be
+ * produced lazily (rankOrder), so that a tree of 10^5 chunks costs only the chunks that come
+ * near the window. `floor` is a lower bound of every item's `minCost`: once the room left is
+ * below it, no further item can fit and the walk stops.
+ */
+export interface RankedCosts {
+  readonly length: number;
+  /** Best first (every index once); called at most once, and only when not everything fits. */
+  ranked(): Iterable<number>;
+  cost(i: number): number;
+  /** A cheap lower bound of cost(i): when it does not fit, cost(i) is not read. */
+  minCost(i: number): number;
+  /** <= minCost(i) for every i. */
+  readonly floor: number;
+}
+
+/** The costs of SelectItems, by index (RankedCosts without the order). */
+function costsOfItems(items: readonly SelectItem[]): Omit<RankedCosts, 'ranked'> {
+  let floor = Infinity;
+  for (const it of items) floor = Math.min(floor, it.minCost ?? it.cost);
+  return { length: items.length, cost: (i) => items[i].cost, minCost: (i) => items[i].minCost ?? items[i].cost, floor };
+}
+
+/** RankedCosts over SelectItems, ranked by `scores` (rankOrder) or else by rankChunks. */
+export function rankedCostsOf(items: readonly SelectItem[], question: string, scores?: ArrayLike<number>): RankedCosts {
+  return { ...costsOfItems(items), ranked: () => (scores ? rankOrder(scores, items.length) : rankChunks(items, question)) };
+}
+
+/**
+ * Ranked indices read one by one before the rest of a large ranking is narrowed to the indices
+ * whose lower bound fits the room left (RankedIterator.narrow): the room only shrinks, so an
+ * index that does not fit when its turn comes never will.
+ */
+export const WALK_AHEAD = 64;
+
+/** Narrows `it` when it is a RankedIterator; a plain order is read as it is. */
+export function narrowTo(it: Iterator<number>, fits: (i: number) => boolean): void {
+  const r = it as Partial<RankedIterator>;
+  if (typeof r.narrow === 'function') r.narrow(fits);
+}
+
+/**
+ * Fills the budget best first: when everything fits, everything is kept (nothing is ranked);
+ * otherwise items are taken in ranked order, and one that does not fit is passed over so that a
+ * smaller one further down can still use the remaining room. Also returns the best-ranked index
+ * and the best-ranked index not chosen (full mode's partial chunk); both undefined when
+ * everything fit.
+ */
+export function fillBudget(t: RankedCosts, budget: number): { chosen: Set<number>; used: number; top: number | undefined; firstLeft: number | undefined } {
+  const chosen = new Set<number>();
+  const whole = wholeCost(t, budget);
+  if (whole !== null) {
+    for (let i = 0; i < t.length; i++) chosen.add(i);
+    return { chosen, used: whole, top: undefined, firstLeft: undefined };
+  }
+  let used = 0;
+  let top: number | undefined;
+  let firstLeft: number | undefined;
+  const it = t.ranked()[Symbol.iterator]();
+  let seen = 0;
+  for (let r = it.next(); !r.done; r = it.next()) {
+    const i = r.value;
+    top ??= i;
+    if (budget - used < t.floor) {
+      // Nothing further fits; the next index is still the best left out.
+      firstLeft ??= i;
+      break;
+    }
+    // Full mode needs the best index left out before the rest is narrowed to what fits.
+    if (++seen === WALK_AHEAD && firstLeft !== undefined) narrowTo(it, (j) => t.minCost(j) <= budget - used);
+    if (used + t.minCost(i) <= budget) {
+      const c = t.cost(i);
+      if (used + c <= budget) {
+        chosen.add(i);
+        used += c;
+        continue;
+      }
+    }
+    firstLeft ??= i;
+  }
+  return { chosen, used, top, firstLeft };
 }
 
 /** The positions of every item together when they fit the budget, else null; lower bounds first, so a large input stops early. */
-function wholeCost(items: readonly SelectItem[], budget: number): number | null {
+function wholeCost(t: Omit<RankedCosts, 'ranked'>, budget: number): number | null {
   let low = 0;
-  for (const it of items) {
-    low += it.minCost ?? it.cost;
+  for (let i = 0; i < t.length; i++) {
+    low += t.minCost(i);
     if (low > budget) return null;
   }
   let total = 0;
-  for (const it of items) total += it.cost;
+  for (let i = 0; i < t.length; i++) total += t.cost(i);
   return total <= budget ? total : null;
 }
 
@@ -173,8 +239,6 @@ export function bm25Normalized(items: readonly RankItem[], question: string): nu
 
 /** The boosts of one question: origin, and identifiers the question quotes. */
 export interface QuestionBoosts {
-  /** Quoted identifiers (quotedIdentifiers). */
-  readonly idents: readonly string[];
   /** `bm25` plus the boosts of one chunk; `body` '' stands for a body that matches no identifier. */
   score(bm25: number, path: string, origin: RankItem['origin'], body: string): number;
   /** score(bm25, path, origin, '') for the chunks of one file, the path matched once. */
@@ -193,7 +257,6 @@ export function questionBoosts(question: string): QuestionBoosts {
       ),
   );
   return {
-    idents,
     score(bm25, path, origin, body) {
       let s = bm25 + ORIGIN_BOOST[origin];
       for (let k = 0; k < idents.length; k++) {

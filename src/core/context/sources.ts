@@ -82,7 +82,7 @@ function checkAborted(signal?: AbortSignal): void {
 }
 
 type ContentVerdict = { ok: true; text: string } | { ok: false; reason: SkipReason };
-type ReadVerdict = (ContentVerdict & { stamp?: FileStamp; known?: true }) | { ok: 'unchanged'; stamp: FileStamp };
+type ReadVerdict = ContentVerdict & { stamp?: FileStamp; known?: true };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -338,26 +338,24 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
       st.skips.add(shown, 'excluded');
       continue;
     }
-    if (st.unchanged) {
-      // A file the snapshot vouches for by its stat alone (most of a warm tree) is taken here,
-      // without a read in flight: no promise per file for the thousands that are unchanged.
-      const s = statSync(realAbs, { throwIfNoEntry: false });
-      if (s && s.size <= st.maxFileBytes) {
-        const stamp = { size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, ino: s.ino };
-        if (st.unchanged(shown, stamp)) {
-          st.unread.push({ path: shown, absPath: abs, stamp });
-          continue;
-        }
-        const reason = st.knownSkip?.(shown, stamp) ?? null;
-        if (reason !== null) {
-          // In the queue, so that skips are applied in the order found, as when read.
-          reads.push({ shown, abs, result: Promise.resolve({ ok: false, reason, stamp, known: true }) });
-          if (reads.length >= READ_AHEAD) await flushReads(st, reads, READ_AHEAD >> 1);
-          continue;
-        }
+    // The stat comes first, here (synchronous for the same reason as the folder listing). A file
+    // the snapshot vouches for by its stat alone (most of a warm tree) is taken without a read in
+    // flight: no promise per file for the thousands that are unchanged.
+    const stamp = statStamp(realAbs);
+    if (stamp && stamp.size <= st.maxFileBytes) {
+      if (st.unchanged?.(shown, stamp)) {
+        st.unread.push({ path: shown, absPath: abs, stamp });
+        continue;
+      }
+      const reason = st.knownSkip?.(shown, stamp) ?? null;
+      if (reason !== null) {
+        // In the queue, so that skips are applied in the order found, as when read.
+        reads.push({ shown, abs, result: Promise.resolve({ ok: false, reason, stamp, known: true }) });
+        if (reads.length >= READ_AHEAD) await flushReads(st, reads, READ_AHEAD >> 1);
+        continue;
       }
     }
-    reads.push({ shown, abs, result: readVerdict(shown, realAbs, st.maxFileBytes, st.unchanged) });
+    reads.push({ shown, abs, result: readVerdict(shown, realAbs, st.maxFileBytes, stamp) });
     if (reads.length >= READ_AHEAD) await flushReads(st, reads, READ_AHEAD >> 1);
   }
 }
@@ -369,8 +367,7 @@ const READ_AHEAD = 64;
 async function flushReads(st: WalkState, reads: PendingRead[], keep = 0): Promise<void> {
   for (const r of reads.splice(0, Math.max(0, reads.length - keep))) {
     const v = await r.result;
-    if (v.ok === 'unchanged') st.unread.push({ path: r.shown, absPath: r.abs, stamp: v.stamp });
-    else if (v.ok) st.out.push({ path: r.shown, absPath: r.abs, text: v.text, startLine: 1, origin: 'workspace', ...(v.stamp ? { stamp: v.stamp } : {}) });
+    if (v.ok) st.out.push({ path: r.shown, absPath: r.abs, text: v.text, startLine: 1, origin: 'workspace', ...(v.stamp ? { stamp: v.stamp } : {}) });
     else {
       st.skips.add(r.shown, v.reason);
       if (v.stamp && CONTENT_SKIPS.has(v.reason)) {
@@ -381,19 +378,25 @@ async function flushReads(st: WalkState, reads: PendingRead[], keep = 0): Promis
   }
 }
 
-/**
- * Reads a file and applies the size and content checks; a file `unchanged` vouches for (by its
- * stat) is not read. The stamp is taken before the read, so a later change always shows in it.
- */
-async function readVerdict(shown: string, abs: string, maxBytes: number, unchanged?: (shown: string, stamp: FileStamp) => boolean): Promise<ReadVerdict> {
-  let buf: Buffer;
-  let stamp: FileStamp;
+/** A file's stamp from a fresh stat; null when it cannot be stat-ed. */
+function statStamp(abs: string): FileStamp | null {
   try {
-    // Synchronous for the same reason as the folder listing: metadata from the cache, no pool trip.
-    const s = statSync(abs);
-    stamp = { size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, ino: s.ino };
-    if (s.size > maxBytes) return { ok: false, reason: 'too-large' };
-    if (unchanged?.(shown, stamp)) return { ok: 'unchanged', stamp };
+    const s = statSync(abs, { throwIfNoEntry: false });
+    return s ? { size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, ino: s.ino } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Reads a file whose stamp (statStamp, null: not stat-able) was just taken and applies the size
+ * and content checks. The stamp is taken before the read, so a later change always shows in it.
+ */
+async function readVerdict(shown: string, abs: string, maxBytes: number, stamp: FileStamp | null): Promise<ReadVerdict> {
+  if (stamp === null) return { ok: false, reason: 'unreadable' };
+  if (stamp.size > maxBytes) return { ok: false, reason: 'too-large' };
+  let buf: Buffer;
+  try {
     buf = await readFile(abs);
   } catch {
     return { ok: false, reason: 'unreadable' };

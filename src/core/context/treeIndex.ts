@@ -50,7 +50,7 @@
 // operation: test/unit/pipeline-tree.test.ts checks that.
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, statSync, unlinkSync, type BigIntStats } from 'node:fs';
-import { open, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import * as path from 'node:path';
 import { ENTRY_CHECKSUM_OFFSET, ENTRY_HEADER_BYTES, checkPayloadEntry, isErrno, payloadEntryHeader, writeStoreEntry } from './cache';
@@ -564,6 +564,22 @@ async function readAtAsync(fh: FileHandle, into: Uint8Array, pos: number): Promi
 const sameFile = (a: BigIntStats, b: BigIntStats) => a.ino === b.ino && a.dev === b.dev;
 
 /**
+ * Deletes a corrupt entry only when its path still names the file that was read (`read`: that
+ * file's stat), not a new entry another process just renamed there; true when deleted.
+ */
+function deleteIfStillRead(file: string, read: BigIntStats | null): boolean {
+  try {
+    if (read && sameFile(read, statSync(file, { bigint: true }))) {
+      unlinkSync(file);
+      return true;
+    }
+  } catch {
+    // already gone or replaced
+  }
+  return false;
+}
+
+/**
  * The body postings of a tree loaded from the store, read on demand: block by block, each
  * verified against the head's hash the first time it is read (see the top comment for how another
  * process's replacing the entry is told from corruption).
@@ -679,16 +695,7 @@ export class LazyPostings {
       if (fd >= 0) closeSync(fd);
     }
     if (bad !== null) {
-      // Delete it only when the path still names the file read (not a new entry another process just renamed there).
-      let deleted = false;
-      try {
-        if (fdStat && sameFile(fdStat, statSync(this.file, { bigint: true }))) {
-          unlinkSync(this.file);
-          deleted = true;
-        }
-      } catch {
-        // already gone or replaced
-      }
+      const deleted = deleteIfStillRead(this.file, fdStat);
       this.log(`tree index: corrupt entry ${this.file} (${bad}); ${deleted ? 'deleted, will rebuild' : 'already replaced by another process'}`);
       this.fail(t, bad, deleted);
     }
@@ -766,11 +773,8 @@ export async function loadTreeIndex(cacheDir: string, key: string, log: (line: s
   } finally {
     await fh.close().catch(() => {});
   }
-  // Delete it only when the path still names the file read (another process may have replaced it since).
-  const now = await stat(file, { bigint: true }).catch(() => null);
-  const replaced = !now || !fdStat || !sameFile(fdStat, now);
-  log(`tree index: corrupt entry ${file} (${bad}); ${replaced ? 'already replaced by another process' : 'deleted, will rebuild'}`);
-  if (!replaced) await unlink(file).catch(() => {});
+  const deleted = deleteIfStillRead(file, fdStat);
+  log(`tree index: corrupt entry ${file} (${bad}); ${deleted ? 'deleted, will rebuild' : 'already replaced by another process'}`);
   return null;
 }
 
