@@ -300,6 +300,13 @@ export type ScalingTree =
       compress: { wallMs: number; maxRssMiB: number; encoded: number | null };
       warmMixed: ScalingRun;
       warmArc: ScalingRun;
+      /**
+       * The same question asked LONG_LIVED_ASKS times in the bench's own process (mixed mode), as
+       * the extension asks in its long-lived host: ask()'s time to first token of each, in order;
+       * the first loads the tree index into this process, the others find it there (and their
+       * code compiled). Absent in runs made before it was measured.
+       */
+      longLived?: { ttftMs: number[] };
     };
 
 export interface ScalingSection {

@@ -146,3 +146,8 @@ export function shuffled<T>(items: readonly T[], random: () => number): T[] {
 export function bytesOf(files: readonly { text: string }[]): number {
   return files.reduce((n, f) => n + Buffer.byteLength(f.text, 'utf8'), 0);
 }
+
+/** Median time to first token of the long-lived asks after the first (which loads the tree index). */
+export function longLivedTtft(ttftMs: readonly number[]): number {
+  return ttftMs.length > 1 ? median(ttftMs.slice(1)) : NaN;
+}

@@ -219,7 +219,7 @@ export const command: Command = {
       const scaling = await section('scaling', sections.has('scaling') && (!quick || values.sections !== undefined), io, async () => {
         const cli = path.join(root, 'dist', 'cli.js');
         if (!existsSync(cli)) return { skipped: `${cli} not built (npm run build)` };
-        return runScaling({ sizesMB: parseList(values['scaling-mb'], '--scaling-mb') ?? [1, 10], from: values['scaling-from'] ? values['scaling-from'].split(',').map((d) => path.resolve(d)) : [path.join(root, 'node_modules')], cli, modelDir, threads, signal: io.signal, log });
+        return runScaling({ sizesMB: parseList(values['scaling-mb'], '--scaling-mb') ?? [1, 10], from: values['scaling-from'] ? values['scaling-from'].split(',').map((d) => path.resolve(d)) : [path.join(root, 'node_modules')], cli, modelDir, threads, ...(noDecoder ? {} : { model }), signal: io.signal, log });
       });
       const qaPath = path.resolve(values.qa ?? path.join(modelDir, 'heldout-qa.jsonl'));
       const quality = await section('quality', sections.has('quality'), io, async () => {

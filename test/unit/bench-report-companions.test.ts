@@ -57,3 +57,19 @@ test('companions are read from bench/report-companions.json; the header names ev
     t.cleanup();
   }
 });
+
+test('section 6 shows the long-lived process column and its ratio when a run measured it, a dash for runs before it', () => {
+  const extra = read(FULL_WITH_SCALING);
+  assert.ok(extra.scaling && !('skipped' in extra.scaling));
+  if (!extra.scaling || 'skipped' in extra.scaling) return;
+  const before = renderScalingRuns([{ file: FULL_WITH_SCALING, result: extra, section: extra.scaling }]);
+  assert.match(before, /warm TTFT mixed, long-lived process/);
+  assert.doesNotMatch(before, /long-lived process \(as the extension asks\)/);
+  // The same run as if it had measured the long-lived asks: the first ask of each tree is left out of the figure.
+  const asks: Record<number, number[]> = { 1: [90, 40, 44, 42], 10: [120, 60, 70, 65], 50: [300, 100, 90, 95] };
+  const trees = extra.scaling.trees.map((t) => ('skipped' in t ? t : { ...t, longLived: { ttftMs: asks[t.targetMB] ?? [1, 2] } }));
+  const md = renderScalingRuns([{ file: FULL_WITH_SCALING, result: extra, section: { ...extra.scaling, trees } }]);
+  const row50 = md.split('\n').find((l) => l.startsWith('| 50.'));
+  assert.ok(row50?.includes('| 95 ms |'), row50);
+  assert.match(md, /long-lived process \(as the extension asks\): 42 ms at 1 MB, 65 ms at 10 MB, 95 ms at 50 MB; 1\.55x the 1 MB tree's at 10 MB, 2\.26x the 1 MB tree's at 50 MB\./);
+});
