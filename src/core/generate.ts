@@ -73,11 +73,36 @@ export function tokenPicker(opts: Pick<GenerateOptions, 'temperature' | 'topP' |
 /** Candidates tried per step by extractive decoding, most likely first. */
 export const EXTRACTIVE_CANDIDATES = 4096;
 
+/** Characters of an identifier or number: an answer never starts or ends between two of them in the span. */
+function isWordChar(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 36; // 0-9 A-Z a-z _ $
+}
+
+/**
+ * Whether `text` occurs in `span` as whole lexical units: where its first character is part of a
+ * word (identifier or number), the span's character before it is not; with `ended`, the same for
+ * its last character and the one after it. An answer to a question about code (a name, a file
+ * name, a value, a parameter list) starts and ends at such boundaries: never inside a word.
+ */
+export function occursWhole(span: string, text: string, ended: boolean): boolean {
+  if (text === '') return true;
+  const headWord = isWordChar(text.charCodeAt(0));
+  const tailWord = isWordChar(text.charCodeAt(text.length - 1));
+  for (let at = span.indexOf(text); at >= 0; at = span.indexOf(text, at + 1)) {
+    if (headWord && at > 0 && isWordChar(span.charCodeAt(at - 1))) continue;
+    const end = at + text.length;
+    if (ended && tailWord && end < span.length && isWordChar(span.charCodeAt(end))) continue;
+    return true;
+  }
+  return false;
+}
+
 /**
  * Extractive decoding: picks as `pick` would, among the EXTRACTIVE_CANDIDATES most likely tokens
- * (and EOS) that keep the answer a substring of `span`; the answer is the decoded text before
- * the first stop string (a trailing incomplete character must start one in the span). When no
- * candidate does, EOS.
+ * (and EOS) that keep the answer a substring of `span` made of whole lexical units
+ * (occursWhole: it starts at a word boundary of the span, and it may end, by EOS or a stop string,
+ * only at one); the answer is the decoded text before the first stop string (a trailing
+ * incomplete character must start one in the span). When no candidate does, EOS.
  */
 export function extractivePicker(
   tokenizer: TextTokenizer,
@@ -86,29 +111,40 @@ export function extractivePicker(
   eosTokenId: number,
   pick: (logits: Float32Array) => number,
 ): (logits: Float32Array, ids: readonly number[]) => number {
-  const keeps = (ids: readonly number[], next: number): boolean => {
-    let text = tokenizer.decode([...ids, next]);
+  const answerOf = (ids: readonly number[]): { text: string; stopped: boolean } => {
+    let text = tokenizer.decode(ids as number[]);
+    let stopped = false;
     for (const s of stops) {
       const i = text.indexOf(s);
-      if (i >= 0) text = text.slice(0, i);
+      if (i >= 0) {
+        text = text.slice(0, i);
+        stopped = true;
+      }
     }
+    return { text, stopped };
+  };
+  const keeps = (ids: readonly number[], next: number): boolean => {
+    const { text, stopped } = answerOf([...ids, next]);
     // A byte-level token may end inside a character (decoded as one U+FFFD): the answer so far
     // must then go on, in the span, with a character beyond ASCII.
-    if (!text.endsWith('\ufffd')) return span.includes(text);
-    text = text.slice(0, -1);
-    for (let at = span.indexOf(text); at >= 0 && at + text.length < span.length; at = span.indexOf(text, at + 1)) {
-      if ((span.codePointAt(at + text.length) ?? 0) >= 0x80) return true;
+    if (!text.endsWith('\ufffd')) return occursWhole(span, text, stopped);
+    const head = text.slice(0, -1);
+    for (let at = span.indexOf(head); at >= 0 && at + head.length < span.length; at = span.indexOf(head, at + 1)) {
+      if ((span.codePointAt(at + head.length) ?? 0) >= 0x80) return true;
     }
     return false;
   };
+  // EOS ends the answer as it stands: allowed where that answer ends at a word boundary.
+  const mayEnd = (ids: readonly number[]): boolean => occursWhole(span, answerOf(ids).text, true);
   return (logits, ids) => {
     const first = pick(logits);
-    if (first === eosTokenId || keeps(ids, first)) return first;
+    if (first === eosTokenId ? mayEnd(ids) : keeps(ids, first)) return first;
     const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
     const masked = new Float32Array(logits.length).fill(-Infinity);
     let any = false;
+    const endOk = mayEnd(ids);
     for (const t of order.slice(0, EXTRACTIVE_CANDIDATES)) {
-      if (t === eosTokenId || keeps(ids, t)) {
+      if (t === eosTokenId ? endOk : keeps(ids, t)) {
         masked[t] = logits[t]!;
         any = true;
       }

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import type { ArcModel, GenerateOptions, GenerationTimings, PrefixPart } from '../../src/core/api';
 import { OnnxDecoder } from '../../src/core/decoder';
 import { ArcError } from '../../src/core/errors';
-import { EXTRACTIVE_CANDIDATES, TextStream, argmax, decodeLoop, extractivePicker, sampleTopP, seededRandom } from '../../src/core/generate';
+import { EXTRACTIVE_CANDIDATES, TextStream, argmax, decodeLoop, extractivePicker, occursWhole, sampleTopP, seededRandom } from '../../src/core/generate';
 import { loadModel } from '../../src/core/model';
 import { NO_TINY, TINY, golden } from './core-fixture';
 
@@ -168,6 +168,50 @@ test('extractive picking passes over tokens that leave the span, most likely fir
   const none = extractivePicker(tok, 'zzz', ['\n'], 2, argmax);
   assert.equal(none(new Float32Array(model.manifest.decoder!.vocabSize).fill(0), tok.encode('abc')), 2);
   assert.ok(EXTRACTIVE_CANDIDATES >= 64);
+});
+
+test('an extractive answer is made of whole words of the span: it starts at a word boundary, and ends at one', () => {
+  const span = '### src/http/cookiejar.py\ndef load(fp, *, fmt=None, dict_type=dict):\n    TAX_RATE = 0.21\n';
+  assert.ok(occursWhole(span, 'cookiejar.py', true), 'after "/" and before a newline');
+  assert.ok(occursWhole(span, 'fp, *, fmt=None, dict_type=dict', true));
+  assert.ok(occursWhole(span, '0.21', true));
+  assert.ok(occursWhole(span, 'dict_', false), 'may still grow into dict_type');
+  assert.ok(!occursWhole(span, 'dict_', true), 'but may not end inside it');
+  assert.ok(!occursWhole(span, 'fp, *, fmt=None, dict_type=d', true));
+  assert.ok(!occursWhole(span, 'ookiejar.py', false), 'never starts inside a word');
+  assert.ok(!occursWhole(span, 'AX_RATE', false));
+  assert.ok(occursWhole(span, ' TAX_RATE', true), 'a leading space is a boundary of its own');
+  assert.ok(occursWhole(span, '(fp', true), 'punctuation needs no boundary');
+  assert.ok(occursWhole(span, '', true));
+  // A later occurrence may be the whole one.
+  assert.ok(occursWhole('xload load', 'load', true));
+  assert.ok(!occursWhole('xload loads', 'load', true));
+});
+
+test('extractive picking does not end an answer inside a word of the span (EOS or a stop string), nor start one there', { skip: NO_TINY }, () => {
+  const tok = model.tokenizer;
+  const span = 'export const TAX_RATE = 0.21;';
+  const vocab = model.manifest.decoder!.vocabSize;
+  const pickAfter = (answer: string, order: number[]) => {
+    const logits = new Float32Array(vocab).fill(-10);
+    order.forEach((t, k) => (logits[t] = 10 - k));
+    return extractivePicker(tok, span, ['\n'], 2, argmax)(logits, answer === '' ? [] : tok.encode(answer));
+  };
+  const nl = tok.encode('\n')[0]!;
+  const whole = tok.encode('TAX_RATE');
+  // Cut the name one token short: ending there would end inside TAX_RATE.
+  const part = tok.decode(whole.slice(0, -1));
+  const rest = whole[whole.length - 1]!;
+  assert.ok(span.includes(part) && part !== 'TAX_RATE');
+  assert.equal(pickAfter(part, [2, rest]), rest, 'EOS inside a word is passed over');
+  assert.equal(pickAfter(part, [nl, rest]), rest, 'so is a stop string');
+  assert.equal(pickAfter('TAX_RATE', [2, nl]), 2, 'EOS after the whole word is taken');
+  assert.equal(pickAfter('TAX_RATE', [nl, 2]), nl);
+  // A first token that starts inside a word ("AX" of "TAX") is passed over for one that starts a word.
+  const inside = tok.encode('AX')[0]!;
+  const start = tok.encode('0.21')[0]!;
+  assert.ok(span.includes(tok.decode([inside])) && !occursWhole(span, tok.decode([inside]), false), tok.decode([inside]));
+  assert.equal(pickAfter('', [inside, start]), start);
 });
 
 test('extractive decoding on the model: every answer is a span of answerFrom, and a free answer that already was one is unchanged', { skip: NO_TINY }, async () => {
