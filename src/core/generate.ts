@@ -78,30 +78,69 @@ function isWordChar(c: number): boolean {
   return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 36; // 0-9 A-Z a-z _ $
 }
 
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
 /**
- * Whether `text` occurs in `span` as whole lexical units: where its first character is part of a
- * word (identifier or number), the span's character before it is not; with `ended`, the same for
- * its last character and the one after it. An answer to a question about code (a name, a file
- * name, a value, a parameter list) starts and ends at such boundaries: never inside a word.
+ * Whether the span has a boundary before index k: not between two word characters, nor at either
+ * side of a decimal point between two digits (`0.21` is one number).
+ */
+function boundaryAt(span: string, k: number): boolean {
+  if (k <= 0 || k >= span.length) return true;
+  const a = span.charCodeAt(k - 1);
+  const b = span.charCodeAt(k);
+  if (isWordChar(a) && isWordChar(b)) return false;
+  if (isDigit(a) && b === 46 && isDigit(span.charCodeAt(k + 1))) return false; // 0|.21
+  if (a === 46 && isDigit(b) && isDigit(span.charCodeAt(k - 2))) return false; // 0.|21
+  return true;
+}
+
+/**
+ * Whether `text` occurs in `span` as whole lexical units: it starts at a boundary of the span
+ * (boundaryAt: never inside a word, an identifier or number) and, with `ended`, ends at one. An
+ * answer to a question about code (a name, a file name, a value, a parameter list) starts and
+ * ends at such boundaries.
  */
 export function occursWhole(span: string, text: string, ended: boolean): boolean {
   if (text === '') return true;
-  const headWord = isWordChar(text.charCodeAt(0));
-  const tailWord = isWordChar(text.charCodeAt(text.length - 1));
   for (let at = span.indexOf(text); at >= 0; at = span.indexOf(text, at + 1)) {
-    if (headWord && at > 0 && isWordChar(span.charCodeAt(at - 1))) continue;
-    const end = at + text.length;
-    if (ended && tailWord && end < span.length && isWordChar(span.charCodeAt(end))) continue;
-    return true;
+    if (boundaryAt(span, at) && (!ended || boundaryAt(span, at + text.length))) return true;
   }
   return false;
+}
+
+/** Characters an answer does not end on: separators and operators, which something must follow. */
+const OPEN_ENDED = new Set([...',;=:+-*/%&|^<>!~.\\@'].map((c) => c.charCodeAt(0)));
+
+/**
+ * Whether `text` could be a whole answer as it stands: its quotes and brackets are closed (quoted
+ * strings, with backslash escapes, are skipped when counting brackets) and it does not end on a
+ * separator or operator. A name, value or parameter list ends complete (`dict_type=dict`, not
+ * `dict_type=`; `"HTTPOnly"`, not `"HTTP`).
+ */
+export function endsComplete(text: string): boolean {
+  const t = text.trimEnd();
+  if (t === '') return true;
+  let depth = 0;
+  let quote = 0;
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    if (quote !== 0) {
+      if (c === 92) i++; // backslash: the next character is escaped
+      else if (c === quote) quote = 0;
+    } else if (c === 34 || c === 39 || c === 96) quote = c; // " ' `
+    else if (c === 40 || c === 91 || c === 123) depth++; // ( [ {
+    else if (c === 41 || c === 93 || c === 125) depth--; // ) ] }
+  }
+  return quote === 0 && depth === 0 && !OPEN_ENDED.has(t.charCodeAt(t.length - 1));
 }
 
 /**
  * Extractive decoding: picks as `pick` would, among the EXTRACTIVE_CANDIDATES most likely tokens
  * (and EOS) that keep the answer a substring of `span` made of whole lexical units
  * (occursWhole: it starts at a word boundary of the span, and it may end, by EOS or a stop string,
- * only at one); the answer is the decoded text before the first stop string (a trailing
+ * only at one, and only complete: endsComplete); the answer is the decoded text before the first stop string (a trailing
  * incomplete character must start one in the span). When no candidate does, EOS.
  */
 export function extractivePicker(
@@ -127,15 +166,18 @@ export function extractivePicker(
     const { text, stopped } = answerOf([...ids, next]);
     // A byte-level token may end inside a character (decoded as one U+FFFD): the answer so far
     // must then go on, in the span, with a character beyond ASCII.
-    if (!text.endsWith('\ufffd')) return occursWhole(span, text, stopped);
+    if (!text.endsWith('\ufffd')) return occursWhole(span, text, stopped) && (!stopped || endsComplete(text));
     const head = text.slice(0, -1);
     for (let at = span.indexOf(head); at >= 0 && at + head.length < span.length; at = span.indexOf(head, at + 1)) {
       if ((span.codePointAt(at + head.length) ?? 0) >= 0x80) return true;
     }
     return false;
   };
-  // EOS ends the answer as it stands: allowed where that answer ends at a word boundary.
-  const mayEnd = (ids: readonly number[]): boolean => occursWhole(span, answerOf(ids).text, true);
+  // EOS ends the answer as it stands: allowed where that answer ends at a word boundary, complete.
+  const mayEnd = (ids: readonly number[]): boolean => {
+    const { text } = answerOf(ids);
+    return occursWhole(span, text, true) && endsComplete(text);
+  };
   return (logits, ids) => {
     const first = pick(logits);
     if (first === eosTokenId ? mayEnd(ids) : keeps(ids, first)) return first;

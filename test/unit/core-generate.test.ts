@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import type { ArcModel, GenerateOptions, GenerationTimings, PrefixPart } from '../../src/core/api';
 import { OnnxDecoder } from '../../src/core/decoder';
 import { ArcError } from '../../src/core/errors';
-import { EXTRACTIVE_CANDIDATES, TextStream, argmax, decodeLoop, extractivePicker, occursWhole, sampleTopP, seededRandom } from '../../src/core/generate';
+import { EXTRACTIVE_CANDIDATES, TextStream, argmax, decodeLoop, endsComplete, extractivePicker, occursWhole, sampleTopP, seededRandom } from '../../src/core/generate';
 import { loadModel } from '../../src/core/model';
 import { NO_TINY, TINY, golden } from './core-fixture';
 
@@ -163,7 +163,10 @@ test('extractive picking passes over tokens that leave the span, most likely fir
   assert.equal(pickFor([good, bad]), good, 'the likeliest token keeps the span');
   assert.equal(pickFor([bad, good]), good, 'a token that leaves the span is passed over');
   const nl = tok.encode('\n')[0]!;
-  assert.equal(pickFor([nl, bad]), nl, 'a stop string ends a valid answer');
+  assert.equal(pickFor([nl, good]), good, 'a stop string does not end "0." (inside a number)');
+  const whole = new Float32Array(model.manifest.decoder!.vocabSize).fill(-10);
+  whole[nl] = 10;
+  assert.equal(extractivePicker(tok, span, ['\n'], 2, argmax)(whole, tok.encode('0.21')), nl, 'a stop string ends a whole answer');
   // No candidate keeps the answer a substring: EOS.
   const none = extractivePicker(tok, 'zzz', ['\n'], 2, argmax);
   assert.equal(none(new Float32Array(model.manifest.decoder!.vocabSize).fill(0), tok.encode('abc')), 2);
@@ -175,8 +178,13 @@ test('an extractive answer is made of whole words of the span: it starts at a wo
   assert.ok(occursWhole(span, 'cookiejar.py', true), 'after "/" and before a newline');
   assert.ok(occursWhole(span, 'fp, *, fmt=None, dict_type=dict', true));
   assert.ok(occursWhole(span, '0.21', true));
+  assert.ok(!occursWhole(span, '0', true), 'a number does not end at its decimal point');
+  assert.ok(!occursWhole(span, '21', false), 'nor start after it');
+  assert.ok(occursWhole('x = 0. + y', '0', true), 'a point not followed by a digit ends it');
   assert.ok(occursWhole(span, 'dict_', false), 'may still grow into dict_type');
   assert.ok(!occursWhole(span, 'dict_', true), 'but may not end inside it');
+  assert.ok(endsComplete('"HTTPOnly"') && endsComplete('fp, _class=HTTPMessage') && endsComplete('f(a, [1, 2])') && endsComplete("'don\\'t'"));
+  assert.ok(!endsComplete('"HTTP') && !endsComplete('dict_type=') && !endsComplete('fp,') && !endsComplete('f(a') && !endsComplete('x)'), 'open quotes, brackets and trailing operators are not whole answers');
   assert.ok(!occursWhole(span, 'fp, *, fmt=None, dict_type=d', true));
   assert.ok(!occursWhole(span, 'ookiejar.py', false), 'never starts inside a word');
   assert.ok(!occursWhole(span, 'AX_RATE', false));
