@@ -39,24 +39,30 @@ const HAS_DEFAULT_MODEL = existsSync(join(DEFAULT_MODEL_DIR, 'arc-model.json'));
 const MODEL_DIR = HAS_DEFAULT_MODEL ? DEFAULT_MODEL_DIR : FIXTURE_MODEL_DIR;
 
 /**
- * Why the bundled model's answers are not checked, or null when they must be right. The model
- * card's measured held-out exact match in the mode these flows run in (mixed, the default) on the
- * whole-package set decides (written into the manifest's `evaluationRepos` by
- * tools/model_card.py): these flows ask about a workspace folder the way `ask --root` does, which
- * is what that set measures (each question over a whole package folder larger than the window),
- * not the short-excerpt set. A model that measurably answers such questions must answer these;
- * one that does not yet is only driven through the flows.
+ * Why the bundled model's answers are not yet required to be right, or null when they are. The
+ * model is final when the figures its manifest records for the whole-package set (`evaluationRepos`,
+ * written by tools/model_card.py from `arc-context eval`; each question over a whole package folder
+ * larger than the window, asked the way these flows ask about a workspace folder) meet the bar its
+ * issue sets: mixed (the default mode these flows run in) at least full text while reading at
+ * least twice its source tokens, arc at least half of full text, closed book at most 2%. Until
+ * then the answer check still runs and reports the answers, as a todo (a known failure that does
+ * not fail the suite); from then on it must pass.
  */
-const ANSWER_CHECK_MIN_EM = 0.5;
 function defaultModelNotFinal() {
   if (!HAS_DEFAULT_MODEL) return 'no bundled default model (models/arc-tiny-code) yet';
-  const { evaluationRepos } = JSON.parse(readFileSync(join(DEFAULT_MODEL_DIR, 'arc-model.json'), 'utf8'));
-  const em = evaluationRepos?.mixed?.exactMatch;
-  if (typeof em !== 'number') return 'the bundled model has no measured whole-package exact match in mixed mode in its manifest';
-  if (em < ANSWER_CHECK_MIN_EM) {
-    return `the bundled model's measured whole-package exact match in mixed mode is ${em.toFixed(3)} (< ${ANSWER_CHECK_MIN_EM}); see models/arc-tiny-code/MODEL.md`;
+  const { evaluationRepos: e } = JSON.parse(readFileSync(join(DEFAULT_MODEL_DIR, 'arc-model.json'), 'utf8'));
+  const em = (m) => e?.[m]?.exactMatch;
+  if (!['mixed', 'arc', 'full', 'none'].every((m) => typeof em(m) === 'number')) {
+    return 'the bundled model has no measured whole-package exact match in every mode in its manifest';
   }
-  return null;
+  const pct = (x) => `${(100 * x).toFixed(1)}%`;
+  const short = [];
+  if (em('mixed') < em('full')) short.push(`mixed ${pct(em('mixed'))} < full ${pct(em('full'))}`);
+  if (!(e.mixed.meanSourceTokens >= 2 * e.full.meanSourceTokens)) short.push(`mixed reads ${e.mixed.meanSourceTokens} source tokens, under twice full's ${e.full.meanSourceTokens}`);
+  if (em('arc') < 0.5 * em('full')) short.push(`arc ${pct(em('arc'))} < half of full`);
+  if (em('none') > 0.02) short.push(`closed book ${pct(em('none'))} > 2%`);
+  if (short.length === 0) return null;
+  return `the bundled model's measured whole-package figures are below its bar (${short.join('; ')}); see models/arc-tiny-code/MODEL.md`;
 }
 
 /** Answers the flows received, checked for content by the model test at the end. */
@@ -483,10 +489,11 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
 
     it('the bundled default model answered (a), (b) and (d) correctly', (t) => {
       const notFinal = defaultModelNotFinal();
-      if (notFinal) {
+      if (!HAS_DEFAULT_MODEL) {
         t.skip(notFinal);
         return;
       }
+      if (notFinal) t.todo(`checked, not yet required: ${notFinal}`);
       assert.match(answers.applyDiscount ?? '', /src\/pricing\.ts/, `(a) which file defines applyDiscount: "${answers.applyDiscount}"`);
       assert.match(answers.TAX_RATE ?? '', /^0\.21\b/, `(b) value of TAX_RATE: "${answers.TAX_RATE}"`);
       assert.match(answers.LOW_STOCK_THRESHOLD ?? '', /^5\b/, `(d) value of LOW_STOCK_THRESHOLD: "${answers.LOW_STOCK_THRESHOLD}"`);
