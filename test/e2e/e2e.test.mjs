@@ -755,9 +755,10 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
       await chatCompleted(response);
       const body = await response.locator('.value').innerText();
       assert.match(body, stats(), `no backend in the footer of "${body}"`);
-      // The answer is what follows the progress summary ("Completed N steps in …") and precedes
-      // the "Read from:" anchors and the footer.
-      const shown = body.replace(/^\s*Completed \d+ steps?[^\n]*\n/, '').split(/\n\s*Read from:|\n\s*ARC mixed/)[0];
+      // The answer is what follows the progress summary ("Completed N steps in …") and the
+      // references label ("Used N references"; either may come first, or be missing, as the Chat
+      // view renders them) and precedes the "Read from:" anchors and the footer.
+      const shown = body.replace(/^(\s*(Completed \d+ steps?|Used \d+ references?)[^\n]*\n)+/, '').split(/\n\s*Read from:|\n\s*ARC mixed/)[0];
       assert.equal(flat(shown), flat(renderedText(cliAnswer(env.model, 'mixed', question))), `@arc answer "${shown}"`);
       assert.equal((await env.engine.served()).length, before + 1);
       await h.screenshot(page, 'engine-chat-view');
