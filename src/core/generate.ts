@@ -138,10 +138,10 @@ export function endsComplete(text: string): boolean {
 
 /**
  * Extractive decoding: picks as `pick` would, among the EXTRACTIVE_CANDIDATES most likely tokens
- * (and EOS) that keep the answer a substring of `span` made of whole lexical units
- * (occursWhole: it starts at a word boundary of the span, and it may end, by EOS or a stop string,
- * only at one, and only complete: endsComplete); the answer is the decoded text before the first stop string (a trailing
- * incomplete character must start one in the span). When no candidate does, EOS.
+ * (and EOS) that keep the answer a substring of `span` made of whole lexical units (occursWhole:
+ * it starts at a boundary of the span, and it may end, by EOS or a stop string, only at one and
+ * only complete: endsComplete); the answer is the decoded text before the first stop string (a
+ * trailing incomplete character must start one in the span). When no candidate does, EOS.
  */
 export function extractivePicker(
   tokenizer: TextTokenizer,
