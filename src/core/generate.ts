@@ -110,8 +110,11 @@ export function occursWhole(span: string, text: string, ended: boolean): boolean
   return false;
 }
 
-/** Characters an answer does not end on: separators and operators, which something must follow. */
-const OPEN_ENDED = new Set([...',;=:+-*/%&|^<>!~.\\@'].map((c) => c.charCodeAt(0)));
+/**
+ * Characters an answer does not end on: separators and operators, which something must follow.
+ * Not `>` (it closes generic types: `Map<string, number>`) nor `!` (TypeScript's non-null `x!`).
+ */
+const OPEN_ENDED = new Set([...',;=:+-*/%&|^<~.\\@'].map((c) => c.charCodeAt(0)));
 
 /**
  * Whether `text` could be a whole answer as it stands: its quotes and brackets are closed (quoted

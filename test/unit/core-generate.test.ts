@@ -184,6 +184,7 @@ test('an extractive answer is made of whole words of the span: it starts at a wo
   assert.ok(occursWhole(span, 'dict_', false), 'may still grow into dict_type');
   assert.ok(!occursWhole(span, 'dict_', true), 'but may not end inside it');
   assert.ok(endsComplete('"HTTPOnly"') && endsComplete('fp, _class=HTTPMessage') && endsComplete('f(a, [1, 2])') && endsComplete("'don\\'t'"));
+  assert.ok(endsComplete('a: Map<string, number>') && endsComplete('this.value!'), 'a generic type and a non-null assertion end complete');
   assert.ok(!endsComplete('"HTTP') && !endsComplete('dict_type=') && !endsComplete('fp,') && !endsComplete('f(a') && !endsComplete('x)'), 'open quotes, brackets and trailing operators are not whole answers');
   assert.ok(!occursWhole(span, 'fp, *, fmt=None, dict_type=d', true));
   assert.ok(!occursWhole(span, 'ookiejar.py', false), 'never starts inside a word');
