@@ -502,28 +502,18 @@ export function renderScalingRuns(runs: { file: string; result: BenchResult; sec
   out.push('');
   // The notes say the same in every run; the latest run's are shown.
   for (const n of runs[runs.length - 1].section.notes) out.push(`- ${n}`);
-  const warm = (t: ScalingTree) => ('skipped' in t ? null : Math.max(t.warmMixed.ttftMs, t.warmArc.ttftMs));
-  const last = runs[runs.length - 1].section.trees.filter((t) => !('skipped' in t));
+  // "<label> A ms at 1 MB, B ms at 10 MB; Rx the 1 MB tree's at 10 MB.": each tree against the first.
+  const ratioLine = (label: string, points: { targetMB: number; ms: number }[]) =>
+    `- Run [${runs.length}]${label} ${points.map((p) => `${f(p.ms)} ms at ${p.targetMB} MB`).join(', ')}; ` +
+    `${points
+      .slice(1)
+      .map((p) => `${f(p.ms / points[0].ms, 2)}x the ${points[0].targetMB} MB tree's at ${p.targetMB} MB`)
+      .join(', ')}.`;
+  const last = runs[runs.length - 1].section.trees.flatMap((t) => ('skipped' in t ? [] : [t]));
   if (last.length > 1) {
-    const small = last[0];
-    out.push(
-      `- Run [${runs.length}]: warm time to first token (the slower of mixed and arc) ${last.map((t) => `${f(warm(t))} ms at ${t.targetMB} MB`).join(', ')}; ` +
-        `${last
-          .slice(1)
-          .map((t) => `${f((warm(t) ?? 0) / (warm(small) ?? 1), 2)}x the ${small.targetMB} MB tree's at ${t.targetMB} MB`)
-          .join(', ')}.`,
-    );
-    const lived = last.flatMap((t) => ('skipped' in t || !t.longLived ? [] : [{ targetMB: t.targetMB, ms: longLivedTtft(t.longLived.ttftMs) }]));
-    if (lived.length > 1 && lived[0].targetMB === small.targetMB) {
-      const ll = (t: (typeof lived)[number]) => t.ms;
-      out.push(
-        `- Run [${runs.length}], long-lived process (as the extension asks): ${lived.map((t) => `${f(ll(t))} ms at ${t.targetMB} MB`).join(', ')}; ` +
-          `${lived
-            .slice(1)
-            .map((t) => `${f(ll(t) / ll(lived[0]), 2)}x the ${small.targetMB} MB tree's at ${t.targetMB} MB`)
-            .join(', ')}.`,
-      );
-    }
+    out.push(ratioLine(': warm time to first token (the slower of mixed and arc)', last.map((t) => ({ targetMB: t.targetMB, ms: Math.max(t.warmMixed.ttftMs, t.warmArc.ttftMs) }))));
+    const lived = last.flatMap((t) => (t.longLived ? [{ targetMB: t.targetMB, ms: longLivedTtft(t.longLived.ttftMs) }] : []));
+    if (lived.length > 1 && lived[0].targetMB === last[0].targetMB) out.push(ratioLine(', long-lived process (as the extension asks):', lived));
   }
   out.push('');
   return out.join('\n');

@@ -35,7 +35,6 @@ export interface ScalingOptions {
 /** Questions asked in the bench's own process per tree; the figure kept is the median of all but the first. */
 export const LONG_LIVED_ASKS = 4;
 
-
 const CODE = /\.(js|mjs|cjs|ts|mts|cts|tsx|jsx|py)$/;
 /** Bundles and minified files are not what people ask about, and one of them could be the whole tree. */
 const SKIP = /\.min\.|\.bundle\.|(^|\/)(dist|umd|esm)\/.*\.map$/;

@@ -165,31 +165,30 @@ export function extractivePicker(
     }
     return { text, stopped };
   };
+  // A whole answer so far; one that ends here (EOS, a stop string) also ends at a boundary, complete.
+  const whole = (text: string, ended: boolean): boolean => occursWhole(span, text, ended) && (!ended || endsComplete(text));
   const keeps = (ids: readonly number[], next: number): boolean => {
     const { text, stopped } = answerOf([...ids, next]);
     // A byte-level token may end inside a character (decoded as one U+FFFD): the answer so far
     // must then go on, in the span, with a character beyond ASCII.
-    if (!text.endsWith('\ufffd')) return occursWhole(span, text, stopped) && (!stopped || endsComplete(text));
+    if (!text.endsWith('\ufffd')) return whole(text, stopped);
     const head = text.slice(0, -1);
     for (let at = span.indexOf(head); at >= 0 && at + head.length < span.length; at = span.indexOf(head, at + 1)) {
       if ((span.codePointAt(at + head.length) ?? 0) >= 0x80) return true;
     }
     return false;
   };
-  // EOS ends the answer as it stands: allowed where that answer ends at a word boundary, complete.
-  const mayEnd = (ids: readonly number[]): boolean => {
-    const { text } = answerOf(ids);
-    return occursWhole(span, text, true) && endsComplete(text);
-  };
   return (logits, ids) => {
+    // EOS ends the answer as it stands (asked once per step, and only when EOS is a candidate).
+    let endOk: boolean | undefined;
+    const mayEnd = () => (endOk ??= whole(answerOf(ids).text, true));
     const first = pick(logits);
-    if (first === eosTokenId ? mayEnd(ids) : keeps(ids, first)) return first;
+    if (first === eosTokenId ? mayEnd() : keeps(ids, first)) return first;
     const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
     const masked = new Float32Array(logits.length).fill(-Infinity);
     let any = false;
-    const endOk = mayEnd(ids);
     for (const t of order.slice(0, EXTRACTIVE_CANDIDATES)) {
-      if (t === eosTokenId ? endOk : keeps(ids, t)) {
+      if (t === eosTokenId ? mayEnd() : keeps(ids, t)) {
         masked[t] = logits[t]!;
         any = true;
       }
