@@ -21,6 +21,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -341,6 +342,11 @@ def arc_qa_item(data: Data, chunks: Sequence[C.Chunk], q) -> dict:
 # --------------------------------------------------------------------------- window-shaped items
 
 
+def mentions(body: str, name: str) -> int:
+    """How often `name` occurs in `body` as a whole identifier."""
+    return len(re.findall(r"(?<![A-Za-z0-9_$])" + re.escape(name) + r"(?![A-Za-z0-9_$])", body))
+
+
 class WindowSource:
     """Items at the shape `ask --root` gives the decoder: many chunks of several files of one
     package (plus some from other packages) filling most of the window, questions about some of
@@ -362,10 +368,13 @@ class WindowSource:
         return len(ids), len(group_sizes(len(ids), self.x or 4)) + 1 + header
 
     def pick(self, rng: random.Random, target: int, forms: str, text_budget: int, p_answer_text: float,
-             n_questions: int):
+             n_questions: int, hard: bool = False):
         """Chooses chunks and questions. forms: "arc" (all compressed), "full" (all text), "mixed"
         (the answer's chunk as text with p_answer_text, others as text while text_budget lasts
-        and a coin says so, the rest compressed). Returns (chunks, is_text flags, QAs) or None."""
+        and a coin says so, the rest compressed). hard: the other chunks are taken as a lexical
+        ranker would rank them for the question, those that mention the asked name most first
+        (the distractors `ask --root` puts beside the answer), instead of in random order.
+        Returns (chunks, is_text flags, QAs) or None."""
         di, ci, qi = rng.choice(self.qa_pool)
         d = self.docs[di]
         first = C.QA(**d["chunks"][ci]["qa"][qi])
@@ -375,6 +384,8 @@ class WindowSource:
             o = rng.randrange(len(self.docs))
             cands.append((o, rng.randrange(len(self.docs[o]["chunks"]))))
         rng.shuffle(cands)
+        if hard:  # stable: equal mention counts stay shuffled
+            cands.sort(key=lambda c: -mentions(self.docs[c[0]]["chunks"][c[1]]["body"], first.name))
         hl = lambda doc: len(header_ids(self.data, doc["path"]))  # noqa: E731
         t0, c0 = self.costs(d["chunks"][ci]["ids"], hl(d))
         ans_text = forms == "full" or (forms == "mixed" and rng.random() < p_answer_text)
@@ -413,10 +424,11 @@ class WindowSource:
         return chunks, [t for _, t in picked], qs
 
     def item(self, rng: random.Random, T: int, forms: str, target: int, text_budget: int = 160,
-             p_answer_text: float = 0.8, n_questions: int = 1, rename: bool = True) -> Optional[dict]:
+             p_answer_text: float = 0.8, n_questions: int = 1, rename: bool = True,
+             hard: bool = False) -> Optional[dict]:
         """A training item in the mixed prefix layout (docs/DESIGN.md): [BOS], compressed chunks
         in document order (vectors + <Cont>), text chunks in document order, then the questions."""
-        got = self.pick(rng, target, forms, text_budget, p_answer_text, n_questions)
+        got = self.pick(rng, target, forms, text_budget, p_answer_text, n_questions, hard)
         chunks, is_text, qs = got
         if rename:
             renamed = []
@@ -831,7 +843,8 @@ def main() -> None:
                             it = wsrc.item(data.rng, T, win, data.rng.randint(lo, hi),
                                            text_budget=data.rng.choice(st.get("text_budgets", [0, 64, 128, 160, 192, 256])),
                                            p_answer_text=st.get("p_answer_text", 0.8),
-                                           n_questions=st.get("window_questions", {}).get(win, 2))
+                                           n_questions=st.get("window_questions", {}).get(win, 2),
+                                           hard=st.get("hard_distractors", 0) > 0 and data.rng.random() < st["hard_distractors"])
                         items.append(it)
                     elif data.rng.random() < mx.get("qa", 0) / max(1e-9, 1 - sum(mx.get("win_" + f, 0) for f in ("arc", "mixed", "full"))):
                         src = (data.synth_example(False, st.get("questions_per_context", 1))

@@ -132,6 +132,36 @@ class WindowLayoutTest(unittest.TestCase):
             self.assertAlmostEqual(float(train.arc_forward(dec, enc, [legacy])), float(train.arc_forward(dec, enc, [seg])), places=5)
 
 
+class HardDistractorTest(unittest.TestCase):
+    """"hard_distractors": a window item's other chunks come as a lexical ranker would put them
+    beside the answer (most mentions of the asked name first), not in random order."""
+
+    def setUp(self):
+        self.data = _TextData()
+        qa = {"kind": "params", "name": "area", "question": C.Q_PARAMS.format(name="area"), "answer": "w, h"}
+        bodies = ["def area(w, h):\n    return w * h\n"] + [f"x{k} = {k}\n" for k in range(8)] + \
+                 ["print(area(1, 2), area(3, 4))\n", "y = area(5, 6)\n", "areas = 1\n"]
+        chunks = [{"body": b, "start": 1, "ids": self.data.enc(f"### pkg/m{k}.py\n" + b), "qa": [qa] if k == 0 else []}
+                  for k, b in enumerate(bodies)]
+        self.src = train.WindowSource(self.data, [{"package": "pkg", "path": "pkg/m.py", "chunks": chunks}])
+        self.src.x = 4
+        self.bodies, self.ids = bodies, [c["ids"] for c in chunks]
+
+    def test_mentions_counts_whole_identifiers(self):
+        self.assertEqual(train.mentions("print(area(1, 2), area(3, 4))", "area"), 2)
+        self.assertEqual(train.mentions("areas = my_area + area_", "area"), 0)
+
+    def test_hard_items_take_the_chunks_that_mention_the_name_first(self):
+        import random
+        need = sum(self.src.costs(self.ids[k])[0] for k in (0, 9, 10))  # room for exactly three chunks
+        for seed in range(5):
+            chunks, _, qs = self.src.pick(random.Random(seed), need, "full", 0, 1.0, 1, hard=True)
+            self.assertEqual(qs[0].name, "area")
+            self.assertEqual([c.body for c in chunks], [self.bodies[0], self.bodies[9], self.bodies[10]])
+        easy = {tuple(c.body for c in self.src.pick(random.Random(seed), need, "full", 0, 1.0, 1)[0]) for seed in range(5)}
+        self.assertNotEqual(easy, {(self.bodies[0], self.bodies[9], self.bodies[10])})
+
+
 class CompressedHeaderTest(unittest.TestCase):
     """With "compressed_headers" each compressed chunk is preceded by its header as text
     (manifest documentFormat.compressedHeader); text chunks are unchanged."""
