@@ -105,6 +105,9 @@ let tc;
 let vsix;
 let browser;
 let failures = 0;
+/** Tests that failed as todos (known failures): counted apart, their logs kept for reading. */
+let knownFailures = 0;
+const todoTests = new Set();
 
 before(async () => {
   // Each instance leaves ~60 MB (extracted VSIX, user data): keep only the latest run's.
@@ -122,8 +125,8 @@ before(async () => {
 after(async () => {
   await h.stopAll();
   // A failed run keeps its code-server logs, user data and failure screenshots for reading.
-  if (failures === 0) rmSync(h.TMP, { recursive: true, force: true });
-  else h.log(`${failures} failed; logs and screenshots kept under ${h.TMP}`);
+  if (failures === 0 && knownFailures === 0) rmSync(h.TMP, { recursive: true, force: true });
+  else h.log(`${failures} failed, ${knownFailures} known failure(s) (todo); logs and screenshots kept under ${h.TMP}`);
 });
 
 /** One instance: started before its tests, stopped after; failures leave a screenshot + logs. */
@@ -140,7 +143,8 @@ function instance(name, options) {
   }, { timeout: 5 * 60_000 });
   afterEach(async (t) => {
     if (t.passed !== false) return;
-    failures += 1;
+    if (todoTests.has(t.name)) knownFailures += 1;
+    else failures += 1;
     if (!ctx.page) return;
     const shot = join(h.TMP, `failed-${t.name.replace(/[^\w]+/g, '-').slice(0, 60)}.png`);
     await ctx.page.screenshot({ path: shot }).catch(() => {});
@@ -493,7 +497,10 @@ describe('ARC Context in code-server', { timeout: 30 * 60_000 }, () => {
         t.skip(notFinal);
         return;
       }
-      if (notFinal) t.todo(`checked, not yet required: ${notFinal}`);
+      if (notFinal) {
+        todoTests.add(t.name);
+        t.todo(`checked, not yet required: ${notFinal}`);
+      }
       assert.match(answers.applyDiscount ?? '', /src\/pricing\.ts/, `(a) which file defines applyDiscount: "${answers.applyDiscount}"`);
       assert.match(answers.TAX_RATE ?? '', /^0\.21\b/, `(b) value of TAX_RATE: "${answers.TAX_RATE}"`);
       assert.match(answers.LOW_STOCK_THRESHOLD ?? '', /^5\b/, `(d) value of LOW_STOCK_THRESHOLD: "${answers.LOW_STOCK_THRESHOLD}"`);
