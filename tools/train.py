@@ -344,6 +344,8 @@ def arc_qa_item(data: Data, chunks: Sequence[C.Chunk], q) -> dict:
 
 def mentions(body: str, name: str) -> int:
     """How often `name` occurs in `body` as a whole identifier."""
+    if name not in body:  # most chunks: no regex
+        return 0
     return len(re.findall(r"(?<![A-Za-z0-9_$])" + re.escape(name) + r"(?![A-Za-z0-9_$])", body))
 
 
