@@ -171,16 +171,16 @@ export async function runQuality(model: ArcModel, dataPath: string, opts: Qualit
   try {
     const modes = {} as QualitySection['modes'];
     for (const mode of ['mixed', 'arc', 'full', 'none'] as const) {
-      const correct: boolean[] = [];
-      const examples: QualityExample[] = [];
-      for (const row of rows) {
-        const r = await askRow(model, row.question, row.answers, row.files, answerFileIndex(row), mode, cacheDir, opts);
-        correct.push(r.correct);
-        examples.push({ id: row.id, kind: row.kind, question: row.question, expected: row.answers[0] ?? '', prediction: r.prediction, correct: r.correct, ...(r.error !== undefined ? { error: r.error } : {}) });
-      }
+      // eval's own row runner (a row's pieces of one file merged by path), so these figures are
+      // `arc-context eval`'s on the same rows.
+      const r = await evalRows(model, rows, { mode, cacheDir: mode === 'arc' || mode === 'mixed' ? cacheDir : null, signal: opts.signal, ...(opts.maxNewTokens ? { maxNewTokens: opts.maxNewTokens } : {}) });
+      const examples: QualityExample[] = r.rows.map((x, i) => {
+        const row = rows[i] as QaRow; // evalRows answers the rows in order
+        return { id: x.id, kind: row.kind, question: row.question, expected: row.answers[0] ?? '', prediction: x.prediction, correct: x.correct, ...(x.error !== undefined ? { error: x.error } : {}) };
+      });
       modes[mode] = modeFigures(
-        rows.map((r) => r.kind),
-        correct,
+        rows.map((row) => row.kind),
+        r.rows.map((x) => x.correct),
         examples,
       );
       opts.log(`quality: ${mode} exact match ${modes[mode].exactMatch} on ${rows.length} rows`);

@@ -17,14 +17,16 @@ function file(rel: string): { path: string; text: string } {
   return { path: rel, text: readFileSync(path.join(WORKSPACE, rel), 'utf8') };
 }
 
-/** Three held-out-style rows (one per kind) over the fixture workspace. */
+/** Three held-out-style rows (one per kind) over the fixture workspace; p1 gives report.py in two pieces. */
 function qaRows(): string {
   const config = file('pkg/config.py');
   const report = file('pkg/report.py');
   const store = file('pkg/store.py');
+  const cut = report.text.indexOf('\n', report.text.length >> 1) + 1;
+  const pieces = [{ path: report.path, text: report.text.slice(0, cut) }, { path: report.path, text: report.text.slice(cut) }];
   return [
     { id: 'f1', kind: 'file', question: 'Which file defines `parse_config`?', answers: ['pkg/config.py'], files: [report, config] },
-    { id: 'p1', kind: 'params', question: 'What are the parameters of `format_row`?', answers: ['item, width=20'], files: [report] },
+    { id: 'p1', kind: 'params', question: 'What are the parameters of `format_row`?', answers: ['item, width=20'], files: pieces },
     { id: 'v1', kind: 'value', question: 'What is the value of `LOW_STOCK_LEVEL`?', answers: ['3'], files: [store, config] },
   ]
     .map((r) => JSON.stringify(r))
@@ -102,6 +104,13 @@ test('bench --quick runs every section on tiny-arc and writes the result JSON', 
     assert.deepEqual(res.quality.curve.map((p) => p.distractors), [0, 4, 16, 64]);
     assert.deepEqual(res.quality.modes.full.examples.map((e) => e.id), ['f1', 'p1', 'v1']);
     assert.equal(res.quality.modes.none.errors, 0);
+    // The per-mode figures are `arc-context eval`'s on the same rows (pieces of one file merged).
+    for (const mode of ['mixed', 'full'] as const) {
+      const ev = await cli('eval', '--model', TINY_ARC, '--data', qa, '--mode', mode, '--json', '--max-new-tokens', '3', '--no-cache');
+      assert.equal(ev.code, 0, ev.err);
+      const rows = (JSON.parse(ev.out) as { rows: { id: string; prediction: string; correct: boolean }[] }).rows;
+      assert.deepEqual(res.quality.modes[mode].examples.map((e) => [e.id, e.prediction, e.correct]), rows.map((x) => [x.id, x.prediction, x.correct]), mode);
+    }
 
     const md = renderMarkdown(res, 'results/x.json', 'ttft.svg');
     assert.match(md, /## 1\. Time to first token/);
