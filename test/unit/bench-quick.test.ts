@@ -109,7 +109,7 @@ test('bench --quick runs every section on tiny-arc and writes the result JSON', 
       const ev = await cli('eval', '--model', TINY_ARC, '--data', qa, '--mode', mode, '--json', '--max-new-tokens', '3', '--no-cache');
       assert.equal(ev.code, 0, ev.err);
       const rows = (JSON.parse(ev.out) as { rows: { id: string; prediction: string; correct: boolean }[] }).rows;
-      assert.deepEqual(res.quality.modes[mode].examples.map((e) => [e.id, e.prediction, e.correct]), rows.map((x) => [x.id, x.prediction, x.correct]), mode);
+      assert.deepEqual((res.quality.modes[mode]?.examples ?? []).map((e) => [e.id, e.prediction, e.correct]), rows.map((x) => [x.id, x.prediction, x.correct]), mode);
     }
 
     const md = renderMarkdown(res, 'results/x.json', 'ttft.svg');
