@@ -3,7 +3,8 @@
 # Run on the GPU machine from the repository root, with tools/.data-gpu/ (tools/pack_gpu_run.py)
 # carried along. Writes the run (log, final-*.pt weights, each < 16 MB) to ${OUT:-runs}/gpu.
 # Back here: /usr/bin/python3 tools/package_default.py --run <that folder> --data tools/.data
-# exports it; keep it if `arc-context eval` scores it above the CPU model.
+# exports it; keep it if `arc-context eval` scores it above the CPU model. Its window is 1024, so
+# tools/finalize_default.sh should sweep larger text budgets: SWEEP="1 192 320 512".
 set -euo pipefail
 out="${OUT:-runs}/gpu"
 mkdir -p "$out"
