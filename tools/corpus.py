@@ -232,10 +232,15 @@ class Namer:
         return "/".join(dirs + ["_".join(self.rng.choice(self.words) for _ in range(self.rng.choice((1, 2)))) + ext])
 
 
+def ident_re(name: str) -> "re.Pattern[str]":
+    """`name` as a whole identifier: not inside a longer name (letters, digits, _ and $)."""
+    return re.compile(r"(?<![A-Za-z0-9_$])" + re.escape(name) + r"(?![A-Za-z0-9_$])")
+
+
 def rename(chunks: List[Chunk], qa: QA, namer: Namer, target: int) -> Tuple[List[Chunk], QA]:
     """Rename the asked name everywhere (and the answer file's path) so answers must be read."""
     new = namer.ident()
-    rx = re.compile(r"(?<![A-Za-z0-9_$])" + re.escape(qa.name) + r"(?![A-Za-z0-9_$])")
+    rx = ident_re(qa.name)
     out = [Chunk(c.path, rx.sub(new, c.body), c.start_line) for c in chunks]
     answer = rx.sub(new, qa.answer) if qa.kind == "params" else qa.answer
     if qa.kind == "file":

@@ -292,7 +292,7 @@ def check_rows(rows: Sequence[dict], pkgs: Sequence[Package]) -> None:
     texts = {(f"{OUT_FOLDER}/{p.folder}", path): text for p in pkgs for path, text in p.files}
     for r in rows:
         line = texts[(r["root"], r["answerPath"])].split("\n")[r["answerLine"] - 1]
-        if not re.search(r"(?<![A-Za-z0-9_$])" + re.escape(r["_name"]) + r"(?![A-Za-z0-9_$])", line):
+        if not C.ident_re(r["_name"]).search(line):
             raise SystemExit(f"{r['id']}: line {r['answerLine']} of {r['answerPath']} does not define {r['_name']}")
 
 

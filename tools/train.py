@@ -21,7 +21,6 @@ import json
 import math
 import os
 import random
-import re
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -346,7 +345,7 @@ def mentions(body: str, name: str) -> int:
     """How often `name` occurs in `body` as a whole identifier."""
     if name not in body:  # most chunks: no regex
         return 0
-    return len(re.findall(r"(?<![A-Za-z0-9_$])" + re.escape(name) + r"(?![A-Za-z0-9_$])", body))
+    return len(C.ident_re(name).findall(body))
 
 
 class WindowSource:
