@@ -10,6 +10,9 @@
 #     CONFIG     the config that run used (default tools/configs/arc-tiny-code.json)
 #     CONTINUES  the previous package's arc-model.json + train-log.jsonl, when RUN started from
 #                its weights (train.py --init-from): training cost and log become cumulative
+#   bash tools/finalize_default.sh --remeasure
+#     measure the package already in OUT again (no training run, nothing repackaged): for a change of
+#     decoding or context policy in the TypeScript pipeline; the text budget is swept again
 #   env: SWEEP="1 96 192 320"  mixed text budgets to measure (tokens as text; the best-ranked chunk is
 #                              text even when larger, so 1 means "that chunk only")
 #        TEXT_BUDGET=N         skip the sweep and use N
@@ -22,7 +25,7 @@
 # those whose mean source tokens read are at least twice full mode's (the point of compressing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUN=${1:?usage: bash tools/finalize_default.sh RUN [CONFIG] [CONTINUES]}
+RUN=${1:?usage: bash tools/finalize_default.sh RUN [CONFIG] [CONTINUES] | --remeasure}
 CONFIG=${2:-tools/configs/arc-tiny-code.json}
 CONTINUES=${3:-}
 OUT=${OUT:-models/arc-tiny-code}
@@ -33,8 +36,12 @@ PY=/usr/bin/python3
 CACHE="$EVAL_DIR/cache"
 REPOS=models/arc-tiny-code/heldout-repos.jsonl
 
-$PY tools/package_default.py --run "$RUN" --out "$OUT" --config "$CONFIG" ${CONTINUES:+--continues "$CONTINUES"} \
-  ${TEXT_BUDGET:+--text-budget "$TEXT_BUDGET"} $([ "${EXTRACTIVE:-1}" = 1 ] && echo --extractive)
+if [ "$RUN" = --remeasure ]; then
+  [ -f "$OUT/arc-model.json" ] || { echo "--remeasure: no package in $OUT" >&2; exit 2; }
+else
+  $PY tools/package_default.py --run "$RUN" --out "$OUT" --config "$CONFIG" ${CONTINUES:+--continues "$CONTINUES"} \
+    ${TEXT_BUDGET:+--text-budget "$TEXT_BUDGET"} $([ "${EXTRACTIVE:-1}" = 1 ] && echo --extractive)
+fi
 [ -f dist/cli.js ] || npm run build
 
 # Whole-package set: one vector cache for all its rows and modes (each package is compressed once).

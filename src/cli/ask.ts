@@ -8,7 +8,7 @@ import { planMixedFor } from '../core/context/plan';
 import { groupSizes } from '../core/encoder';
 import { ArcError, errorMessage } from '../core/errors';
 import { loadModel } from '../core/model';
-import { buildPrefix, compressedCoster, compressedHeaderIds, contextBudget, decoderTokenizer, fitCompressed, mixedTextBudget, splitDocument, truncateTokens, type BuiltPrefix, type TruncationReport } from '../core/prompt';
+import { buildPrefix, compressedCoster, compressedHeaderIds, contextBudget, decoderTokenizer, fitCompressed, mixedTextBudget, quotableChunks, splitDocument, truncateTokens, type BuiltPrefix, type TruncationReport } from '../core/prompt';
 import { ask as askPipeline, mergeCitations } from '../core/ask';
 import type { AskStats, Citation, SourceInput } from '../core/types';
 import { PIPELINE_MODEL_USAGE, PIPELINE_OPTIONS, cacheDirFrom, describeSkipped, modelDirFrom, progressBar } from './compress';
@@ -185,7 +185,7 @@ export async function askFiles(
       cutPositions: plan.leftOut.reduce((n, i) => n + costs[i]!.compressed, 0),
     };
     prefix = buildPrefix(model, 'mixed', { compressed, text: plan.text.map((i) => ids[i]!) }, question);
-    spanText = included.map((i) => chunks[i]!.text).join('\n');
+    spanText = quotableChunks('mixed', plan.text, plan.compressed).map((i) => chunks[i]!.text).join('\n');
   } else {
     prefix = buildPrefix(model, 'none', [], question);
   }

@@ -21,7 +21,7 @@ import type { SkipReason } from './types';
 import { buildTreeIndex, chunkColumn, chunkField, chunkHash, chunksWithPrefix, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, TreeIndexCorrupt, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
 import { groupSizes } from './encoder';
 import { ArcError, errorMessage, throwIfAborted } from './errors';
-import { buildPrefix, chunkHeader, compressedCoster, contextBudget, decoderTokenizer, mixedTextBudget, type BuiltPrefix, type PlacedChunk } from './prompt';
+import { buildPrefix, chunkHeader, compressedCoster, contextBudget, decoderTokenizer, mixedTextBudget, quotableChunks, type BuiltPrefix, type PlacedChunk } from './prompt';
 
 export type { AskOptions };
 
@@ -639,7 +639,7 @@ async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs:
     if (!p.partial || p.partial.index !== i) return c.text;
     return decoderTokenizer(model).decode((costs.decoderIds ? costs.decoderIds[i] : c.tokenIds).slice(0, p.partial.keep));
   };
-  const spanText = extractive ? [...p.text, ...p.compressed].map(read).join('\n') : null;
+  const spanText = extractive ? quotableChunks(mode, p.text, p.compressed).map(read).join('\n') : null;
   const out: Materialized = { compressed: null, plainIds: null, spanText };
   if ((mode === 'arc' || mode === 'mixed') && p.compressed.length > 0) {
     const logLines: string[] = [];

@@ -104,6 +104,17 @@ export function mixedTextBudget(manifest: Manifest, requested?: number): number 
 }
 
 /**
+ * The chunks an extractive answer may quote (GenerateOptions.answerFrom, with the question): in
+ * mixed mode the chunks read as text only, since that is where the policy put the code that
+ * matters and a compressed chunk's exact spans are what ARC reads worst (the bundled model's arc
+ * value questions: 8% exact match); in arc mode, where only vectors were read, the compressed
+ * chunks' sources; in full mode the text read. docs/DESIGN.md, "Extractive answers".
+ */
+export function quotableChunks<T>(mode: AnswerMode, text: readonly T[], compressed: readonly T[]): T[] {
+  return mode === 'mixed' ? [...text] : [...text, ...compressed];
+}
+
+/**
  * Each compressed chunk as its vectors followed by the <Cont> vector, preceded by its header's
  * token ids when the manifest sets documentFormat.compressedHeader.
  */

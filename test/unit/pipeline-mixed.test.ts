@@ -143,9 +143,10 @@ const SOURCES: SourceInput[] = [
 const QUESTION = 'What is the value of `LIMIT`?';
 
 /** Runs ask() with the real model; the prefix the real decoder receives is recorded. */
-async function run(m: ArcModel, req: Partial<AskRequest>): Promise<{ events: AskEvent[]; prefix: PrefixPart[] }> {
+async function run(m: ArcModel, req: Partial<AskRequest>): Promise<{ events: AskEvent[]; prefix: PrefixPart[]; answerFrom: string | undefined }> {
   const dec = m.decoder!;
   let prefix: PrefixPart[] = [];
+  let answerFrom: string | undefined;
   const recording: ArcModel = {
     dir: m.dir,
     manifest: m.manifest,
@@ -158,6 +159,7 @@ async function run(m: ArcModel, req: Partial<AskRequest>): Promise<{ events: Ask
       ...(dec.tokenizer ? { tokenizer: dec.tokenizer } : {}),
       generate: (parts, opts) => {
         prefix = parts;
+        answerFrom = opts?.answerFrom;
         return dec.generate(parts, opts);
       },
     },
@@ -165,7 +167,7 @@ async function run(m: ArcModel, req: Partial<AskRequest>): Promise<{ events: Ask
   };
   const events: AskEvent[] = [];
   for await (const e of ask(recording, { question: QUESTION, mode: 'mixed', sources: SOURCES, maxNewTokens: 4, ...req })) events.push(e);
-  return { events, prefix };
+  return { events, prefix, answerFrom };
 }
 
 const overlaps = (a: Citation, b: Citation) => a.path === b.path && a.startLine <= b.endLine && b.startLine <= a.endLine;
@@ -246,6 +248,27 @@ test('ask, mixed: the manifest\'s prompt.mixedTextBudget is the default; the req
     await tuned.dispose();
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('ask, extractive: mixed answers quote the chunks read as text only; arc quotes the compressed chunks, full the text', { skip }, async () => {
+  const byPath = new Map(SOURCES.map((s) => [s.path, s.text!]));
+  const bodies = (cits: readonly Citation[]) => cits.map((c) => byPath.get(c.path)!);
+  const mixed = await run(model, { textBudget: 30, extractive: true });
+  const sel = one(mixed.events, 'selection');
+  assert.ok(sel.text.length >= 1 && sel.compressed.length >= 1, JSON.stringify(sel));
+  assert.ok(mixed.answerFrom !== undefined, 'extractive: the decoder gets the quotable text');
+  for (const b of bodies(sel.text)) assert.ok(mixed.answerFrom!.includes(b), `text chunk quotable: ${b}`);
+  // The compressed files all read `def fN(a)`; none of them may be quoted.
+  for (const c of sel.compressed) assert.ok(!mixed.answerFrom!.includes(byPath.get(c.path)!), `compressed chunk not quotable: ${c.path}`);
+  assert.ok(mixed.answerFrom!.endsWith(QUESTION), 'the question stays quotable');
+  const answer = one(mixed.events, 'done').answer;
+  assert.ok(mixed.answerFrom!.includes(answer), `the answer ${JSON.stringify(answer)} is a span of the text read`);
+  for (const mode of ['arc', 'full'] as const) {
+    const r = await run(model, { mode, extractive: true });
+    const s = one(r.events, 'selection');
+    for (const b of bodies(s.included)) assert.ok(r.answerFrom!.includes(b), `${mode}: every chunk read is quotable`);
+  }
+  assert.equal((await run(model, { textBudget: 30, extractive: false })).answerFrom, undefined, 'free decoding quotes nothing');
 });
 
 test('ask: arc and full report their single form, and the ratio over the whole context', { skip }, async () => {
