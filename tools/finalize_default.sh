@@ -36,8 +36,23 @@ PY=/usr/bin/python3
 CACHE="$EVAL_DIR/cache"
 REPOS=models/arc-tiny-code/heldout-repos.jsonl
 
+# Records a mixed text budget in the package's manifest (what every mode's evaluation then reads).
+set_text_budget() {  # N
+  $PY - "$OUT/arc-model.json" "$1" <<'PY'
+import json, sys
+p, n = sys.argv[1], int(sys.argv[2])
+m = json.load(open(p))
+m["prompt"]["mixedTextBudget"] = n
+with open(p, "w") as f:
+    json.dump(m, f, indent=2)
+    f.write("\n")
+PY
+}
+
 if [ "$RUN" = --remeasure ]; then
   [ -f "$OUT/arc-model.json" ] || { echo "--remeasure: no package in $OUT" >&2; exit 2; }
+  # package_default.py records TEXT_BUDGET when it packages; here nothing is repackaged.
+  if [ -n "${TEXT_BUDGET:-}" ]; then set_text_budget "$TEXT_BUDGET"; fi
 else
   $PY tools/package_default.py --run "$RUN" --out "$OUT" --config "$CONFIG" ${CONTINUES:+--continues "$CONTINUES"} \
     ${TEXT_BUDGET:+--text-budget "$TEXT_BUDGET"} $([ "${EXTRACTIVE:-1}" = 1 ] && echo --extractive)
@@ -91,15 +106,7 @@ print(best[1])
 PY
 )
   echo "mixed text budget: $TEXT_BUDGET (sweep: $SWEEP)"
-  $PY - "$OUT/arc-model.json" "$TEXT_BUDGET" <<'PY'
-import json, sys
-p, n = sys.argv[1], int(sys.argv[2])
-m = json.load(open(p))
-m["prompt"]["mixedTextBudget"] = n
-with open(p, "w") as f:
-    json.dump(m, f, indent=2)
-    f.write("\n")
-PY
+  set_text_budget "$TEXT_BUDGET"
   cp "$EVAL_DIR/sweep-$TEXT_BUDGET.json" "$EVAL_DIR/repo-mixed.json"
 else
   repo_eval mixed "$EVAL_DIR/repo-mixed.json"

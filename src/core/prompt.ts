@@ -108,7 +108,7 @@ export function mixedTextBudget(manifest: Manifest, requested?: number): number 
  * mixed mode the chunks read as text only, since that is where the policy put the code that
  * matters and a compressed chunk's exact spans are what ARC reads worst (the bundled model's arc
  * value questions: 8% exact match); in arc mode, where only vectors were read, the compressed
- * chunks' sources; in full mode the text read. docs/DESIGN.md, "Extractive answers".
+ * chunks' sources; in full mode the text read. docs/DESIGN.md, manifest field prompt.extractive.
  */
 export function quotableChunks<T>(mode: AnswerMode, text: readonly T[], compressed: readonly T[]): T[] {
   return mode === 'mixed' ? [...text] : [...text, ...compressed];
