@@ -12,7 +12,8 @@
 #                its weights (train.py --init-from): training cost and log become cumulative
 #   bash tools/finalize_default.sh --remeasure
 #     measure the package already in OUT again (no training run, nothing repackaged): for a change of
-#     decoding or context policy in the TypeScript pipeline; the text budget is swept again
+#     decoding or context policy in the TypeScript pipeline; the text budget is swept again, and
+#     CONTEXT_ORDER / QUOTE_CHUNKS are recorded in its manifest first
 #   env: SWEEP="1 96 192 320"  mixed text budgets to measure (tokens as text; the best-ranked chunk is
 #                              text even when larger, so 1 means "that chunk only")
 #        TEXT_BUDGET=N         skip the sweep and use N
@@ -20,9 +21,14 @@
 #        OUT=DIR               package folder (default models/arc-tiny-code)
 #        EXTRACTIVE=0          package with free decoding (default 1: prompt.extractive, answers are spans
 #                              of the context; the whole-package set is also decoded freely for comparison)
+#        CONTEXT_ORDER=rank    prompt.contextOrder: "rank" (default: best-ranked chunks first) or "document"
+#        QUOTE_CHUNKS=1        prompt.quoteChunks: extractive answers quote the N best-ranked chunks (default
+#                              1); "all" leaves the field out
 #
-# The text budget chosen is the one with the best mixed exact match on heldout-repos.jsonl among
-# those whose mean source tokens read are at least twice full mode's (the point of compressing).
+# The text budget chosen is the one with the best mixed exact match on the DEVELOPMENT set
+# (tools/.data/dev-repos.jsonl, made by make_repo_heldout.py --dev from training packages: 900 rows) among
+# those whose mean source tokens read are at least twice full mode's there (the point of
+# compressing). The held-out sets only measure the result: nothing is chosen on them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:?usage: bash tools/finalize_default.sh RUN [CONFIG] [CONTINUES] | --remeasure}
@@ -35,27 +41,41 @@ SWEEP=${SWEEP:-1 96 192 320}
 PY=/usr/bin/python3
 CACHE="$EVAL_DIR/cache"
 REPOS=models/arc-tiny-code/heldout-repos.jsonl
+DEV=tools/.data/dev-repos.jsonl
+CONTEXT_ORDER=${CONTEXT_ORDER:-rank}
+QUOTE_CHUNKS=${QUOTE_CHUNKS:-1}
+# 900 rows over 131 training packages (deterministic): choices between settings a few rows apart
+# are noise on 300.
+$PY tools/make_repo_heldout.py --dev --rows 900 --max-bytes 6000000 > /dev/null
 
-# Records a mixed text budget in the package's manifest (what every mode's evaluation then reads).
-set_text_budget() {  # N
-  $PY - "$OUT/arc-model.json" "$1" <<'PY'
+# Records prompt.KEY = VALUE (JSON; "null" removes the key) in the package's manifest, which every
+# mode's evaluation then reads.
+set_prompt() {  # KEY VALUE
+  $PY - "$OUT/arc-model.json" "$1" "$2" <<'PY'
 import json, sys
-p, n = sys.argv[1], int(sys.argv[2])
+p, key, value = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 m = json.load(open(p))
-m["prompt"]["mixedTextBudget"] = n
+if value is None:
+    m["prompt"].pop(key, None)
+else:
+    m["prompt"][key] = value
 with open(p, "w") as f:
     json.dump(m, f, indent=2)
     f.write("\n")
 PY
 }
+set_text_budget() { set_prompt mixedTextBudget "$1"; }
 
 if [ "$RUN" = --remeasure ]; then
   [ -f "$OUT/arc-model.json" ] || { echo "--remeasure: no package in $OUT" >&2; exit 2; }
-  # package_default.py records TEXT_BUDGET when it packages; here nothing is repackaged.
+  # package_default.py records these when it packages; here nothing is repackaged.
   if [ -n "${TEXT_BUDGET:-}" ]; then set_text_budget "$TEXT_BUDGET"; fi
+  set_prompt contextOrder "\"$CONTEXT_ORDER\""
+  set_prompt quoteChunks "$([ "$QUOTE_CHUNKS" = all ] && echo null || echo "$QUOTE_CHUNKS")"
 else
   $PY tools/package_default.py --run "$RUN" --out "$OUT" --config "$CONFIG" ${CONTINUES:+--continues "$CONTINUES"} \
-    ${TEXT_BUDGET:+--text-budget "$TEXT_BUDGET"} $([ "${EXTRACTIVE:-1}" = 1 ] && echo --extractive)
+    ${TEXT_BUDGET:+--text-budget "$TEXT_BUDGET"} $([ "${EXTRACTIVE:-1}" = 1 ] && echo --extractive) \
+    --context-order "$CONTEXT_ORDER" $([ "$QUOTE_CHUNKS" = all ] || echo --quote-chunks "$QUOTE_CHUNKS")
 fi
 [ -f dist/cli.js ] || npm run build
 
@@ -64,6 +84,12 @@ repo_eval() {  # MODE OUTFILE [extra args]
   local mode=$1 out=$2
   shift 2
   node dist/cli.js eval --model "$OUT" --data "$REPOS" --mode "$mode" --json --threads 1 --cache "$CACHE" "$@" > "$out"
+}
+# Development set (training packages): where the text budget is chosen.
+dev_eval() {  # MODE OUTFILE [extra args]
+  local mode=$1 out=$2
+  shift 2
+  node dist/cli.js eval --model "$OUT" --data "$DEV" --mode "$mode" --json --threads 1 --cache "$EVAL_DIR/dev-cache" "$@" > "$out"
 }
 # Short-context set (the model's own held-out rows): no cache, every row is encoded.
 short_eval() {
@@ -76,15 +102,16 @@ repo_eval full "$EVAL_DIR/repo-full.json" & p1=$!
 repo_eval arc "$EVAL_DIR/repo-arc.json" & p2=$!
 wait $p1; wait $p2
 
-# 2. the text budget
+# 2. the text budget, on the development set
 sweep_files=()
 if [ -z "${TEXT_BUDGET:-}" ]; then
+  dev_eval full "$EVAL_DIR/dev-full.json"
   set -- $SWEEP
   while [ $# -gt 0 ]; do
-    repo_eval mixed "$EVAL_DIR/sweep-$1.json" --text-budget "$1" & q1=$!
+    dev_eval mixed "$EVAL_DIR/sweep-$1.json" --text-budget "$1" & q1=$!
     sweep_files+=("$EVAL_DIR/sweep-$1.json")
     if [ $# -gt 1 ]; then
-      repo_eval mixed "$EVAL_DIR/sweep-$2.json" --text-budget "$2" & q2=$!
+      dev_eval mixed "$EVAL_DIR/sweep-$2.json" --text-budget "$2" & q2=$!
       sweep_files+=("$EVAL_DIR/sweep-$2.json")
       wait $q2
       shift
@@ -92,7 +119,7 @@ if [ -z "${TEXT_BUDGET:-}" ]; then
     wait $q1
     shift
   done
-  TEXT_BUDGET=$($PY - "$EVAL_DIR/repo-full.json" "${sweep_files[@]}" <<'PY'
+  TEXT_BUDGET=$($PY - "$EVAL_DIR/dev-full.json" "${sweep_files[@]}" <<'PY'
 import json, sys
 full = json.load(open(sys.argv[1]))
 best = None
@@ -105,12 +132,10 @@ for path in sys.argv[2:]:
 print(best[1])
 PY
 )
-  echo "mixed text budget: $TEXT_BUDGET (sweep: $SWEEP)"
+  echo "mixed text budget: $TEXT_BUDGET (sweep on the development set: $SWEEP)"
   set_text_budget "$TEXT_BUDGET"
-  cp "$EVAL_DIR/sweep-$TEXT_BUDGET.json" "$EVAL_DIR/repo-mixed.json"
-else
-  repo_eval mixed "$EVAL_DIR/repo-mixed.json"
 fi
+repo_eval mixed "$EVAL_DIR/repo-mixed.json"
 
 # 3. the rest: closed book on the whole-package set, every mode on the short set
 repo_eval none "$EVAL_DIR/repo-none.json" & p1=$!

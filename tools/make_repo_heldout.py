@@ -177,15 +177,16 @@ def find_license(base: str) -> Optional[str]:
 
 
 def held_out_packages(node_modules: str, tok: bpe.Tokenizer, min_tokens: int, max_tokens: int, max_bytes: int,
-                      log=print) -> Tuple[List[Package], List[C.SourceFile]]:
+                      log=print, dev: bool = False) -> Tuple[List[Package], List[C.SourceFile]]:
+    """The held-out packages in the size range; with `dev`, training packages instead (see --dev)."""
     files = C.collect(node_modules)
     training = [f for f in files if not C.held_out(f.package)]
     train_texts = {_digest(f.text): f.path for f in training}
     by_pkg: Dict[str, List[C.SourceFile]] = defaultdict(list)
     for f in files:
-        if not C.held_out(f.package):
+        if C.held_out(f.package) == dev:
             continue
-        same = train_texts.get(_digest(f.text))
+        same = None if dev else train_texts.get(_digest(f.text))
         if same is not None:  # boilerplate shared with a training package: it was trained on
             log(f"  leave out {f.path}: the same text as the training file {same}")
             continue
@@ -255,7 +256,7 @@ def check_not_trained(pkgs: Sequence[Package], training: Sequence[C.SourceFile],
         log(f"  {p.name}: {shared} of {len(lines)} lines of 40+ characters also occur in training")
 
 
-def choose(pkgs: Sequence[Package], rows: int, per_package: int, seed: int) -> List[dict]:
+def choose(pkgs: Sequence[Package], rows: int, per_package: int, seed: int, folder: str = OUT_FOLDER) -> List[dict]:
     rng = random.Random(seed)
     by_folder = {p.folder: candidates(p) for p in pkgs}
     pools: Dict[str, List[Tuple[Package, List[Definition]]]] = {}
@@ -279,7 +280,7 @@ def choose(pkgs: Sequence[Package], rows: int, per_package: int, seed: int) -> L
                 if q and taken < target[kind]:
                     d = q.pop(0)
                     out.append({"kind": kind, "question": QUESTION[kind].format(name=d.name), "answers": [d.answer],
-                                "root": f"{OUT_FOLDER}/{p.folder}", "answerPath": d.path, "answerLine": d.line,
+                                "root": f"{folder}/{p.folder}", "answerPath": d.path, "answerLine": d.line,
                                 "package": p.name + ("/" + p.subfolder if p.subfolder else ""), "_name": d.name})
                     taken += 1
     rng.shuffle(out)
@@ -288,16 +289,16 @@ def choose(pkgs: Sequence[Package], rows: int, per_package: int, seed: int) -> L
     return out
 
 
-def check_rows(rows: Sequence[dict], pkgs: Sequence[Package]) -> None:
-    texts = {(f"{OUT_FOLDER}/{p.folder}", path): text for p in pkgs for path, text in p.files}
+def check_rows(rows: Sequence[dict], pkgs: Sequence[Package], folder: str = OUT_FOLDER) -> None:
+    texts = {(f"{folder}/{p.folder}", path): text for p in pkgs for path, text in p.files}
     for r in rows:
         line = texts[(r["root"], r["answerPath"])].split("\n")[r["answerLine"] - 1]
         if not C.ident_re(r["_name"]).search(line):
             raise SystemExit(f"{r['id']}: line {r['answerLine']} of {r['answerPath']} does not define {r['_name']}")
 
 
-def write(out_dir: str, pkgs: Sequence[Package], rows: Sequence[dict]) -> None:
-    repos = os.path.join(out_dir, OUT_FOLDER)
+def write(out_dir: str, pkgs: Sequence[Package], rows: Sequence[dict], folder: str = OUT_FOLDER) -> None:
+    repos = os.path.join(out_dir, folder)
     if os.path.isdir(repos):
         shutil.rmtree(repos)
     os.makedirs(os.path.join(repos, "LICENSES"))
@@ -317,15 +318,17 @@ def write(out_dir: str, pkgs: Sequence[Package], rows: Sequence[dict]) -> None:
         f.write("".join(f"!{d}\n" for d in REINCLUDE))
     counts = Counter((r["root"].split("/")[-1], r["kind"]) for r in rows)
     with open(os.path.join(repos, "README.md"), "w", encoding="utf-8") as f:
-        f.write("# Held-out package folders\n\nWritten by `tools/make_repo_heldout.py` (see its docstring); the questions are "
-                "`../heldout-repos.jsonl`. Every folder is one package that training never saw (corpus.held_out), "
-                "with the source files the training corpus would have kept, unchanged.\n\n"
+        seen = ("Every folder is one TRAINING package (--dev): a development set for decoding choices, never a "
+                "measure of held-out quality" if folder != OUT_FOLDER else
+                "Every folder is one package that training never saw (corpus.held_out)")
+        f.write(f"# Package folders\n\nWritten by `tools/make_repo_heldout.py` (see its docstring); the questions are "
+                f"`../{folder}.jsonl`. {seen}, with the source files the training corpus would have kept, unchanged.\n\n"
                 "| folder | package | version | license | files | tokens | file | params | value |\n|---|---|---|---|---|---|---|---|---|\n")
         for p in sorted(pkgs, key=lambda p: p.folder):
             lic = f"[{p.license}]({licenses[p.name]})" if p.name in licenses else p.license
             f.write(f"| {p.folder} | {p.name}{'/' + p.subfolder if p.subfolder else ''} | {p.version} | {lic} | {len(p.files)} | {p.tokens} | "
                     + " | ".join(str(counts[(p.folder, k)]) for k in KINDS) + " |\n")
-    with open(os.path.join(out_dir, OUT_FOLDER + ".jsonl"), "w", encoding="utf-8") as f:
+    with open(os.path.join(out_dir, folder + ".jsonl"), "w", encoding="utf-8") as f:
         for r in rows:
             row = {k: r[k] for k in ("id", "kind", "question", "answers", "root", "answerPath", "answerLine", "package")}
             f.write(json.dumps(row) + "\n")
@@ -343,16 +346,23 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ap.add_argument("--rows", type=int, default=300)
     ap.add_argument("--per-package", type=int, default=40, help="most rows of one kind from one package")
     ap.add_argument("--seed", type=int, default=12)
+    ap.add_argument("--dev", action="store_true",
+                    help="a development set from TRAINING packages instead (dev-repos/, dev-repos.jsonl; --out "
+                         "tools/.data unless given): decoding choices are made on it, so the held-out set stays a test")
     a = ap.parse_args(argv)
+    folder = "dev-repos" if a.dev else OUT_FOLDER
+    if a.dev and a.out == ap.get_default("out"):
+        a.out = os.path.join("tools", ".data")
     C.PY_ROOT = a.py_root
     tok = bpe.Tokenizer.load(a.tokenizer)
-    pkgs, training = held_out_packages(a.node_modules, tok, a.min_tokens, a.max_tokens, a.max_bytes)
+    pkgs, training = held_out_packages(a.node_modules, tok, a.min_tokens, a.max_tokens, a.max_bytes, dev=a.dev)
     if not pkgs:
-        raise SystemExit("no held-out package in the size range")
-    check_not_trained(pkgs, training)
-    rows = choose(pkgs, a.rows, a.per_package, a.seed)
-    check_rows(rows, pkgs)
-    write(a.out, pkgs, rows)
+        raise SystemExit("no package in the size range")
+    if not a.dev:
+        check_not_trained(pkgs, training)
+    rows = choose(pkgs, a.rows, a.per_package, a.seed, folder)
+    check_rows(rows, pkgs, folder)
+    write(a.out, pkgs, rows, folder)
     size = sum(len(t.encode()) for p in pkgs for _, t in p.files)
     print(f"{len(pkgs)} packages ({size / 1e6:.2f} MB, {sum(p.tokens for p in pkgs)} tokens), {len(rows)} rows "
           f"{dict(Counter(r['kind'] for r in rows))}")

@@ -120,8 +120,10 @@ def repo_section(results: list, sweep: list) -> list:
             "--mode MODE --json --threads 1 --cache DIR` (tools/finalize_default.sh).", ""]
     if sweep:
         out += ["Mixed-mode text budget (tokens read as text; the best-ranked chunk goes in as text even when it alone is",
-                "larger), measured on the same set; the package's `prompt.mixedTextBudget` is the best exact match among the",
-                "budgets that read at least twice full mode's source tokens:", "",
+                "larger), measured on the development set (`tools/.data/dev-repos.jsonl`: `tools/make_repo_heldout.py --dev`",
+                "builds it the same way from TRAINING packages, so choices are made there and the held-out set above stays a",
+                "test); the package's `prompt.mixedTextBudget` is the best exact match among the budgets that read at least",
+                "twice full mode's source tokens (full mode on the same development set):", "",
                 "| text budget | exact match | mean source tokens | mean text tokens | answer chunk as text |", "|---|---|---|---|---|"]
         for r in sorted(sweep, key=lambda r: r.get("textBudget") or 0):
             out.append(f"| {r.get('textBudget')} | {pct(r['exactMatch'])} | {mean(r['rows'], 'sourceTokens'):.0f} | "
@@ -138,7 +140,7 @@ def main() -> None:
     ap.add_argument("--repo-eval-json", nargs="*", default=[],
                     help="results of `arc-context eval --json` on heldout-repos.jsonl (whole package folders), per mode")
     ap.add_argument("--sweep-json", nargs="*", default=[],
-                    help="mixed-mode results on heldout-repos.jsonl at several --text-budget values")
+                    help="mixed-mode results on the development set (dev-repos.jsonl) at several --text-budget values")
     ap.add_argument("--free-repo-eval-json", nargs="*", default=[],
                     help="whole-package eval --json files decoded with --decoding free (an ablation table beside the package's decoding)")
     ap.add_argument("--notes", default=None, help="a Markdown file of run notes (what helped, what did not) for MODEL.md")
@@ -246,6 +248,7 @@ def main() -> None:
                 man["evaluationRepos"][r["mode"]] = {
                     "n": r["n"], "exactMatch": round(r["exactMatch"], 4),
                     "meanSourceTokens": round(r.get("meanSourceTokens", 0)),
+                    "byKind": {k: round(g["exactMatch"], 4) for k, g in sorted(r.get("byKind", {}).items())},
                     "data": "heldout-repos.jsonl", "command": "arc-context eval"}
         with open(os.path.join(a.model, "arc-model.json"), "w") as f:
             json.dump(man, f, indent=2)

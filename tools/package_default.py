@@ -67,7 +67,11 @@ def main() -> None:
                          "started from its weights (train.py --init-from): training cost and log are cumulative")
     ap.add_argument("--text-budget", type=int, default=None,
                     help="prompt.mixedTextBudget: text tokens besides the best-ranked chunk in mixed mode (measured: "
-                         "tools/finalize_default.sh sweeps it on heldout-repos.jsonl)")
+                         "tools/finalize_default.sh sweeps it on the development set, tools/.data/dev-repos.jsonl)")
+    ap.add_argument("--context-order", choices=("document", "rank"), default=None,
+                    help="prompt.contextOrder: chunks in document order (absent) or best-ranked first")
+    ap.add_argument("--quote-chunks", type=int, default=None,
+                    help="prompt.quoteChunks: extractive answers quote at most this many chunks, the best-ranked")
     ap.add_argument("--extractive", action="store_true",
                     help="prompt.extractive: answers are spans of the context the decoder read (extractive decoding; "
                          "tools/finalize_default.sh measures it against free decoding)")
@@ -82,7 +86,9 @@ def main() -> None:
         "encoder": {"maxChunkTokens": 256, "source": "trained here (tools/train.py)"},
         "prompt": {"questionTemplate": C.QUESTION_TEMPLATE, "stop": [C.ANSWER_END], "maxNewTokens": 48,
                    **({"mixedTextBudget": a.text_budget} if a.text_budget is not None else {}),
-                   **({"extractive": True} if a.extractive else {})},
+                   **({"extractive": True} if a.extractive else {}),
+                   **({"contextOrder": a.context_order} if a.context_order else {}),
+                   **({"quoteChunks": a.quote_chunks} if a.quote_chunks is not None else {})},
         "documentFormat": {"header": C.HEADER, **({"compressedHeader": True} if cfg.get("compressed_headers") else {})},
         "training": {"stage": state["stage"], "stages": [s["name"] for s in cfg["stages"]],
                      "tokens": state["tokens"], "seconds": round(state["seconds"])},

@@ -4,11 +4,11 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import type { AnswerMode, ArcModel, CompressedChunk, GenerateOptions, GenerationTimings } from '../core/api';
-import { planMixedFor } from '../core/context/plan';
+import { planInOrder, planMixedFor } from '../core/context/plan';
 import { groupSizes } from '../core/encoder';
 import { ArcError, errorMessage } from '../core/errors';
 import { loadModel } from '../core/model';
-import { buildPrefix, compressedCoster, compressedHeaderIds, contextBudget, decoderTokenizer, fitCompressed, mixedTextBudget, quotableChunks, splitDocument, truncateTokens, type BuiltPrefix, type TruncationReport } from '../core/prompt';
+import { buildPrefix, compressedCoster, compressedHeaderIds, contextBudget, contextOrder, decoderTokenizer, fitCompressed, mixedTextBudget, quotableChunks, splitDocument, truncateTokens, type BuiltPrefix, type TruncationReport } from '../core/prompt';
 import { ask as askPipeline, mergeCitations } from '../core/ask';
 import type { AskStats, Citation, SourceInput } from '../core/types';
 import { PIPELINE_MODEL_USAGE, PIPELINE_OPTIONS, cacheDirFrom, describeSkipped, modelDirFrom, progressBar } from './compress';
@@ -167,8 +167,9 @@ export async function askFiles(
     const costs = chunks.map((c, i) => ({ text: ids[i]!.length, compressed: compressedCost(c) }));
     const items = chunks.map((c) => ({ path: c.path, body: c.text, origin: 'explicit' as const }));
     const plan = planMixedFor(items, costs, question, mixedTextBudget(m, textBudget), budget);
+    const laid = planInOrder(plan, contextOrder(m));
     // Only the chunks planned as compressed are encoded.
-    const compressed = (await encode(plan.compressed.map((i) => chunks[i]!.ids))).map((c, k) => ({ ...c, path: chunks[plan.compressed[k]!]!.path }));
+    const compressed = (await encode(laid.compressed.map((i) => chunks[i]!.ids))).map((c, k) => ({ ...c, path: chunks[laid.compressed[k]!]!.path }));
     compressedVectors = compressed.reduce((n, c) => n + c.count, 0);
     textTokens = plan.text.reduce((n, i) => n + chunks[i]!.ids.length, 0);
     keptTokens = textTokens + plan.compressed.reduce((n, i) => n + chunks[i]!.ids.length, 0);
@@ -184,8 +185,9 @@ export async function askFiles(
       // A left-out chunk would have cost at least its compressed form.
       cutPositions: plan.leftOut.reduce((n, i) => n + costs[i]!.compressed, 0),
     };
-    prefix = buildPrefix(model, 'mixed', { compressed, text: plan.text.map((i) => ids[i]!) }, question);
-    spanText = quotableChunks('mixed', plan.text, plan.compressed).map((i) => chunks[i]!.text).join('\n');
+    prefix = buildPrefix(model, 'mixed', { compressed, text: laid.text.map((i) => ids[i]!) }, question);
+    const best = planInOrder(plan, 'rank');
+    spanText = quotableChunks('mixed', best.text, best.compressed, m.prompt.quoteChunks).map((i) => chunks[i]!.text).join('\n');
   } else {
     prefix = buildPrefix(model, 'none', [], question);
   }

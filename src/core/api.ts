@@ -44,6 +44,16 @@ export interface Manifest {
      * of the context it read (GenerateOptions.answerFrom). For models that answer lookups only.
      */
     extractive?: boolean;
+    /**
+     * Order of the context chunks in the prefix: "document" (absent: path, then line) or "rank"
+     * (best-ranked first; in mixed mode the text chunks, then the compressed ones). docs/DESIGN.md.
+     */
+    contextOrder?: 'document' | 'rank';
+    /**
+     * Extractive answers quote at most this many chunks, the best-ranked of those they may quote
+     * (prompt.ts quotableChunks); absent: all of them.
+     */
+    quoteChunks?: number;
   };
   documentFormat: {
     header: string;

@@ -14,14 +14,14 @@ import { hashText, renderHeader, type Chunk, type ChunkOptions } from './context
 import { chunkFileIndexed, openChunkIndex, type ChunkIndex } from './context/chunkIndex';
 import { compressChunks } from './context/compress';
 import { bm25Scores, bodyOf, LexicalIndex, lexicalIndexCap, lexiconsFor, type FileLexicon } from './context/lexicalIndex';
-import { planArc, planFull, planMixed, type ContextPlan } from './context/plan';
+import { planArc, planFull, planInOrder, planMixed, type ContextPlan } from './context/plan';
 import { boostScores, questionBoosts, quotedIdentifiers, rankChunks, rankOrder } from './context/select';
 import { classifyContent, collectSources, CONTENT_SKIPS, DEFAULT_MAX_FILE_BYTES, type SkipReport, type SourceFile, type UnreadFile } from './context/sources';
 import type { SkipReason } from './types';
 import { buildTreeIndex, chunkColumn, chunkField, chunkHash, chunksWithPrefix, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, TreeIndexCorrupt, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
 import { groupSizes } from './encoder';
 import { ArcError, errorMessage, throwIfAborted } from './errors';
-import { buildPrefix, chunkHeader, compressedCoster, contextBudget, decoderTokenizer, mixedTextBudget, quotableChunks, type BuiltPrefix, type PlacedChunk } from './prompt';
+import { buildPrefix, chunkHeader, compressedCoster, contextBudget, contextOrder, decoderTokenizer, mixedTextBudget, quotableChunks, type BuiltPrefix, type PlacedChunk } from './prompt';
 
 export type { AskOptions };
 
@@ -639,7 +639,9 @@ async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs:
     if (!p.partial || p.partial.index !== i) return c.text;
     return decoderTokenizer(model).decode((costs.decoderIds ? costs.decoderIds[i] : c.tokenIds).slice(0, p.partial.keep));
   };
-  const spanText = extractive ? quotableChunks(mode, p.text, p.compressed).map(read).join('\n') : null;
+  // Quoting takes the best-ranked chunks first (prompt.quoteChunks), whatever the layout order.
+  const best = planInOrder(p, 'rank');
+  const spanText = extractive ? quotableChunks(mode, best.text, best.compressed, model.manifest.prompt.quoteChunks).map(read).join('\n') : null;
   const out: Materialized = { compressed: null, plainIds: null, spanText };
   if ((mode === 'arc' || mode === 'mixed') && p.compressed.length > 0) {
     const logLines: string[] = [];
@@ -751,9 +753,10 @@ function layout(model: ArcModel, mode: ContextMode, refs: ChunkRefs, forms: Mate
     const all = (forms.plainIds as number[][])[i];
     return p.partial && p.partial.index === i ? all.slice(0, p.partial.keep) : all;
   };
-  if (mode === 'arc') return buildPrefix(model, 'arc', p.compressed.map(vectorsOf), question);
-  if (mode === 'full') return buildPrefix(model, 'full', p.text.map(idsOf), question);
-  return buildPrefix(model, 'mixed', { compressed: p.compressed.map(vectorsOf), text: p.text.map(idsOf) }, question);
+  const o = planInOrder(p, contextOrder(model.manifest));
+  if (mode === 'arc') return buildPrefix(model, 'arc', o.compressed.map(vectorsOf), question);
+  if (mode === 'full') return buildPrefix(model, 'full', o.text.map(idsOf), question);
+  return buildPrefix(model, 'mixed', { compressed: o.compressed.map(vectorsOf), text: o.text.map(idsOf) }, question);
 }
 
 function contextStats(stats: AskStats, refs: ChunkRefs, costs: Costs, forms: Materialized, p: ContextPlan, prefix: BuiltPrefix): void {

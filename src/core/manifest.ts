@@ -143,6 +143,12 @@ export function validateManifest(raw: unknown, file: string): Manifest {
   };
   if (p.mixedTextBudget !== undefined) prompt.mixedTextBudget = c.int(p, 'mixedTextBudget', 'prompt.', 1);
   if (p.extractive !== undefined) prompt.extractive = c.bool(p, 'extractive', 'prompt.');
+  if (p.contextOrder !== undefined) {
+    const order = p.contextOrder;
+    if (order !== 'document' && order !== 'rank') c.fail('prompt.contextOrder', 'must be "document" or "rank"');
+    prompt.contextOrder = order as 'document' | 'rank';
+  }
+  if (p.quoteChunks !== undefined) prompt.quoteChunks = c.int(p, 'quoteChunks', 'prompt.', 1);
 
   const f = c.object(root, 'documentFormat', '');
   const documentFormat: Manifest['documentFormat'] = { header: c.string(f, 'header', 'documentFormat.') ?? '' };

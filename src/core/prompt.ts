@@ -6,7 +6,10 @@
 //         documentFormat.compressedHeader, the token ids of its rendered header come first
 //   full: per chunk, the token ids of the rendered chunk (header + body ending in one "\n")
 //   mixed: the compressed chunks as in arc, then the text chunks as in full (each group in
-//          document order; which chunk takes which form is context/plan.ts's planMixed)
+//          document order; which chunk takes which form is context/plan.ts's planMixed); with
+//          prompt.contextOrder "rank", the text chunks first, then the compressed ones
+//   chunks of every mode are in document order, or best-ranked first with prompt.contextOrder
+//   "rank" (the callers order them)
 //   none: no context (closed book)
 import type { AnswerMode, ArcModel, CompressedChunk, Manifest, PrefixPart, TextTokenizer } from './api';
 import { ArcError } from './errors';
@@ -85,7 +88,7 @@ export type PlainChunk = string | readonly number[];
  */
 export type PlacedChunk = CompressedChunk & { readonly path?: string };
 
-/** Mixed mode's context: the compressed chunks and the text chunks, each in document order. */
+/** Mixed mode's context: the compressed chunks and the text chunks, each in the order they are laid out in (prompt.contextOrder). */
 export interface MixedContext {
   compressed: readonly PlacedChunk[];
   text: readonly PlainChunk[];
@@ -108,10 +111,18 @@ export function mixedTextBudget(manifest: Manifest, requested?: number): number 
  * mixed mode the chunks read as text only, since that is where the policy put the code that
  * matters and a compressed chunk's exact spans are what ARC reads worst (the bundled model's arc
  * value questions: 8% exact match); in arc mode, where only vectors were read, the compressed
- * chunks' sources; in full mode the text read. docs/DESIGN.md, manifest field prompt.extractive.
+ * chunks' sources; in full mode the text read. With `limit` (the manifest's prompt.quoteChunks),
+ * only the first `limit` of those: callers pass each list best-ranked first. docs/DESIGN.md,
+ * manifest fields prompt.extractive and prompt.quoteChunks.
  */
-export function quotableChunks<T>(mode: AnswerMode, text: readonly T[], compressed: readonly T[]): T[] {
-  return mode === 'mixed' ? [...text] : [...text, ...compressed];
+export function quotableChunks<T>(mode: AnswerMode, text: readonly T[], compressed: readonly T[], limit?: number): T[] {
+  const all = mode === 'mixed' ? [...text] : [...text, ...compressed];
+  return limit === undefined ? all : all.slice(0, limit);
+}
+
+/** The manifest's prompt.contextOrder (absent: "document"). */
+export function contextOrder(manifest: Manifest): 'document' | 'rank' {
+  return manifest.prompt.contextOrder ?? 'document';
 }
 
 /**
@@ -179,9 +190,12 @@ export function buildPrefix(model: PromptModel, mode: AnswerMode, chunks: readon
   if (mode === 'arc') context.push(compressedParts(model, list, mode));
   else if (mode === 'full') context.push(textParts(tok, list, mode));
   else if (mode === 'mixed') {
-    // Compressed chunks first, text chunks last: the text sits nearest the question.
+    // "document" order: compressed chunks first, text chunks last, nearest the question. "rank"
+    // order: best-ranked first, and the text chunks are the best-ranked, so they come first.
     const m = chunks as MixedContext;
-    context.push(compressedParts(model, m.compressed, mode), textParts(tok, m.text, mode));
+    const compressed = compressedParts(model, m.compressed, mode);
+    const text = textParts(tok, m.text, mode);
+    context.push(...(contextOrder(model.manifest) === 'rank' ? [text, compressed] : [compressed, text]));
   } else if (list.length > 0) {
     throw new ArcError('internal', 'none mode (closed book) takes no context.');
   }

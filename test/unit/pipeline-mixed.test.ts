@@ -41,9 +41,9 @@ const costs: FormCosts[] = [
 ];
 
 test('plan: the best chunk is text even beyond the text budget; the others are text only within it', () => {
-  assert.deepEqual(planMixed([2, 0, 1, 3], costs, 10, 200), { text: [2], compressed: [0, 1, 3], leftOut: [], partial: null, used: 20 + 14 + 9 + 11 });
+  assert.deepEqual(planMixed([2, 0, 1, 3], costs, 10, 200), { text: [2], compressed: [0, 1, 3], leftOut: [], partial: null, used: 20 + 14 + 9 + 11, ranked: [2, 0, 1, 3] });
   // 60 tokens: the best (20) and then the next that fits what is left (30 of 40), in rank order.
-  assert.deepEqual(planMixed([2, 0, 1, 3], costs, 60, 200), { text: [1, 2], compressed: [0, 3], leftOut: [], partial: null, used: 20 + 14 + 30 + 11 });
+  assert.deepEqual(planMixed([2, 0, 1, 3], costs, 60, 200), { text: [1, 2], compressed: [0, 3], leftOut: [], partial: null, used: 20 + 14 + 30 + 11, ranked: [2, 0, 1, 3] });
   // Everything as text when the budgets allow it.
   assert.deepEqual(planMixed([0, 1, 2, 3], costs, 1000, 1000).text, [0, 1, 2, 3]);
 });
@@ -59,8 +59,10 @@ test('plan: a 0 text budget reads only the best chunk as text', () => {
 test('plan: the window decides: compressed when the text does not fit, left out when neither does', () => {
   // The best chunk (50 tokens) does not fit a 35-position window as text: it is compressed.
   const p = planMixed([0, 1, 2, 3], costs, 1000, 35);
-  assert.deepEqual(p, { text: [], compressed: [0, 1, 2], leftOut: [3], partial: null, used: 14 + 9 + 6 });
-  assert.deepEqual(planMixed([0, 1, 2, 3], costs, 1000, 5), { text: [], compressed: [], leftOut: [0, 1, 2, 3], partial: null, used: 0 });
+  assert.deepEqual(p, { text: [], compressed: [0, 1, 2], leftOut: [3], partial: null, used: 14 + 9 + 6, ranked: [0, 1, 2] });
+  assert.deepEqual(planMixed([0, 1, 2, 3], costs, 1000, 5), { text: [], compressed: [], leftOut: [0, 1, 2, 3], partial: null, used: 0, ranked: [] });
+  // Rank order is the walk's: a chunk passed over keeps its place among those taken.
+  assert.deepEqual(planMixed([3, 0, 2, 1], costs, 0, 60).ranked, [3, 0, 2, 1].filter((i) => planMixed([3, 0, 2, 1], costs, 0, 60).leftOut.indexOf(i) < 0));
 });
 
 test('plan: invariants on random inputs (budgets kept, every chunk counted once, nothing that fits left out)', () => {
@@ -271,6 +273,52 @@ test('ask, extractive: mixed answers quote the chunks read as text only; arc quo
   assert.equal((await run(model, { textBudget: 30, extractive: false })).answerFrom, undefined, 'free decoding quotes nothing');
 });
 
+test('ask, prompt.contextOrder "rank" + prompt.quoteChunks: the best-ranked chunk first (mixed: text before compressed); extractive answers quote the N best-ranked chunks', { skip }, async () => {
+  const withPrompt = (extra: Partial<ArcModel['manifest']['prompt']>): ArcModel => ({ ...model, manifest: { ...model.manifest, prompt: { ...model.manifest.prompt, ...extra } } });
+  const ranked = withPrompt({ contextOrder: 'rank', quoteChunks: 1 });
+  const format = model.manifest.documentFormat;
+  const byPath = new Map(SOURCES.map((s) => [s.path, s.text!]));
+  const best = renderChunk(format, 'limits.py', byPath.get('limits.py')!); // ranks first for QUESTION
+  const sorted = (parts: PrefixPart[]) => parts.map((p) => JSON.stringify(p.kind === 'tokens' ? p.ids : [...p.data.slice(0, 4), p.count])).sort();
+
+  // mixed: the same plan as in document order; the text chunks come first, the best one leading.
+  const r = await run(ranked, { textBudget: 30, extractive: true });
+  const doc = await run(model, { textBudget: 30, extractive: true });
+  const sel = one(r.events, 'selection');
+  assert.deepEqual(sel, one(doc.events, 'selection'), 'the order changes the layout only, not the plan');
+  const t = sel.text.length;
+  assert.ok(t >= 1 && sel.compressed.length >= 1, JSON.stringify(sel));
+  assert.deepEqual(r.prefix[1], { kind: 'tokens', ids: model.tokenizer.encode(best) });
+  for (const p of r.prefix.slice(1, 1 + t)) assert.equal(p.kind, 'tokens');
+  for (const p of r.prefix.slice(1 + t, -1)) assert.equal(p.kind, 'vectors');
+  assert.deepEqual(sorted(r.prefix), sorted(doc.prefix), 'the same parts, reordered');
+  assert.equal(r.prefix.length, doc.prefix.length);
+  // Quoting: the best-ranked chunk read as text, and the question.
+  assert.equal(r.answerFrom, `${best}\n${QUESTION}`);
+
+  // arc: the best chunk's vectors first; full: its tokens first. Each quotes the best chunk only.
+  for (const mode of ['arc', 'full'] as const) {
+    const a = await run(ranked, { mode, extractive: true });
+    const d = await run(model, { mode, extractive: true });
+    assert.equal(a.answerFrom, `${best}\n${QUESTION}`, mode);
+    assert.ok(d.answerFrom!.length > a.answerFrom!.length, `${mode}: without quoteChunks every chunk read is quotable`);
+    assert.deepEqual(sorted(a.prefix), sorted(d.prefix), `${mode}: the same parts, reordered`);
+    if (mode === 'full') assert.deepEqual(a.prefix[1], { kind: 'tokens', ids: model.tokenizer.encode(best) });
+    else {
+      const [enc] = await model.encoder.encode([model.tokenizer.encode(best)]);
+      const first = a.prefix[1];
+      assert.ok(first.kind === 'vectors' && first.count === enc.count);
+      assert.deepEqual(first.kind === 'vectors' && [...first.data], [...enc.vectors]);
+    }
+  }
+  // quoteChunks alone leaves the document order; contextOrder alone quotes everything read.
+  const quoteOnly = await run(withPrompt({ quoteChunks: 1 }), { mode: 'full', extractive: true });
+  assert.equal(quoteOnly.answerFrom, `${best}\n${QUESTION}`);
+  assert.deepEqual(quoteOnly.prefix, (await run(model, { mode: 'full', extractive: true })).prefix);
+  const orderOnly = await run(withPrompt({ contextOrder: 'rank' }), { mode: 'full', extractive: true });
+  assert.equal(orderOnly.answerFrom!.length, (await run(model, { mode: 'full', extractive: true })).answerFrom!.length);
+});
+
 test('ask: arc and full report their single form, and the ratio over the whole context', { skip }, async () => {
   for (const mode of ['arc', 'full'] as const) {
     const { events } = await run(model, { mode });
@@ -286,6 +334,19 @@ test('ask: arc and full report their single form, and the ratio over the whole c
 });
 
 // --- manifest ---------------------------------------------------------------------------------
+
+test('manifest: prompt.contextOrder is "document" or "rank", prompt.quoteChunks a positive integer; both optional', async () => {
+  const good = JSON.parse(await readFile(path.join(TINY_ARC, 'arc-model.json'), 'utf8')) as Record<string, any>;
+  const v = (extra: Record<string, unknown>) => validateManifest({ ...good, prompt: { ...good.prompt, ...extra } }, '/pkg/arc-model.json').prompt;
+  assert.equal(v({}).contextOrder, undefined);
+  assert.equal(v({}).quoteChunks, undefined);
+  assert.equal(v({ contextOrder: 'rank' }).contextOrder, 'rank');
+  assert.equal(v({ contextOrder: 'document' }).contextOrder, 'document');
+  assert.equal(v({ quoteChunks: 2 }).quoteChunks, 2);
+  const corrupt = (field: string) => (e: unknown) => e instanceof ArcError && e.code === 'model-corrupt' && e.message.includes(`"prompt.${field}"`);
+  for (const bad of ['Rank', 'relevance', 1, null, true]) assert.throws(() => v({ contextOrder: bad }), corrupt('contextOrder'), JSON.stringify(bad));
+  for (const bad of [0, -1, 1.5, '1', null]) assert.throws(() => v({ quoteChunks: bad }), corrupt('quoteChunks'), JSON.stringify(bad));
+});
 
 test('manifest: prompt.mixedTextBudget is optional and, when present, a positive integer', async () => {
   const good = JSON.parse(await readFile(path.join(TINY_ARC, 'arc-model.json'), 'utf8')) as Record<string, any>;

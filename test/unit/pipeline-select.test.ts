@@ -102,6 +102,11 @@ test('planArc / planFull over ranked costs choose what selectChunks chooses, sto
     if (top !== undefined && !sel.included.includes(top) && items[top].cost > budget) assert.deepEqual(full.partial, { index: top, keep: budget });
     else if (budget - sel.used >= MIN_PARTIAL_TOKENS && best !== undefined) assert.deepEqual(full.partial, { index: best, keep: budget - sel.used });
     else assert.equal(full.partial, null);
+    // ranked: what each plan includes, best first (ranked even when everything fitted); the cut chunk last.
+    const order = rankChunks(items, 'q', scores);
+    assert.deepEqual(arc.ranked, order.filter((i) => arc.compressed.includes(i)), `seed ${seed}`);
+    const whole = full.text.filter((i) => i !== full.partial?.index);
+    assert.deepEqual(full.ranked, [...order.filter((i) => whole.includes(i)), ...(full.partial ? [full.partial.index] : [])], `seed ${seed}`);
   }
 });
 

@@ -79,6 +79,7 @@ class SyntheticTreeTest(unittest.TestCase):
               + "const DEFAULT_PORT = 8080;\n")
         write(os.path.join(base, "lib", "util.js"), "function helperFn(a, b) {\n  return a;\n}\n" + FILLER.replace("    ", "  // "))
         cls.npm = held_npm
+        cls.train = train_py
         cls.out = os.path.join(t, "out")
         cls.args = ["--node-modules", cls.nm, "--py-root", cls.py, "--tokenizer", TOKENIZER, "--out", cls.out,
                     "--min-tokens", "200", "--max-tokens", "1500", "--rows", "36", "--seed", "3"]
@@ -141,6 +142,26 @@ class SyntheticTreeTest(unittest.TestCase):
         theirs = sorted((q.kind, q.name, q.answer) for q in C.extract_qa(C.Chunk("p.py", text, 1)))
         self.assertEqual(mine, theirs)
         self.assertEqual({d.name: d.line for d in M.definitions("p.py", text)}, {"f": 1, "K": 5, "X": 7, "Y": 8})
+
+    def test_dev_set_uses_training_packages_only(self):
+        # --dev: the same construction over the training packages (decoding choices are made there).
+        out = os.path.join(self.tmp.name, "dev")
+        args = list(self.args)
+        args[args.index("--out") + 1] = out
+        args[args.index("--min-tokens") + 1] = "20"
+        with redirect_stdout(io.StringIO()):
+            M.main(args + ["--dev"])
+        folders = sorted(d for d in os.listdir(os.path.join(out, "dev-repos")) if d not in ("LICENSES", "README.md", ".gitignore"))
+        self.assertEqual(folders, [f"py-{self.train}"])
+        self.assertFalse(os.path.exists(os.path.join(out, "heldout-repos.jsonl")))
+        with open(os.path.join(out, "dev-repos.jsonl"), encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f]
+        self.assertTrue(rows)
+        for r in rows:
+            self.assertEqual(r["root"], f"dev-repos/py-{self.train}")
+            self.assertFalse(C.held_out(r["package"].split("/")[0]))
+        with open(os.path.join(out, "dev-repos", "README.md"), encoding="utf-8") as f:
+            self.assertIn("TRAINING package", f.read())
 
     def test_deterministic(self):
         out2 = os.path.join(self.tmp.name, "out2")

@@ -14,6 +14,12 @@ export interface ContextPlan {
   partial: { index: number; keep: number } | null;
   /** Context positions the plan uses. */
   used: number;
+  /**
+   * The included indices (text and compressed) best-ranked first: the prefix order under
+   * prompt.contextOrder "rank", and the order quoting takes (prompt.quoteChunks). Full mode's cut
+   * chunk comes last.
+   */
+  ranked: number[];
 }
 
 /** Smallest piece of a cut chunk worth reading in full mode; fewer tokens are mostly header. */
@@ -34,7 +40,18 @@ function byDocument(n: number, chosen: ReadonlySet<number>): { included: number[
 export function planArc(t: RankedCosts, budget: number): ContextPlan {
   const f = fillBudget(t, budget);
   const { included, leftOut } = byDocument(t.length, f.chosen);
-  return { text: [], compressed: included, leftOut, partial: null, used: f.used };
+  return { text: [], compressed: included, leftOut, partial: null, used: f.used, ranked: bestFirst(t, f) };
+}
+
+/**
+ * The chosen indices best first: fillBudget adds them in ranking order (planFull's cut chunk
+ * after them); when everything fitted nothing was ranked, so the (few) chunks are ranked now.
+ */
+function bestFirst(t: RankedCosts, f: { chosen: ReadonlySet<number>; whole: boolean }): number[] {
+  if (!f.whole) return [...f.chosen];
+  const out: number[] = [];
+  for (const i of t.ranked()) if (f.chosen.has(i)) out.push(i);
+  return out;
 }
 
 /**
@@ -60,7 +77,7 @@ export function planFull(t: RankedCosts, budget: number): ContextPlan {
     used = budget;
   }
   const { included, leftOut } = byDocument(t.length, chosen);
-  return { text: included, compressed: [], leftOut, partial, used };
+  return { text: included, compressed: [], leftOut, partial, used, ranked: bestFirst(t, f) };
 }
 
 /** A chunk's cost in each form, in decoder positions. */
@@ -89,6 +106,7 @@ export function planMixed(ranked: Iterable<number>, costs: readonly FormCosts[] 
   const TEXT = 1;
   const COMPRESSED = 2;
   const form = new Uint8Array(table.length);
+  const order: number[] = [];
   let rank = 0;
   const it = ranked[Symbol.iterator]();
   for (let r = it.next(); !r.done; r = it.next()) {
@@ -98,20 +116,35 @@ export function planMixed(ranked: Iterable<number>, costs: readonly FormCosts[] 
     const text = table.text(i);
     if (text <= windowLeft && (text <= textLeft || rank === 0)) {
       form[i] = TEXT;
+      order.push(i);
       textLeft = Math.max(0, textLeft - text);
       windowLeft -= text;
     } else if (table.minCompressed(i) <= windowLeft) {
       const c = table.compressed(i);
       if (c <= windowLeft) {
         form[i] = COMPRESSED;
+        order.push(i);
         windowLeft -= c;
       }
     }
     rank++;
   }
-  const out: ContextPlan = { text: [], compressed: [], leftOut: [], partial: null, used: Math.max(0, budget) - windowLeft };
+  const out: ContextPlan = { text: [], compressed: [], leftOut: [], partial: null, used: Math.max(0, budget) - windowLeft, ranked: order };
   for (let i = 0; i < form.length; i++) (form[i] === TEXT ? out.text : form[i] === COMPRESSED ? out.compressed : out.leftOut).push(i);
   return out;
+}
+
+/**
+ * The plan's text and compressed chunks in `order`: "document" as planned (path, then line),
+ * "rank" best-ranked first (ContextPlan.ranked).
+ */
+export function planInOrder(p: ContextPlan, order: 'document' | 'rank'): { text: number[]; compressed: number[] } {
+  if (order === 'document') return { text: p.text, compressed: p.compressed };
+  const isText = new Set(p.text);
+  const text: number[] = [];
+  const compressed: number[] = [];
+  for (const i of p.ranked) (isText.has(i) ? text : compressed).push(i);
+  return { text, compressed };
 }
 
 function floorOf(t: FormCostTable): number {

@@ -91,7 +91,7 @@ export function selectChunks(items: SelectItem[], question: string, budget: numb
  */
 export interface RankedCosts {
   readonly length: number;
-  /** Best first (every index once); called at most once, and only when not everything fits. */
+  /** Best first (every index once); called at most once (when everything fits, only to order what plan.ts keeps). */
   ranked(): Iterable<number>;
   cost(i: number): number;
   /** A cheap lower bound of cost(i): when it does not fit, cost(i) is not read. */
@@ -132,12 +132,12 @@ export function narrowTo(it: Iterator<number>, fits: (i: number) => boolean): vo
  * and the best-ranked index not chosen (full mode's partial chunk); both undefined when
  * everything fit.
  */
-export function fillBudget(t: RankedCosts, budget: number): { chosen: Set<number>; used: number; top: number | undefined; firstLeft: number | undefined } {
+export function fillBudget(t: RankedCosts, budget: number): { chosen: Set<number>; used: number; top: number | undefined; firstLeft: number | undefined; whole: boolean } {
   const chosen = new Set<number>();
   const whole = wholeCost(t, budget);
   if (whole !== null) {
     for (let i = 0; i < t.length; i++) chosen.add(i);
-    return { chosen, used: whole, top: undefined, firstLeft: undefined };
+    return { chosen, used: whole, top: undefined, firstLeft: undefined, whole: true };
   }
   let used = 0;
   let top: number | undefined;
@@ -164,7 +164,8 @@ export function fillBudget(t: RankedCosts, budget: number): { chosen: Set<number
     }
     firstLeft ??= i;
   }
-  return { chosen, used, top, firstLeft };
+  // `chosen` was filled best first.
+  return { chosen, used, top, firstLeft, whole: false };
 }
 
 /** The positions of every item together when they fit the budget, else null; lower bounds first, so a large input stops early. */
