@@ -353,8 +353,14 @@ class WindowSource:
     package (plus some from other packages) filling most of the window, questions about some of
     them. Used for training (train split, renamed) and for the in-training eval (held-out split)."""
 
-    def __init__(self, data: Data, docs: List[dict]):
+    rank_layout = False
+
+    def __init__(self, data: Data, docs: List[dict], rank_layout: bool = False):
         self.data, self.docs = data, docs
+        # config "rank_layout": chunks in the order picked (the asked chunk first, as the ranker
+        # puts it; the others as a ranker would with hard distractors, else shuffled), text chunks
+        # before compressed ones: the prefix of the manifest's prompt.contextOrder "rank"
+        self.rank_layout = rank_layout
         self.by_pkg: Dict[str, List[int]] = {}
         for di, d in enumerate(docs):
             self.by_pkg.setdefault(d["package"], []).append(di)
@@ -428,7 +434,8 @@ class WindowSource:
              p_answer_text: float = 0.8, n_questions: int = 1, rename: bool = True,
              hard: bool = False) -> Optional[dict]:
         """A training item in the mixed prefix layout (docs/DESIGN.md): [BOS], compressed chunks
-        in document order (vectors + <Cont>), text chunks in document order, then the questions."""
+        in document order (vectors + <Cont>), text chunks in document order, then the questions
+        (with rank_layout: text chunks, then compressed ones, each in the order picked)."""
         got = self.pick(rng, target, forms, text_budget, p_answer_text, n_questions, hard)
         chunks, is_text, qs = got
         if rename:
@@ -446,7 +453,8 @@ class WindowSource:
     def layout(self, chunks: List[C.Chunk], is_text: List[bool], qs: list, T: int) -> Optional[dict]:
         data = self.data
         after, mask = qa_turns(data, qs)
-        order = sorted(range(len(chunks)), key=lambda i: (chunks[i].path, chunks[i].start_line))
+        order = (list(range(len(chunks))) if self.rank_layout
+                 else sorted(range(len(chunks)), key=lambda i: (chunks[i].path, chunks[i].start_line)))
         ids = {i: data.enc(chunks[i].render())[: data.max_chunk] for i in order}
         heads = {i: header_ids(data, chunks[i].path) for i in order}
         keep = set(order)
@@ -466,13 +474,15 @@ class WindowSource:
         if total() > T:
             return None
         segs = [("t", [bpe.BOS])]
+        text = [t for i in order if i in keep and is_text[i] for t in ids[i]]
+        if text and self.rank_layout:
+            segs.append(("t", text))
         for i in order:
             if i in keep and not is_text[i]:
                 if heads[i]:
                     segs.append(("t", heads[i]))
                 segs.append(("c", ids[i]))
-        text = [t for i in order if i in keep and is_text[i] for t in ids[i]]
-        if text:
+        if text and not self.rank_layout:
             segs.append(("t", text))
         return {"segments": segs, "special": "cont", "after": after, "loss_mask": mask,
                 "n_text": sum(1 for i in keep if is_text[i]), "n_comp": sum(1 for i in keep if not is_text[i])}
@@ -509,12 +519,12 @@ def window_eval(data: Data, dec: Decoder, enc: ArcEncoder, rows: List[dict], T: 
     return res
 
 
-def window_rows(data: Data, n: int, T: int, seed: int = 17) -> List[dict]:
+def window_rows(data: Data, n: int, T: int, seed: int = 17, rank_layout: bool = False) -> List[dict]:
     """Held-out rows at the shape of use: one question; its chunk among others of the package
     filling ~440 compressed positions. Modes on the same chunks: arc (all compressed), mixed (the
     answer's chunk as text, as the ranker would put it, the rest compressed as far as they fit),
     full (the answer's chunk and as many others as fit, as text)."""
-    src = WindowSource(data, data.test)
+    src = WindowSource(data, data.test, rank_layout)
     rng = random.Random(seed)
     rows = []
     while len(rows) < n:
@@ -755,9 +765,10 @@ def main() -> None:
     heldout = [json.loads(l) for l in open(os.path.join(a.data, "heldout-qa.jsonl"))]
     eval_rng = random.Random(5)
     eval_rows = eval_rng.sample(heldout, min(cfg.get("eval_rows", 60), len(heldout)))
-    wsrc = WindowSource(data, data.train)
+    wsrc = WindowSource(data, data.train, cfg.get("rank_layout", False))
     wsrc.x = ecfg.pooling_factor
-    wrows = window_rows(data, cfg.get("window_eval_rows", 0), T) if cfg.get("window_eval_rows", 0) else []
+    wrows = (window_rows(data, cfg.get("window_eval_rows", 0), T, rank_layout=cfg.get("rank_layout", False))
+             if cfg.get("window_eval_rows", 0) else [])
     t_start = time.time()
 
     while state["stage"] < len(stages):

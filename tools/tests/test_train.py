@@ -112,6 +112,20 @@ class WindowLayoutTest(unittest.TestCase):
         self.assertEqual(it["segments"][3][1], self.data.enc(self.chunks[0].render()))
         self.assertEqual((it["n_text"], it["n_comp"]), (1, 2))
 
+    def test_rank_layout_text_first_then_compressed_in_the_order_picked(self):
+        # config "rank_layout" (manifest prompt.contextOrder "rank"): chunk 0 is the asked one
+        self.src.rank_layout = True
+        it = self.src.layout(self.chunks, [True, False, False], [self.q], 512)
+        self.assertEqual([k for k, _ in it["segments"]], ["t", "t", "c", "c"])
+        self.assertEqual([ids for _, ids in it["segments"][1:]],
+                         [self.data.enc(c.render()) for c in self.chunks])
+        # over the window, the last picked chunk no question needs goes first
+        full = self.src.layout(self.chunks, [False, False, False], [self.q], 512)
+        need = 1 + sum(len(ids) for k, ids in full["segments"][1:] if k == "t") + len(full["after"]) + sum(
+            self.src.costs(ids)[1] for k, ids in full["segments"] if k == "c")
+        small = self.src.layout(self.chunks, [False, False, False], [self.q], need - 1)
+        self.assertEqual([ids for _, ids in small["segments"][1:]], [self.data.enc(c.render()) for c in self.chunks[:2]])
+
     def test_over_the_window_drops_chunks_no_question_needs(self):
         full = self.src.layout(self.chunks, [True, True, True], [self.q], 512)
         need = 1 + sum(len(ids) for k, ids in full["segments"][1:]) + len(full["after"])
