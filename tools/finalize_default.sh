@@ -44,9 +44,6 @@ REPOS=models/arc-tiny-code/heldout-repos.jsonl
 DEV=tools/.data/dev-repos.jsonl
 CONTEXT_ORDER=${CONTEXT_ORDER:-rank}
 QUOTE_CHUNKS=${QUOTE_CHUNKS:-1}
-# 900 rows over 131 training packages (deterministic): choices between settings a few rows apart
-# are noise on 300.
-$PY tools/make_repo_heldout.py --dev --rows 900 --max-bytes 6000000 > /dev/null
 
 # Records prompt.KEY = VALUE (JSON; "null" removes the key) in the package's manifest, which every
 # mode's evaluation then reads.
@@ -105,6 +102,9 @@ wait $p1; wait $p2
 # 2. the text budget, on the development set
 sweep_files=()
 if [ -z "${TEXT_BUDGET:-}" ]; then
+  # 900 rows over 131 training packages (deterministic): choices between settings a few rows apart
+  # are noise on 300.
+  $PY tools/make_repo_heldout.py --dev --rows 900 --max-bytes 6000000 > /dev/null
   dev_eval full "$EVAL_DIR/dev-full.json"
   set -- $SWEEP
   while [ $# -gt 0 ]; do

@@ -186,8 +186,7 @@ export async function askFiles(
       cutPositions: plan.leftOut.reduce((n, i) => n + costs[i]!.compressed, 0),
     };
     prefix = buildPrefix(model, 'mixed', { compressed, text: laid.text.map((i) => ids[i]!) }, question);
-    const best = planInOrder(plan, 'rank');
-    spanText = quotableChunks('mixed', best.text, best.compressed, m.prompt.quoteChunks).map((i) => chunks[i]!.text).join('\n');
+    spanText = quotableChunks('mixed', plan, m.prompt.quoteChunks).map((i) => chunks[i]!.text).join('\n');
   } else {
     prefix = buildPrefix(model, 'none', [], question);
   }

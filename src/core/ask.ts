@@ -639,9 +639,7 @@ async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs:
     if (!p.partial || p.partial.index !== i) return c.text;
     return decoderTokenizer(model).decode((costs.decoderIds ? costs.decoderIds[i] : c.tokenIds).slice(0, p.partial.keep));
   };
-  // Quoting takes the best-ranked chunks first (prompt.quoteChunks), whatever the layout order.
-  const best = planInOrder(p, 'rank');
-  const spanText = extractive ? quotableChunks(mode, best.text, best.compressed, model.manifest.prompt.quoteChunks).map(read).join('\n') : null;
+  const spanText = extractive ? quotableChunks(mode, p, model.manifest.prompt.quoteChunks).map(read).join('\n') : null;
   const out: Materialized = { compressed: null, plainIds: null, spanText };
   if ((mode === 'arc' || mode === 'mixed') && p.compressed.length > 0) {
     const logLines: string[] = [];

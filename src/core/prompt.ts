@@ -12,6 +12,7 @@
 //   "rank" (the callers order them)
 //   none: no context (closed book)
 import type { AnswerMode, ArcModel, CompressedChunk, Manifest, PrefixPart, TextTokenizer } from './api';
+import type { ContextPlan } from './context/plan';
 import { ArcError } from './errors';
 
 /** What buildPrefix reads from a model. */
@@ -111,13 +112,17 @@ export function mixedTextBudget(manifest: Manifest, requested?: number): number 
  * mixed mode the chunks read as text only, since that is where the policy put the code that
  * matters and a compressed chunk's exact spans are what ARC reads worst (the bundled model's arc
  * value questions: 8% exact match); in arc mode, where only vectors were read, the compressed
- * chunks' sources; in full mode the text read. With `limit` (the manifest's prompt.quoteChunks),
- * only the first `limit` of those: callers pass each list best-ranked first. docs/DESIGN.md,
- * manifest fields prompt.extractive and prompt.quoteChunks.
+ * chunks' sources; in full mode the text read. Returned best-ranked first (the plan's `ranked`,
+ * whatever the layout order); with `limit` (the manifest's prompt.quoteChunks) only the first
+ * `limit` of those. docs/DESIGN.md, manifest fields prompt.extractive and prompt.quoteChunks.
  */
-export function quotableChunks<T>(mode: AnswerMode, text: readonly T[], compressed: readonly T[], limit?: number): T[] {
-  const all = mode === 'mixed' ? [...text] : [...text, ...compressed];
-  return limit === undefined ? all : all.slice(0, limit);
+export function quotableChunks(mode: AnswerMode, p: Pick<ContextPlan, 'text' | 'ranked'>, limit?: number): number[] {
+  let all = p.ranked;
+  if (mode === 'mixed') {
+    const isText = new Set(p.text);
+    all = all.filter((i) => isText.has(i));
+  }
+  return all.slice(0, limit);
 }
 
 /** The manifest's prompt.contextOrder (absent: "document"). */

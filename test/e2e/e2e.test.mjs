@@ -50,7 +50,7 @@ const MODEL_DIR = HAS_DEFAULT_MODEL ? DEFAULT_MODEL_DIR : FIXTURE_MODEL_DIR;
  */
 function defaultModelNotFinal() {
   if (!HAS_DEFAULT_MODEL) return 'no bundled default model (models/arc-tiny-code) yet';
-  const { evaluationRepos: e } = JSON.parse(readFileSync(join(DEFAULT_MODEL_DIR, 'arc-model.json'), 'utf8'));
+  const e = measuredRepos();
   const em = (m) => e?.[m]?.exactMatch;
   if (!['mixed', 'arc', 'full', 'none'].every((m) => typeof em(m) === 'number')) {
     return 'the bundled model has no measured whole-package exact match in every mode in its manifest';
@@ -74,11 +74,15 @@ function defaultModelNotFinal() {
 function valueAnswersNotFinal() {
   const notFinal = defaultModelNotFinal();
   if (notFinal) return notFinal;
-  const { evaluationRepos: e } = JSON.parse(readFileSync(join(DEFAULT_MODEL_DIR, 'arc-model.json'), 'utf8'));
-  const value = e?.mixed?.byKind?.value;
+  const value = measuredRepos()?.mixed?.byKind?.value;
   if (typeof value !== 'number') return 'the bundled model has no measured whole-package exact match on value questions in its manifest';
   if (value < 0.5) return `the bundled model answers ${(100 * value).toFixed(1)}% of whole-package value questions right in mixed mode (under half); see models/arc-tiny-code/MODEL.md`;
   return null;
+}
+
+/** The bundled model's measured whole-package figures (its manifest's `evaluationRepos`). */
+function measuredRepos() {
+  return JSON.parse(readFileSync(join(DEFAULT_MODEL_DIR, 'arc-model.json'), 'utf8')).evaluationRepos;
 }
 
 /** Answers the flows received, checked for content by the model test at the end. */
