@@ -489,7 +489,7 @@ export function renderScalingRuns(runs: { file: string; result: BenchResult; sec
   });
   out.push(
     table(
-      ['tree', 'files', 'chunks', 'source tokens', 'cold: first answer TTFT (process)', 'cold: chunks encoded', 'whole-tree compress (process)', 'warm TTFT mixed (process)', 'warm TTFT arc (process)', 'warm TTFT mixed, long-lived process', 'peak RSS ask / compress', 'run'],
+      ['tree', 'files', 'chunks', 'source tokens', 'cold: first answer TTFT (process)', 'cold: chunks encoded', 'whole-tree compress (process)', 'warm TTFT mixed (process)', 'warm TTFT arc (process)', 'warm TTFT mixed, long-lived process', 'same, watched (nothing changed)', 'peak RSS ask / compress', 'run'],
       rows,
     ),
   );
@@ -514,6 +514,8 @@ export function renderScalingRuns(runs: { file: string; result: BenchResult; sec
     out.push(ratioLine(': warm time to first token (the slower of mixed and arc)', last.map((t) => ({ targetMB: t.targetMB, ms: Math.max(t.warmMixed.ttftMs, t.warmArc.ttftMs) }))));
     const lived = last.flatMap((t) => (t.longLived ? [{ targetMB: t.targetMB, ms: longLivedTtft(t.longLived.ttftMs) }] : []));
     if (lived.length > 1 && lived[0].targetMB === last[0].targetMB) out.push(ratioLine(', long-lived process (as the extension asks):', lived));
+    const watched = last.flatMap((t) => (t.longLivedWatched ? [{ targetMB: t.targetMB, ms: longLivedTtft(t.longLivedWatched.ttftMs) }] : []));
+    if (watched.length > 1 && watched[0].targetMB === last[0].targetMB) out.push(ratioLine(', long-lived process with change notifications, nothing changed between questions (as the extension asks):', watched));
   }
   out.push('');
   return out.join('\n');
@@ -521,7 +523,7 @@ export function renderScalingRuns(runs: { file: string; result: BenchResult; sec
 
 function scalingRow(t: ScalingTree): (string | number)[] {
   return 'skipped' in t
-    ? [`${t.targetMB} MB`, '–', '–', '–', t.skipped, '–', '–', '–', '–', '–', '–']
+    ? [`${t.targetMB} MB`, '–', '–', '–', t.skipped, '–', '–', '–', '–', '–', '–', '–']
     : [
         `${f(t.bytes / 1e6, 2)} MB`,
         t.files,
@@ -533,6 +535,7 @@ function scalingRow(t: ScalingTree): (string | number)[] {
         `${f(t.warmMixed.ttftMs)} ms (${f(t.warmMixed.wallMs)} ms)`,
         `${f(t.warmArc.ttftMs)} ms (${f(t.warmArc.wallMs)} ms)`,
         t.longLived ? `${f(longLivedTtft(t.longLived.ttftMs))} ms` : '–',
+        t.longLivedWatched ? `${f(longLivedTtft(t.longLivedWatched.ttftMs))} ms` : '–',
         `${f(Math.max(t.cold.maxRssMiB, t.warmMixed.maxRssMiB, t.warmArc.maxRssMiB))} / ${f(t.compress.maxRssMiB)} MiB`,
       ];
 }
@@ -602,7 +605,7 @@ export function renderScaling(sc: ScalingSection): string {
   const out: string[] = ['## 6. Large repositories\n'];
   out.push(
     table(
-      ['tree', 'files', 'chunks', 'source tokens', 'cold: first answer TTFT (process)', 'cold: chunks encoded', 'whole-tree compress (process)', 'warm TTFT mixed (process)', 'warm TTFT arc (process)', 'warm TTFT mixed, long-lived process', 'peak RSS ask / compress'],
+      ['tree', 'files', 'chunks', 'source tokens', 'cold: first answer TTFT (process)', 'cold: chunks encoded', 'whole-tree compress (process)', 'warm TTFT mixed (process)', 'warm TTFT arc (process)', 'warm TTFT mixed, long-lived process', 'same, watched (nothing changed)', 'peak RSS ask / compress'],
       sc.trees.map(scalingRow),
     ),
   );

@@ -307,6 +307,13 @@ export type ScalingTree =
        * code compiled). Absent in runs made before it was measured.
        */
       longLived?: { ttftMs: number[] };
+      /**
+       * Then the same in-process question with a TreeWatch (change notifications, as the extension
+       * holds one): the first ask after watching began scans and is remembered, the others find
+       * nothing changed and reuse its scan. The figure is the median of the asks after the first.
+       * Absent in runs made before it was measured or where no watcher loads.
+       */
+      longLivedWatched?: { ttftMs: number[] };
     };
 
 export interface ScalingSection {

@@ -24,6 +24,17 @@ const ORT_FOLDERS = {
   'darwin-arm64': 'darwin/arm64',
 };
 
+// vsce target -> @parcel/watcher's prebuilt package (bundled into dist/*.js except its native
+// part, which it requires by name at run time). npm installs only the build machine's own; a VSIX
+// for another target without it still works, scanning every question (treeWatch.ts).
+const WATCHER_PACKAGES = {
+  'linux-x64': '@parcel/watcher-linux-x64-glibc',
+  'linux-arm64': '@parcel/watcher-linux-arm64-glibc',
+  'win32-x64': '@parcel/watcher-win32-x64',
+  'win32-arm64': '@parcel/watcher-win32-arm64',
+  'darwin-arm64': '@parcel/watcher-darwin-arm64',
+};
+
 function fail(message) {
   console.error(`package: ${message}`);
   process.exit(1);
@@ -75,7 +86,11 @@ const work = mkdtempSync(join(tmpdir(), 'arc-package-'));
 try {
   const ignoreFile = join(work, '.vscodeignore');
   const base = readFileSync(join(root, '.vscodeignore'), 'utf8');
-  writeFileSync(ignoreFile, `${base}\n# added for --target ${target}\n!node_modules/onnxruntime-node/bin/napi-v6/${ortFolder}/*\n`);
+  const watcherPkg = WATCHER_PACKAGES[target];
+  const watcherDir = watcherPkg ? join(root, 'node_modules', watcherPkg) : null;
+  const watcherLines = watcherDir && existsSync(watcherDir) ? `!node_modules/${watcherPkg}/package.json\n!node_modules/${watcherPkg}/*.node\n!node_modules/${watcherPkg}/LICENSE\n` : '';
+  if (!watcherLines) console.warn(`package: ${watcherPkg ?? 'no @parcel/watcher package'} for ${target} is not installed here: the VSIX scans the folders on every question instead of watching them`);
+  writeFileSync(ignoreFile, `${base}\n# added for --target ${target}\n!node_modules/onnxruntime-node/bin/napi-v6/${ortFolder}/*\n${watcherLines}`);
   run(nodeForVsce(), [
     join(root, 'node_modules/@vscode/vsce/vsce'), 'package',
     '--target', target,

@@ -1,5 +1,6 @@
 // The contract between the inference core (model/tokenizer/encoder/generator), the context
 // pipeline (ask()) and its callers (CLI, extension). Implementations live in sibling modules.
+import type { TreeWatch } from './context/treeWatch';
 import type { AnswerMode, AskEvent, AskRequest } from './types';
 
 export interface Manifest {
@@ -180,6 +181,12 @@ export interface AskOptions {
   maxFileBytes?: number;
   /** Extra diagnostics (cache repairs); they are also sent as progress events. */
   log?: (line: string) => void;
+  /**
+   * Change notifications of a long-lived host (context/treeWatch.ts): with a cache folder, a
+   * question on roots nothing touched since the last question's scan reuses that scan instead
+   * of a stat per file. Questions with caller-given sources always scan.
+   */
+  watch?: TreeWatch;
 }
 
 /** Signature of the pipeline entry point (src/core/ask.ts). */

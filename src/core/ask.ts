@@ -16,8 +16,9 @@ import { compressChunks } from './context/compress';
 import { bm25Scores, bodyOf, LexicalIndex, lexicalIndexCap, lexiconsFor, type FileLexicon } from './context/lexicalIndex';
 import { planArc, planFull, planInOrder, planMixed, type ContextPlan } from './context/plan';
 import { boostScores, questionBoosts, quotedIdentifiers, rankChunks, rankOrder } from './context/select';
-import { classifyContent, collectSources, CONTENT_SKIPS, DEFAULT_MAX_FILE_BYTES, type SkipReport, type SourceFile, type UnreadFile } from './context/sources';
+import { classifyContent, collectSources, CONTENT_SKIPS, DEFAULT_MAX_FILE_BYTES, type CollectResult, type SkipReport, type SourceFile, type UnreadFile } from './context/sources';
 import type { SkipReason } from './types';
+import type { TreeWatch, WatchTicket } from './context/treeWatch';
 import { buildTreeIndex, chunkColumn, chunkField, chunkHash, chunksWithPrefix, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, TreeIndexCorrupt, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
 import { groupSizes } from './encoder';
 import { ArcError, errorMessage, throwIfAborted } from './errors';
@@ -88,7 +89,9 @@ function mergeRanges(n: number, at: (k: number) => Pick<Chunk, 'path' | 'absPath
       last.endLine = Math.max(last.endLine, c.endLine);
       continue;
     }
-    out.push({ path: c.path, ...(c.absPath ? { absPath: c.absPath } : {}), startLine: c.startLine, endLine: c.endLine });
+    const r: Citation = { path: c.path, startLine: c.startLine, endLine: c.endLine };
+    if (c.absPath) r.absPath = c.absPath;
+    out.push(r);
   }
   return out;
 }
@@ -328,6 +331,12 @@ export function boostCandidates(tree: TreeIndexData, question: string): Set<numb
   return out;
 }
 
+/** What a long-lived host's TreeWatch keeps of a scan that found the stored tree unchanged. */
+interface ScanMemo {
+  old: TreeIndexData;
+  collected: CollectResult;
+}
+
 /** AskRequest.rankAs as a lookup: a file of origin `workspace` ranks with the origin named for its path (the last entry for a path wins). */
 function rankedOrigin(request: AskRequest): (shown: string, origin: SourceFile['origin']) => SourceFile['origin'] {
   const as = new Map((request.rankAs ?? []).map((r) => [r.path, r.origin]));
@@ -359,29 +368,41 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
   const oldAt = old ? new Map(old.files.map((f, i) => [f.path, i])) : null;
   const oldSkips = old?.skipped?.length ? new Map(old.skipped.map((f) => [f.path, f])) : null;
   const scanStart = Date.now();
-  yield { type: 'progress', stage: 'scan', message: 'Looking for source files' };
-  const collected = await collectSources({
-    roots: request.roots,
-    sources: request.sources,
-    include: request.include,
-    exclude: request.exclude,
-    maxFileBytes: options.maxFileBytes,
-    signal,
-    unchanged:
-      old && oldAt
-        ? (shown, stamp) => {
-            const i = oldAt.get(shown);
-            return i !== undefined && unchangedSince(old.files[i], stamp, old.takenAtMs);
-          }
-        : undefined,
-    knownSkip:
-      old && oldSkips
-        ? (shown, stamp) => {
-            const f = oldSkips.get(shown);
-            return f !== undefined && CONTENT_SKIPS.has(f.reason as SkipReason) && unchangedSince(f, stamp, old.takenAtMs) ? (f.reason as SkipReason) : null;
-          }
-        : undefined,
-  });
+  // A long-lived host's watcher may vouch that nothing under the roots changed since the last
+  // question's scan found the stored tree unchanged: that scan is reused (treeWatch.ts).
+  const watch = key !== null && old && !(request.sources?.length) ? (options.watch as TreeWatch<ScanMemo> | undefined) : undefined;
+  const memo = watch?.recall(key as string);
+  let collected: CollectResult;
+  let ticket: WatchTicket | null = null;
+  if (memo && memo.old === old) {
+    collected = memo.collected;
+    yield { type: 'progress', stage: 'scan', message: 'Nothing changed under the folders since the last question (watched): the last scan is reused' };
+  } else {
+    ticket = watch?.ticket(roots) ?? null;
+    yield { type: 'progress', stage: 'scan', message: 'Looking for source files' };
+    collected = await collectSources({
+      roots: request.roots,
+      sources: request.sources,
+      include: request.include,
+      exclude: request.exclude,
+      maxFileBytes: options.maxFileBytes,
+      signal,
+      unchanged:
+        old && oldAt
+          ? (shown, stamp) => {
+              const i = oldAt.get(shown);
+              return i !== undefined && unchangedSince(old.files[i], stamp, old.takenAtMs);
+            }
+          : undefined,
+      knownSkip:
+        old && oldSkips
+          ? (shown, stamp) => {
+              const f = oldSkips.get(shown);
+              return f !== undefined && CONTENT_SKIPS.has(f.reason as SkipReason) && unchangedSince(f, stamp, old.takenAtMs) ? (f.reason as SkipReason) : null;
+            }
+          : undefined,
+    });
+  }
   const found = collected.files.length + collected.unread.length;
   yield { type: 'progress', stage: 'scan', message: `Scanned ${collected.scanned} files, ${found} usable${collected.unread.length > 0 ? ` (${collected.unread.length} unchanged, not read)` : ''}`, done: collected.scanned, total: collected.scanned };
   if (Object.keys(collected.skipped.counts).length > 0) yield { type: 'skipped', ...collected.skipped };
@@ -417,7 +438,10 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
     let fromIndex = collected.unread.length;
     if (old && collected.files.length === 0 && collected.unread.length === old.files.length && collected.contentSkipsRead === 0) {
       tree = old; // nothing changed, added or removed (and no left-out file was read): the stored tree as it is
+      // Taken before the scan began: if no event follows, the next question may skip the scan.
+      if (watch && ticket) watch.remember(key, ticket, { old, collected });
     } else {
+      watch?.forget(key);
       const r = await lexiconsFor(collected.files, model.tokenizer, chunkOpts, chunkIndex, lexical, signal);
       throwIfAborted(signal, 'Indexing files');
       fromIndex += r.fromIndex;
@@ -442,10 +466,11 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
       const stored = storable ? tree : buildTreeIndex(sources.filter((_, k) => { const d = docs[k]; return 'unread' in d || (d.file.stamp !== undefined && d.file.origin === 'workspace' && d.file.startLine === 1); }), scanStart, skipped);
       await storeTree(options.cacheDir as string, key, stored, log);
     }
+    // One small object per file of the tree, every question: no copies of the scan's records.
     const treeDocs: TreeDoc[] = tree.files.map((tf, k) => {
       const d = docs[k];
-      const f = 'file' in d ? d.file : { ...d.unread, origin: 'workspace' as const };
-      return { path: f.path, absPath: f.absPath, origin: originOf(f.path, f.origin), headerTokens: tf.headerTokens };
+      const f = 'file' in d ? d.file : d.unread;
+      return { path: f.path, absPath: f.absPath, origin: originOf(f.path, 'file' in d ? d.file.origin : 'workspace'), headerTokens: tf.headerTokens };
     });
     const treeRefs = new TreeRefs(tree, treeDocs, texts, (p) => renderHeader(chunkOpts.header, p));
     refs = treeRefs;
@@ -699,17 +724,31 @@ function keptSourceTokens(refs: ChunkRefs, i: number, p: ContextPlan, costs: Cos
   return plain > 0 ? Math.round((tokens * p.partial.keep) / plain) : 0;
 }
 
-/** mergeCitations over chunk indices in document order, read from the refs' columns (no object per chunk kept). */
+/**
+ * mergeCitations over chunk indices in document order, read from the refs' columns (no object
+ * per chunk): the whole left-out part of a large tree goes through here on every question, so
+ * consecutive chunks of one document are compared by document index before any path.
+ */
 function mergeRefCitations(refs: ChunkRefs, list: readonly number[]): Citation[] {
-  const one = { path: '', absPath: undefined as string | undefined, startLine: 0, endLine: 0 };
-  return mergeRanges(list.length, (k) => {
-    const i = list[k];
-    one.path = refs.docPath(refs.file[i]);
-    one.absPath = refs.docAbsPath(refs.file[i]);
-    one.startLine = refs.startLine[i];
-    one.endLine = refs.endLine[i];
-    return one;
-  });
+  const out: Citation[] = [];
+  let last: Citation | undefined;
+  let lastDoc = -1;
+  for (let n = 0; n < list.length; n++) {
+    const i = list[n];
+    const k = refs.file[i];
+    const start = refs.startLine[i];
+    const end = refs.endLine[i];
+    if (last && (k === lastDoc || last.path === refs.docPath(k)) && start <= last.endLine + 1 && end >= last.startLine) {
+      last.endLine = Math.max(last.endLine, end);
+    } else {
+      last = { path: refs.docPath(k), startLine: start, endLine: end };
+      const abs = refs.docAbsPath(k);
+      if (abs) last.absPath = abs;
+      out.push(last);
+    }
+    lastDoc = k;
+  }
+  return out;
 }
 
 /** The selection event: merged citations overall and per form, and per-file figures; `included` is p.text and p.compressed in document order. */

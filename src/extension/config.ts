@@ -33,6 +33,8 @@ export interface ArcSettings {
   decoderUrl: string;
   /** vLLM's served model name; '' uses the server's only model (machine scope). */
   servedModel: string;
+  /** Watch the folders asked about, so that a question on an unchanged tree skips the file scan. */
+  watchFiles: boolean;
 }
 
 const PROVIDERS = ['auto', 'cuda', 'webgpu', 'dml', 'coreml', 'cpu'] as const;
@@ -74,6 +76,7 @@ export function normalizeSettings(get: (key: string) => unknown): ArcSettings {
     decoderBackend: oneOf(get('decoderBackend'), BACKENDS, 'onnx'),
     decoderUrl: typeof get('decoderUrl') === 'string' ? (get('decoderUrl') as string).trim() : '',
     servedModel: typeof get('servedModel') === 'string' ? (get('servedModel') as string).trim() : '',
+    watchFiles: get('watchFiles') !== false,
   };
 }
 

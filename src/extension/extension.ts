@@ -3,6 +3,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { ask } from '../core/ask';
+import { TreeWatch } from '../core/context/treeWatch';
 import { loadModel } from '../core/model';
 import type { WebviewCommand } from '../protocol';
 import { AnswerPanel } from './answerPanel';
@@ -25,6 +26,7 @@ import { WorkspaceWatcher } from './workspaceWatcher';
 process.env.ORT_DISABLE_TELEMETRY = '1';
 
 let models: ModelManager | undefined;
+let folderWatch: TreeWatch | undefined;
 
 const COMMAND_IDS: Record<WebviewCommand, string> = {
   selectModel: 'arcContext.selectModel',
@@ -39,10 +41,14 @@ export function activate(context: vscode.ExtensionContext): void {
   const cacheDir = path.join(context.globalStorageUri.fsPath, 'vector-cache');
   models = new ModelManager(new DecoderBackendGate(context, log).wrap(loadModel), context.extensionPath, log);
   const modelManager = models;
+  // One watch for the extension host's life: questions on folders nothing changed in skip the scan.
+  const treeWatch = new TreeWatch({ log: (line) => log.info(line) });
+  folderWatch = treeWatch;
   const runner = new AskRunner({
     ask,
     getModel: () => modelManager.get(),
     cacheDir: () => cacheDir,
+    watch: () => (readSettings().watchFiles ? treeWatch : undefined),
     cacheMaxBytes: () => readSettings().cacheSizeMB * 1024 * 1024,
     log,
   });
@@ -121,4 +127,6 @@ export async function deactivate(): Promise<void> {
   // context.subscriptions dispose synchronously; wait here for the ONNX sessions to close.
   await models?.unload('extension deactivated');
   models = undefined;
+  await folderWatch?.dispose();
+  folderWatch = undefined;
 }

@@ -2,6 +2,7 @@
 // its own AbortController, every event forwarded to the view that asked. No `vscode` import: the
 // adapter hands in the model getter and the pipeline, so this is unit tested with a fake ask().
 import type { ArcModel, AskFn, AskOptions } from '../core/api';
+import type { TreeWatch } from '../core/context/treeWatch';
 import type { ArcErrorCode, AskEvent, AskRequest, AskStats } from '../core/types';
 import { selectionPicture, type CompressionSnapshot, type HostMessage, type RunInfo, type SelectionPicture } from '../protocol';
 
@@ -52,6 +53,8 @@ export interface RunnerDeps {
   /** Loads (or returns the loaded) model; may throw ArcError('model-missing' | 'model-corrupt'). */
   getModel: (signal: AbortSignal) => Promise<ArcModel>;
   cacheDir: () => string | null;
+  /** Change notifications of the folders asked about (treeWatch.ts); undefined: every question scans. */
+  watch?: () => TreeWatch | undefined;
   log: Logger;
 }
 
@@ -156,6 +159,7 @@ export class AskRunner {
         signal,
         cacheDir: this.deps.cacheDir(),
         cacheMaxBytes: this.deps.cacheMaxBytes?.(),
+        watch: this.deps.watch?.(),
         log: (line) => this.deps.log.info(line),
       })) {
         emit(event);

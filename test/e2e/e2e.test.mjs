@@ -347,14 +347,16 @@ async function consentDialog(page) {
 }
 
 describe('the VSIX', () => {
-  it('carries the bundle, the default model and only this platform\'s onnxruntime binary', () => {
+  it('carries the bundle, the default model and only this platform\'s onnxruntime and folder-watcher binaries', () => {
     const r = spawnSync('/usr/bin/python3', ['-c',
       'import json, sys, zipfile; print(json.dumps(zipfile.ZipFile(sys.argv[1]).namelist()))', vsix], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     const files = JSON.parse(r.stdout).filter((f) => f.startsWith('extension/')).map((f) => f.slice('extension/'.length));
     for (const f of ['package.json', 'dist/extension.js', 'dist/webview.js', 'media/arc.css',
       'node_modules/onnxruntime-node/dist/index.js', 'node_modules/onnxruntime-common/dist/cjs/index.js',
-      'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node']) {
+      'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node',
+      // The folder watcher's native part (its JS is in the bundle).
+      'node_modules/@parcel/watcher-linux-x64-glibc/watcher.node']) {
       assert.ok(files.includes(f), `${f} is missing from the VSIX`);
     }
     if (HAS_DEFAULT_MODEL) {
@@ -366,7 +368,7 @@ describe('the VSIX', () => {
     const unwanted = files.filter((f) => /^(src|webview|tools|bench|test\/(?!e2e\/screenshots\/))\//.test(f)
       || /\.(ts|map|py|safetensors)$/.test(f)
       || (f.includes('/bin/napi-v') && !f.includes('/linux/x64/'))
-      || (f.startsWith('node_modules/') && !/^node_modules\/onnxruntime-(node|common)\//.test(f)));
+      || (f.startsWith('node_modules/') && !/^node_modules\/(onnxruntime-(node|common)|@parcel\/watcher-linux-x64-glibc)\//.test(f)));
     assert.deepEqual(unwanted, [], 'files that do not belong in the VSIX');
   });
 });
