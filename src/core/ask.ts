@@ -19,7 +19,7 @@ import { boostScores, questionBoosts, quotedIdentifiers, rankChunks, rankOrder }
 import { classifyContent, collectSources, CONTENT_SKIPS, DEFAULT_MAX_FILE_BYTES, type CollectResult, type SkipReport, type SourceFile, type UnreadFile } from './context/sources';
 import type { SkipReason } from './types';
 import type { TreeWatch, WatchTicket } from './context/treeWatch';
-import { buildTreeIndex, chunkColumn, chunkField, chunkHash, chunksWithPrefix, chunksWithTerm, loadTree, storeTree, treeBm25, treeKey, TreeIndexCorrupt, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
+import { buildTreeIndex, chunkColumn, chunkField, chunkHash, chunksWithPrefix, chunksWithTerm, loadTree, storeTree, treeBm25, treeFileIndex, treeKey, TreeIndexCorrupt, unchangedSince, type TreeIndexData, type TreeSource } from './context/treeIndex';
 import { groupSizes } from './encoder';
 import { ArcError, errorMessage, throwIfAborted } from './errors';
 import { buildPrefix, chunkHeader, compressedCoster, contextBudget, contextOrder, decoderTokenizer, mixedTextBudget, quotableChunks, type BuiltPrefix, type PlacedChunk } from './prompt';
@@ -365,7 +365,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
   // The snapshot is of the scanned roots; files given by the caller are never stored in it.
   const key = useTree && roots.length > 0 ? treeKey((chunkIndex as ChunkIndex).identity, chunkOpts, { roots: roots.map((r) => path.resolve(r)), include: request.include, exclude: request.exclude, maxFileBytes }) : null;
   const old = key ? await loadTree(options.cacheDir as string, key, log) : null;
-  const oldAt = old ? new Map(old.files.map((f, i) => [f.path, i])) : null;
+  const oldAt = old ? treeFileIndex(old) : null;
   const oldSkips = old?.skipped?.length ? new Map(old.skipped.map((f) => [f.path, f])) : null;
   const scanStart = Date.now();
   // A long-lived host's watcher may vouch that nothing under the roots changed since the last

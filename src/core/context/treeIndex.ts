@@ -850,23 +850,49 @@ export function chunksWithTerm(t: TreeIndexData, term: string): number[] {
  * numbers bm25Scores gives over the same files' lexicons (and MiniSearch over their chunks).
  * Reads the postings of the question's terms only.
  */
+const averages = new WeakMap<TreeIndexData, { avgPath: number; avgBody: number }>();
+
+/**
+ * The field length averages of BM25, as running averages in document order (as bm25Scores, and
+ * MiniSearch, compute them): the same for every question on a tree, so computed once per tree.
+ */
+function fieldAverages(t: TreeIndexData): { avgPath: number; avgBody: number } {
+  let hit = averages.get(t);
+  if (!hit) {
+    let avgPath = 0;
+    let avgBody = 0;
+    let count = 0;
+    t.files.forEach((f, k) => {
+      const pl = t.pathLength[k];
+      for (let i = 0; i < f.chunkCount; i++) {
+        avgPath = (avgPath * count + pl) / (count + 1);
+        avgBody = (avgBody * count + t.chunks[(f.firstChunk + i) * CF + 5]) / (count + 1);
+        count++;
+      }
+    });
+    hit = { avgPath, avgBody };
+    averages.set(t, hit);
+  }
+  return hit;
+}
+
+/** Each file's index in the tree by its path; one map per tree, kept while the tree is. */
+const fileIndexes = new WeakMap<TreeIndexData, Map<string, number>>();
+export function treeFileIndex(t: TreeIndexData): Map<string, number> {
+  let m = fileIndexes.get(t);
+  if (!m) {
+    m = new Map(t.files.map((f, i) => [f.path, i]));
+    fileIndexes.set(t, m);
+  }
+  return m;
+}
+
 export function treeBm25(t: TreeIndexData, question: string): Float64Array {
   const total = chunkCount(t);
   const out = new Float64Array(total);
   const query = codeTerms(question);
   if (total === 0 || query.length === 0) return out;
-  // Running averages in document order, as bm25Scores (and MiniSearch) compute them.
-  let avgPath = 0;
-  let avgBody = 0;
-  let count = 0;
-  t.files.forEach((f, k) => {
-    const pl = t.pathLength[k];
-    for (let i = 0; i < f.chunkCount; i++) {
-      avgPath = (avgPath * count + pl) / (count + 1);
-      avgBody = (avgBody * count + t.chunks[(f.firstChunk + i) * CF + 5]) / (count + 1);
-      count++;
-    }
-  });
+  const { avgPath, avgBody } = fieldAverages(t);
   // Typed arrays instead of bm25Scores' maps (a common word has postings in most chunks); the
   // arithmetic per chunk is the same, in the same order.
   const score = new Float64Array(total);
