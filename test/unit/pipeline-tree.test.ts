@@ -14,6 +14,7 @@ import { bm25Scores, clearLexiconMemo, LexicalIndex, lexiconsFor } from '../../s
 import { bm25Normalized, boostScores } from '../../src/core/context/select';
 import { collectSources, type SourceFile } from '../../src/core/context/sources';
 import { buildTreeIndex, decodeTreeIndex, encodeTreeIndex, RACY_MS, TREE_INDEX_FORMAT_VERSION, treeBm25, unchangedSince, type TreeSource } from '../../src/core/context/treeIndex';
+import { TreeWatch } from '../../src/core/context/treeWatch';
 import type { AskEvent, AskRequest } from '../../src/core/types';
 import { LEXICAL_QUESTION } from './pipeline-lexical-child';
 import { fixtureTokenizer, hasTinyArc, runTs, TINY_ARC, tempDir, useTinyArc } from './pipeline-helpers';
@@ -101,9 +102,9 @@ interface Outcome {
   error?: string;
 }
 
-async function run(req: Partial<AskRequest> & { question: string }, cacheDir?: string): Promise<Outcome> {
+async function run(req: Partial<AskRequest> & { question: string }, cacheDir?: string, watch?: TreeWatch): Promise<Outcome> {
   const out: Outcome = { answer: '', citations: null, selection: null, messages: [] };
-  for await (const e of ask(model, { mode: 'arc', maxNewTokens: 4, temperature: 0, ...req } as AskRequest, cacheDir ? { cacheDir } : {}) as AsyncIterable<AskEvent>) {
+  for await (const e of ask(model, { mode: 'arc', maxNewTokens: 4, temperature: 0, ...req } as AskRequest, cacheDir ? { cacheDir, ...(watch ? { watch } : {}) } : {}) as AsyncIterable<AskEvent>) {
     if (e.type === 'progress') out.messages.push(e.message);
     else if (e.type === 'done') out.answer = e.answer;
     else if (e.type === 'citations') out.citations = e.citations;
@@ -264,19 +265,30 @@ test('ask(): files left out for their content are recorded in the tree and skipp
   }
 });
 
-test('several processes ask on one cache while files change: every answer equals a clean run at the end, the tree entry verifies', { skip, timeout: 300_000 }, async () => {
+test('several processes ask on one cache while files change, this one with change notifications: every answer equals a clean run at the end, the tree entry verifies', { skip, timeout: 300_000 }, async () => {
   const t = tempDir('tree-procs');
+  // This process asks as the extension does: a long-lived host with a TreeWatch.
+  const watch = new TreeWatch();
   try {
     const root = makeWorkspace(t.dir);
     const cache = path.join(t.dir, 'cache');
     const child = path.join(__dirname, 'pipeline-tree-child.ts');
     const kids = [0, 1, 2].map(() => runTs(child, [cache, root, 3]));
+    const watchedErrors: string[] = [];
+    const watched = (async () => {
+      for (let k = 0; k < 6; k++) {
+        const o = await run({ question: 'Which file defines `chunkFile`?', roots: [root] }, cache, watch);
+        if (o.error) watchedErrors.push(o.error);
+      }
+    })();
     // Meanwhile: edits, a delete and a rename.
     await sleep(300);
     const f = path.join(root, 'ts', 'chunker.ts');
     writeFileSync(f, readFileSync(f, 'utf8') + '\n// edited while others ask\n');
     rmSync(path.join(root, 'ts', 'locations.ts'));
     renameSync(path.join(root, 'ts', 'compress.ts'), path.join(root, 'ts', 'compress_moved.ts'));
+    await watched;
+    for (const e of watchedErrors) assert.match(e, /changed while the question was being answered/);
     const outs = await Promise.all(kids);
     for (const o of outs) assert.equal(o.code, 0, o.err.slice(-2000));
     for (const o of outs) {
@@ -292,7 +304,18 @@ test('several processes ask on one cache while files change: every answer equals
     await agreesWithClean(root, cache, 'Which function evicts the least recently used cache entries?');
     await settle();
     await agreesWithClean(root, cache, 'Which file defines `chunkFile`?');
+    // The watched host, once the changes are old enough to be trusted, answers as a clean run does,
+    // whether it scans or reuses a scan (the third question reuses the second's).
+    const clean = await run({ question: 'Which file defines `chunkFile`?', roots: [root] });
+    const asked: Outcome[] = [];
+    for (let k = 0; k < 3; k++) asked.push(await run({ question: 'Which file defines `chunkFile`?', roots: [root] }, cache, watch));
+    for (const o of asked) {
+      assert.equal(o.error, undefined, o.error);
+      assert.deepEqual([o.selection, o.citations, o.answer], [clean.selection, clean.citations, clean.answer]);
+    }
+    assert.ok(asked[2].messages.some((m) => /the last scan is reused/.test(m)), asked[2].messages.join('\n'));
   } finally {
+    await watch.dispose();
     t.cleanup();
   }
 });
