@@ -35,6 +35,8 @@ export interface ScalingOptions {
 
 /** Questions asked in the bench's own process per tree; the figure kept is the median of all but the first. */
 export const LONG_LIVED_ASKS = 8;
+/** New processes on the warm cache per mode; the run kept is the median by time to first token. */
+export const WARM_RUNS = 3;
 
 const CODE = /\.(js|mjs|cjs|ts|mts|cts|tsx|jsx|py)$/;
 /** Bundles and minified files are not what people ask about, and one of them could be the whole tree. */
@@ -128,6 +130,13 @@ async function askRun(opts: ScalingOptions, root: string, cache: string, mode: s
   };
 }
 
+/** The run with the median time to first token (of an odd count; the lower middle otherwise). */
+export function medianRun(runs: readonly ScalingRun[]): ScalingRun {
+  if (runs.length === 0) throw new Error('medianRun: no runs');
+  const sorted = [...runs].sort((a, b) => a.ttftMs - b.ttftMs);
+  return sorted[(sorted.length - 1) >> 1];
+}
+
 export async function runScaling(opts: ScalingOptions): Promise<ScalingSection> {
   const pool = await codeFiles(opts.from);
   const poolBytes = pool.reduce((n, f) => n + f.size, 0);
@@ -154,9 +163,16 @@ export async function runScaling(opts: ScalingOptions): Promise<ScalingSection> 
         const c = await runCli(opts.cli, ['compress', '--model', opts.modelDir, '--provider', 'cpu', '--threads', String(opts.threads), '--root', root, '--cache', cache, '--json'], opts.signal);
         const fig = JSON.parse(c.stdout) as { chunks?: number; encoded?: number; sourceTokens?: number };
         opts.log(`scaling: ${mb} MB whole-tree compress ${round(c.wallMs)} ms (peak RSS ${c.maxRssMiB} MiB)`);
-        const warmMixed = await askRun(opts, root, cache, 'mixed', question);
-        const warmArc = await askRun(opts, root, cache, 'arc', question);
-        opts.log(`scaling: ${mb} MB warm TTFT mixed ${warmMixed.ttftMs} ms, arc ${warmArc.ttftMs} ms (peak RSS ${Math.max(warmMixed.maxRssMiB, warmArc.maxRssMiB)} MiB)`);
+        // One process can meet a burst of load on a shared machine: the median of a few, per mode.
+        const mixedRuns: ScalingRun[] = [];
+        const arcRuns: ScalingRun[] = [];
+        for (let k = 0; k < WARM_RUNS; k++) {
+          mixedRuns.push(await askRun(opts, root, cache, 'mixed', question));
+          arcRuns.push(await askRun(opts, root, cache, 'arc', question));
+        }
+        const warmMixed = medianRun(mixedRuns);
+        const warmArc = medianRun(arcRuns);
+        opts.log(`scaling: ${mb} MB warm TTFT mixed ${mixedRuns.map((r) => r.ttftMs).join(', ')} ms, arc ${arcRuns.map((r) => r.ttftMs).join(', ')} ms (medians ${warmMixed.ttftMs} / ${warmArc.ttftMs} ms, peak RSS ${Math.max(...mixedRuns.map((r) => r.maxRssMiB), ...arcRuns.map((r) => r.maxRssMiB))} MiB)`);
         let longLived: { ttftMs: number[] } | undefined;
         let longLivedWatched: { ttftMs: number[] } | undefined;
         if (opts.model) {
@@ -207,7 +223,7 @@ export async function runScaling(opts: ScalingOptions): Promise<ScalingSection> 
     notes: [
       `Trees: .js/.ts/.py files of 200 B to 200 KB (no minified bundles) from ${opts.from.join(', ')}, in path order, copied until the size is reached.`,
       'Each run is a new `arc-context` process (`ask --json --max-new-tokens 1`, `compress --json`); TTFT is ask()\'s own figure (from the start of the pipeline, model load excluded), wall time is the whole process, peak RSS is the high-water mark of that process alone (VmHWM on Linux).',
-      'cold: empty cache and indexes; every file is tokenized and indexed, only the chosen chunks are encoded. compress: the whole tree afterwards (its files come from the chunk index). warm: a new process on the warm cache.',
+      `cold: empty cache and indexes; every file is tokenized and indexed, only the chosen chunks are encoded. compress: the whole tree afterwards (its files come from the chunk index). warm: a new process on the warm cache, ${WARM_RUNS} per mode (mixed and arc alternating), the median kept.`,
       ...(opts.model
         ? [`long-lived: the same question asked ${LONG_LIVED_ASKS} times in the bench's own process (mixed mode, ${opts.threads} thread(s)), as the extension asks in its long-lived host; the figure is the median of the asks after the first (which loads the tree index into the process). Every ask scans the tree (a stat per file) and checks it against the index.`,
             `long-lived, watched: the same again with change notifications (src/core/context/treeWatch.ts, @parcel/watcher), as the extension holds them: the first ask once the watch is established scans and is remembered; the following asks find that nothing under the tree changed and reuse that scan (a question after any change, or more than 5 minutes after the last scan, scans again: the long-lived figure). The figure is the median of the asks after the first.`]

@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { loadCompanions, renderMarkdown, renderRealistic, renderScalingRuns } from '../../bench/report';
+import { medianRun } from '../../bench/scaling';
 import type { BenchResult } from '../../bench/types';
 import { tempDir } from './pipeline-helpers';
 
@@ -72,4 +73,11 @@ test('section 6 shows the long-lived process column and its ratio when a run mea
   const row50 = md.split('\n').find((l) => l.startsWith('| 50.'));
   assert.ok(row50?.includes('| 95 ms |'), row50);
   assert.match(md, /long-lived process \(as the extension asks\): 42 ms at 1 MB, 65 ms at 10 MB, 95 ms at 50 MB; 1\.55x the 1 MB tree's at 10 MB, 2\.26x the 1 MB tree's at 50 MB\./);
+});
+
+test('scaling warm figure: the process with the median time to first token is kept, whole (a burst in one process does not become the figure)', () => {
+  const run = (ttftMs: number, wallMs: number) => ({ ttftMs, wallMs, maxRssMiB: 100, encodeMs: 0, prefillMs: 50, encoded: 0, cacheHits: 4, chunksIncluded: 5 });
+  assert.deepEqual(medianRun([run(3311, 3700), run(271, 600), run(300, 650)]), run(300, 650));
+  assert.deepEqual(medianRun([run(90, 1), run(80, 2)]), run(80, 2));
+  assert.throws(() => medianRun([]), /no runs/);
 });
