@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import type { TextTokenizer } from '../../src/core/api';
 import { chunkFile, hashText, type ChunkOptions } from '../../src/core/context/chunker';
 import { ChunkIndex } from '../../src/core/context/chunkIndex';
-import { bm25Scores, bodyOf, clearLexiconMemo, LexicalIndex, lexiconsFor } from '../../src/core/context/lexicalIndex';
+import { bm25Scores, bodyOf, buildLexicon, clearLexiconMemo, decodeLexiconEntry, encodeLexiconEntry, LexicalIndex, lexiconsFor } from '../../src/core/context/lexicalIndex';
 import { bm25Normalized } from '../../src/core/context/select';
 import { collectSources, type SourceFile } from '../../src/core/context/sources';
 import { LEXICAL_QUESTION } from './pipeline-lexical-child';
@@ -154,4 +154,19 @@ test('three processes share one index folder (with eviction) and always score li
   } finally {
     t.cleanup();
   }
+});
+
+test('an entry with a valid checksum whose postings point past its chunks (a writer bug, not bit rot) is refused, and a good one round-trips', { skip }, async () => {
+  const [f] = await files(path.join(REPO, 'test/fixtures/workspace-py'));
+  const lex = buildLexicon(f, chunkFile(f, fixtureTokenizer() as TextTokenizer, OPTS));
+  const key = 'ab'.repeat(32);
+  const back = decodeLexiconEntry(key, encodeLexiconEntry(key, lex), f);
+  assert.deepEqual(back, lex);
+  const bad = { ...lex, postings: lex.postings.slice() };
+  bad.postings[0] = lex.chunks.length; // chunk index one past the last
+  assert.equal(decodeLexiconEntry(key, encodeLexiconEntry(key, bad), f), 'malformed postings');
+  const odd = { ...lex, postOff: lex.postOff.slice(), postings: lex.postings.slice(1) };
+  odd.postOff[1] = lex.postOff[1] - 1; // first term's list loses its first number: (count, chunk) pairs out of step
+  for (let i = 2; i < odd.postOff.length; i++) odd.postOff[i] = lex.postOff[i] - 1;
+  assert.equal(decodeLexiconEntry(key, encodeLexiconEntry(key, odd), f), 'malformed postings');
 });

@@ -43,11 +43,26 @@ export interface ChunkMeta {
   bodyLength: number;
 }
 
-/** One file's entry: its chunks and, per distinct body term (sorted), [chunk, count, chunk, count, ...]. */
+/**
+ * One file's entry: its chunks and, per distinct body term (sorted), its postings as (chunk,
+ * count) pairs: term i's are postings[postOff[i] .. postOff[i + 1]). Two typed arrays per file,
+ * not an array per term: a cold 50 MB tree holds the lexicons of all its files at once while its
+ * tree index is built, and a JS array per term was most of that heap.
+ */
 export interface FileLexicon {
   chunks: ChunkMeta[];
   terms: string[];
-  postings: number[][];
+  postOff: Uint32Array;
+  postings: Uint32Array;
+}
+
+/** Flattens per-term (chunk, count) lists, in `terms` order, into a lexicon's two arrays. */
+function flatPostings(lists: readonly (readonly number[])[]): { postOff: Uint32Array; postings: Uint32Array } {
+  const postOff = new Uint32Array(lists.length + 1);
+  for (let i = 0; i < lists.length; i++) postOff[i + 1] = postOff[i] + lists[i].length;
+  const postings = new Uint32Array(postOff[lists.length]);
+  lists.forEach((l, i) => postings.set(l, postOff[i]));
+  return { postOff, postings };
 }
 
 /** The index's cap beside a vector cache capped at `cacheMaxBytes`: a sixteenth of it. */
@@ -87,7 +102,7 @@ export function buildLexicon(file: SourceFile, chunks: readonly Chunk[]): FileLe
     metas.push({ startLine: c.startLine, endLine: c.endLine, bodyStart: at, bodyEnd: at + core.length, tokens: c.tokenIds.length, hash: c.hash, bodyLength: length });
   });
   const terms = [...postingsOf.keys()].sort(compareStrings);
-  return { chunks: metas, terms, postings: terms.map((t) => postingsOf.get(t) as number[]) };
+  return { chunks: metas, terms, ...flatPostings(terms.map((t) => postingsOf.get(t) as number[])) };
 }
 
 /** The Chunk objects the lexicon describes, without token ids (the plan needs only counts). */
@@ -98,7 +113,9 @@ export function bodyOf(file: SourceFile, meta: ChunkMeta): string {
 export function encodeLexiconEntry(key: string, lex: FileLexicon): Buffer {
   if (!/^[0-9a-f]{64}$/.test(key)) throw new Error(`Invalid lexical index key ${key}`);
   const chunks = lex.chunks.map((c) => [c.startLine, c.endLine, c.bodyStart, c.bodyEnd, c.tokens, c.hash, c.bodyLength]);
-  const payload = Buffer.from(JSON.stringify({ chunks, terms: lex.terms, postings: lex.postings }), 'utf8');
+  // On disk each term's pairs stay a JSON array (format 1).
+  const postings = lex.terms.map((_, i) => Array.from(lex.postings.subarray(lex.postOff[i], lex.postOff[i + 1])));
+  const payload = Buffer.from(JSON.stringify({ chunks, terms: lex.terms, postings }), 'utf8');
   return Buffer.concat([payloadEntryHeader(MAGIC, LEXICAL_INDEX_FORMAT_VERSION, key, [payload]), payload]);
 }
 
@@ -123,7 +140,15 @@ export function decodeLexiconEntry(key: string, buf: Buffer, file: SourceFile): 
     if ((bodyStart as number) > (bodyEnd as number) || (bodyEnd as number) > file.text.length) return 'chunk out of range';
     chunks.push({ startLine, endLine, bodyStart, bodyEnd, tokens, hash, bodyLength } as ChunkMeta);
   }
-  return { chunks, terms: raw.terms as string[], postings: raw.postings as number[][] };
+  const lists = raw.postings as unknown[];
+  for (const l of lists) {
+    if (!Array.isArray(l) || l.length % 2 !== 0) return 'malformed postings';
+    for (let j = 0; j < l.length; j += 2) {
+      if (!isUint(l[j]) || !isUint(l[j + 1]) || (l[j] as number) >= chunks.length) return 'malformed postings';
+    }
+  }
+  if (!(raw.terms as unknown[]).every((t) => typeof t === 'string')) return 'malformed terms';
+  return { chunks, terms: raw.terms as string[], ...flatPostings(lists as number[][]) };
 }
 
 export interface LexicalIndexOptions {
@@ -302,8 +327,8 @@ export function bm25Scores(files: readonly LexicalFile[], question: string): Flo
       if (ptf !== undefined) for (let i = 0; i < n; i++) pathDocs.push(base + i);
       const at = findTerm(f.lexicon.terms, term);
       if (at >= 0) {
-        const p = f.lexicon.postings[at];
-        for (let j = 0; j < p.length; j += 2) {
+        const p = f.lexicon.postings;
+        for (let j = f.lexicon.postOff[at]; j < f.lexicon.postOff[at + 1]; j += 2) {
           bodyDocs.push(base + p[j]);
           bodyTf.push(p[j + 1]);
         }
@@ -371,6 +396,17 @@ export async function lexiconsFor(
 ): Promise<IndexedLexicons> {
   const res: IndexedLexicons = { files: [], fromIndex: 0, indexed: 0 };
   const out = new Array<LexicalFile>(files.length);
+  // Most terms recur across files (keywords, common names): one string each while these lexicons
+  // are held together, not one per file (a fifth of a cold tree's heap otherwise).
+  const canonical = new Map<string, string>();
+  const intern = (lex: FileLexicon): void => {
+    const terms = lex.terms;
+    for (let i = 0; i < terms.length; i++) {
+      const c = canonical.get(terms[i]);
+      if (c === undefined) canonical.set(terms[i], terms[i]);
+      else terms[i] = c;
+    }
+  };
   // Reads overlap (libuv's pool does the file work); results keep the input order.
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -387,6 +423,7 @@ export async function lexiconsFor(
         await index.put(key, f, lexicon);
         res.indexed++;
       }
+      intern(lexicon);
       out[k] = { path: f.path, lexicon };
     }
   };

@@ -215,7 +215,7 @@ export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number
       const ids = new Int32Array(lex.terms.length);
       lex.terms.forEach((t, j) => {
         ids[j] = idOf(t);
-        sizes[ids[j]] += lex.postings[j].length;
+        sizes[ids[j]] += lex.postOff[j + 1] - lex.postOff[j];
       });
       fromLexicons.push({ lex, first, ids });
       c += lex.chunks.length;
@@ -273,8 +273,8 @@ export function buildTreeIndex(sources: readonly TreeSource[], takenAtMs: number
   for (const { lex, first, ids } of fromLexicons) {
     for (let j = 0; j < ids.length; j++) {
       const r = rankOf[ids[j]];
-      const p = lex.postings[j];
-      for (let q = 0; q < p.length; q += 2) {
+      const p = lex.postings;
+      for (let q = lex.postOff[j]; q < lex.postOff[j + 1]; q += 2) {
         postings[cursor[r]++] = first + p[q];
         postings[cursor[r]++] = p[q + 1];
       }
