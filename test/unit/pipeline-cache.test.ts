@@ -2,9 +2,9 @@
 // several processes sharing one directory.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { VectorCache, cacheKey, encodeEntry } from '../../src/core/context/cache';
+import { VectorCache, cacheKey, encodeEntry, writeStoreEntry } from '../../src/core/context/cache';
 import { childKey, valueFor } from './pipeline-cache-child';
 import { runTsChild, tempDir } from './pipeline-helpers';
 
@@ -125,6 +125,24 @@ test('four processes writing, reading and evicting one directory never see a bad
       const got = await cache.get(childKey(i), 16);
       if (got) assert.deepEqual(Array.from(got.vectors), Array.from(valueFor(i).vectors));
     }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('writeStoreEntry creates a missing shard folder, also when it is removed between writes, and leaves no temp files', async () => {
+  const t = tempDir('store-write');
+  try {
+    const a = path.join(t.dir, 'store', 'ab', 'one.arcv');
+    const b = path.join(t.dir, 'store', 'ab', 'two.arcv');
+    await writeStoreEntry(a, Buffer.from('first'));
+    await writeStoreEntry(b, [Buffer.from('sec'), Buffer.from('ond')]);
+    assert.equal(readFileSync(a, 'utf8'), 'first');
+    assert.equal(readFileSync(b, 'utf8'), 'second');
+    rmSync(path.join(t.dir, 'store'), { recursive: true }); // e.g. another process cleared the cache
+    await writeStoreEntry(a, [Buffer.from('again')]);
+    assert.equal(readFileSync(a, 'utf8'), 'again');
+    assert.deepEqual(readdirSync(path.dirname(a)), ['one.arcv']);
   } finally {
     t.cleanup();
   }

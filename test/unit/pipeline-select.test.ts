@@ -1,5 +1,7 @@
 // Selection under a decoder budget: BM25 ranking, boosts, budget filling, document order.
 import { test } from 'node:test';
+import { readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import assert from 'node:assert/strict';
 import { codeTerms, quotedIdentifiers, rankChunks, rankedCostsOf, rankOrder, selectChunks, type SelectItem } from '../../src/core/context/select';
 import { planArc, planFull, planMixed, MIN_PARTIAL_TOKENS } from '../../src/core/context/plan';
@@ -130,5 +132,25 @@ test('a large ranking narrowed part-way plans exactly as reading it whole (arc, 
     const whole = planMixed(rankChunks(items, 'q', scores), table, 100, budget);
     const lazy = planMixed(rankOrder(scores), table, 100, budget);
     assert.deepEqual(lazy, whole, `seed ${seed}`);
+  }
+});
+
+test('codeTerms skips splitting words that cannot split and still gives the terms of the full split rule, on real files and odd words', () => {
+  // The rule spelled out in full (every word through the camel/snake split), as the index was built before.
+  const reference = (text: string): string[] => {
+    const out: string[] = [];
+    for (const m of text.matchAll(/[A-Za-z0-9_$]+/g)) {
+      out.push(m[0].toLowerCase());
+      const parts = m[0].replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2').split(/[\s_$]+/).filter((p) => p !== '');
+      if (parts.length > 1) for (const p of parts) out.push(p.toLowerCase());
+    }
+    return out;
+  };
+  const odd = 'a A aB Ab AB ABc ABCDef x2Y X2y __init__ _ $ $$ a$b HTTPServer2Go getHTTP2 io_ _io __ 9Lives café naïveURL';
+  assert.deepEqual(codeTerms(odd), reference(odd));
+  const dir = path.resolve(__dirname, '../../src/core/context');
+  for (const name of readdirSync(dir)) {
+    const text = readFileSync(path.join(dir, name), 'utf8');
+    assert.deepEqual(codeTerms(text), reference(text), name);
   }
 });

@@ -212,15 +212,18 @@ export class VectorCache {
   }
 }
 
+/** Temp file names: this process's pid, a random tag drawn once, and a counter. */
+const TMP_TAG = randomBytes(4).toString('hex');
+let tmpSeq = 0;
+
 /**
  * Writes a store entry (one buffer, or parts written in order) so that readers never see a
  * partial file: a uniquely named temp file beside it, then a rename over it (the temp file is
  * removed when that fails).
  */
 export async function writeStoreEntry(file: string, buf: Buffer | Buffer[]): Promise<void> {
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.${TMP_TAG}${(tmpSeq++).toString(36)}.tmp`;
+  const writeTmp = async (): Promise<void> => {
     if (Buffer.isBuffer(buf)) await writeFile(tmp, buf, { flag: 'wx' });
     else {
       // Parts one after another (a large entry is not joined into one more buffer first).
@@ -232,6 +235,17 @@ export async function writeStoreEntry(file: string, buf: Buffer | Buffer[]): Pro
       } finally {
         await fh.close();
       }
+    }
+  };
+  try {
+    // The shard folder almost always exists: create it only when the write says it is missing
+    // (a cold tree writes two entries per file; a mkdir before each was a twentieth of its time).
+    try {
+      await writeTmp();
+    } catch (e) {
+      if (!isErrno(e, 'ENOENT')) throw e;
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeTmp();
     }
     await renameWithRetry(tmp, file);
   } catch (e) {

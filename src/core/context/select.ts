@@ -57,12 +57,16 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+/** A word that splits into parts: a separator (_ or $) or a capital after its first character. */
+const SPLITS = /[_$]|.[A-Z]/;
+
 /** Splits code text into search terms: whole identifiers plus their snake/camel parts. */
 export function codeTerms(text: string): string[] {
   const out: string[] = [];
   for (const m of text.matchAll(/[A-Za-z0-9_$]+/g)) {
     const word = m[0];
     out.push(word.toLowerCase());
+    if (!SPLITS.test(word)) continue; // most words: nothing to split
     const parts = word
       .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
       .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
