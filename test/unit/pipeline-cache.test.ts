@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { VectorCache, cacheKey, encodeEntry, writeStoreEntry } from '../../src/core/context/cache';
+import { USAGE_HINT_TTL_MS, VectorCache, cacheKey, encodeEntry, writeStoreEntry } from '../../src/core/context/cache';
 import { childKey, valueFor } from './pipeline-cache-child';
 import { runTsChild, tempDir } from './pipeline-helpers';
 
@@ -143,6 +143,41 @@ test('writeStoreEntry creates a missing shard folder, also when it is removed be
     await writeStoreEntry(a, [Buffer.from('again')]);
     assert.equal(readFileSync(a, 'utf8'), 'again');
     assert.deepEqual(readdirSync(path.dirname(a)), ['one.arcv']);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('after a write, a store is scanned for eviction only when its usage hint says it may be over the cap (or the hint is stale or missing); other processes see the hint', async () => {
+  const t = tempDir('usage-hint');
+  try {
+    const size = encodeEntry(childKey(0), valueFor(0)).length;
+    const cache = new VectorCache(t.dir, { maxBytes: size * 4 });
+    const hintFile = path.join(cache.root, '.usage.json');
+    const root = path.dirname(hintFile);
+    await cache.put(childKey(0), valueFor(0));
+    const first = await cache.evictIfGrown(); // no hint yet: a scan, which leaves one
+    assert.equal(first?.ran, true);
+    assert.deepEqual(JSON.parse(readFileSync(hintFile, 'utf8')).bytes, size);
+    // A second instance (as another process): under the cap by the hint, no scan, the hint grows.
+    const other = new VectorCache(t.dir, { maxBytes: size * 4 });
+    for (const i of [5, 10]) await other.put(childKey(i), valueFor(0));
+    assert.equal(await other.evictIfGrown(), null);
+    assert.equal(JSON.parse(readFileSync(hintFile, 'utf8')).bytes, 3 * size);
+    assert.equal(await other.evictIfGrown(), null, 'nothing written since: nothing to do');
+    // Two more entries take it over the cap: scanned and trimmed to the low-water mark.
+    for (const i of [15, 20]) await cache.put(childKey(i), valueFor(0));
+    const over = await cache.evictIfGrown();
+    assert.equal(over?.ran, true);
+    assert.ok((over?.removed ?? 0) > 0 && (over?.bytes ?? Infinity) <= size * 4 * 0.9, JSON.stringify(over));
+    assert.equal(JSON.parse(readFileSync(hintFile, 'utf8')).bytes, over?.bytes);
+    // A stale or broken hint is not trusted: the next write scans.
+    for (const bad of [JSON.stringify({ bytes: 0, scannedAtMs: Date.now() - USAGE_HINT_TTL_MS - 1 }), 'not json']) {
+      writeFileSync(hintFile, bad);
+      await cache.put(childKey(25), valueFor(0));
+      assert.equal((await cache.evictIfGrown())?.ran, true, bad);
+    }
+    assert.deepEqual(readdirSync(root).filter((n) => !/^[0-9a-f]{2}$/.test(n)).sort(), ['.evict.lock', '.usage.json'].filter((n) => existsSync(path.join(root, n))));
   } finally {
     t.cleanup();
   }

@@ -191,11 +191,11 @@ export class VectorCache {
     }
   }
 
-  /** Runs the eviction pass only when this instance added data since its last check. */
+  /** Runs the eviction pass only when this instance's writes may have taken the cache over its cap (see evictStoreIfGrown). */
   async evictIfGrown(): Promise<EvictResult | null> {
-    if (this.written === 0) return null;
+    const written = this.written;
     this.written = 0;
-    return this.evict();
+    return evictStoreIfGrown(this.root, ENTRY_EXT, this.maxBytes, written, (line) => this.log(`cache: ${line}`));
   }
 
   /**
@@ -325,10 +325,53 @@ export async function evictStore(root: string, ext: string, maxBytes: number, lo
       }
       log(`evicted ${removed} least recently used entries; ${Math.round(bytes / 1024)} KiB kept`);
     }
+    await writeUsageHint(root, { bytes, scannedAtMs: Date.now() });
     return { entries: entries.length - removed, bytes, removed, ran: true };
   } finally {
     await release().catch(() => {});
   }
+}
+
+/** A store's size as its last full scan counted it, plus what writers reported since. */
+interface UsageHint {
+  bytes: number;
+  scannedAtMs: number;
+}
+const USAGE_FILE = '.usage.json';
+/** A hint older than this is not trusted: the next writer scans (and so corrects lost updates). */
+export const USAGE_HINT_TTL_MS = 6 * 3600_000;
+
+async function readUsageHint(root: string): Promise<UsageHint | null> {
+  try {
+    const h = JSON.parse(await readFile(path.join(root, USAGE_FILE), 'utf8')) as Partial<UsageHint>;
+    const ok = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+    return ok(h.bytes) && ok(h.scannedAtMs) ? { bytes: h.bytes, scannedAtMs: h.scannedAtMs } : null;
+  } catch {
+    return null; // missing or unreadable: scan
+  }
+}
+
+async function writeUsageHint(root: string, hint: UsageHint): Promise<void> {
+  await writeStoreEntry(path.join(root, USAGE_FILE), Buffer.from(JSON.stringify(hint))).catch(() => {});
+}
+
+/**
+ * After a writer added `written` bytes: evicts (a full scan of the store, evictStore) only when
+ * the store may now be over `maxBytes`, judged from the usage hint the last scan left in the
+ * store's folder plus what writers added since. Without it, every question that stored one entry
+ * listed and stat'ed every entry: about 2 s on a cache holding a 50 MB tree (10^5 entries).
+ * Concurrent writers can lose each other's additions (the hint is read, added to and replaced
+ * without a lock), so the hint may only undercount by what they wrote at the same moment; it is
+ * trusted for USAGE_HINT_TTL_MS, after which the next writer scans again.
+ */
+export async function evictStoreIfGrown(root: string, ext: string, maxBytes: number, written: number, log: (line: string) => void): Promise<EvictResult | null> {
+  if (written === 0) return null;
+  const hint = await readUsageHint(root);
+  if (hint && Date.now() - hint.scannedAtMs < USAGE_HINT_TTL_MS && hint.bytes + written <= maxBytes) {
+    await writeUsageHint(root, { bytes: hint.bytes + written, scannedAtMs: hint.scannedAtMs });
+    return null;
+  }
+  return evictStore(root, ext, maxBytes, log);
 }
 
 /** Windows refuses to rename over a file another process has open; that clears quickly. */

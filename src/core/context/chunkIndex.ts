@@ -19,7 +19,7 @@ import { Worker } from 'node:worker_threads';
 import type { ArcModel, TextTokenizer } from '../api';
 import { ArcError } from '../errors';
 import type { ArcErrorCode } from '../types';
-import { DEFAULT_CACHE_MAX_BYTES, ENTRY_CHECKSUM_OFFSET, ENTRY_HEADER_BYTES, entryChecksum, evictStore, isErrno, listStoreEntries, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
+import { DEFAULT_CACHE_MAX_BYTES, ENTRY_CHECKSUM_OFFSET, ENTRY_HEADER_BYTES, entryChecksum, evictStore, evictStoreIfGrown, isErrno, listStoreEntries, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
 import { HfTokenizer } from '../tokenizer';
 import { chunkFile, hashText, memoLookup, memoStore, renderHeader, type Chunk, type ChunkOptions } from './chunker';
 import type { SourceFile } from './sources';
@@ -150,9 +150,9 @@ export class ChunkIndex {
   }
 
   async evictIfGrown(): Promise<void> {
-    if (this.written === 0) return;
+    const written = this.written;
     this.written = 0;
-    await this.evict();
+    await evictStoreIfGrown(this.root, ENTRY_EXT, this.maxBytes, written, (line) => this.log(`chunk index: ${line}`));
   }
 
   /** Trims least recently used entries to the store's low-water mark (see evictStore). */

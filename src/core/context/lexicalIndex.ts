@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { readFile, unlink, utimes } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { TextTokenizer } from '../api';
-import { ENTRY_HEADER_BYTES, checkPayloadEntry, evictStore, isErrno, listStoreEntries, payloadEntryHeader, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
+import { ENTRY_HEADER_BYTES, checkPayloadEntry, evictStore, evictStoreIfGrown, isErrno, listStoreEntries, payloadEntryHeader, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
 import { hashText, type Chunk, type ChunkOptions } from './chunker';
 import { chunkFileIndexed, type ChunkIndex } from './chunkIndex';
 import { BM25_PATH_BOOST as PATH_BOOST, bm25, codeTerms } from './select';
@@ -232,9 +232,9 @@ export class LexicalIndex {
   }
 
   async evictIfGrown(): Promise<void> {
-    if (this.written === 0) return;
+    const written = this.written;
     this.written = 0;
-    await this.evict();
+    await evictStoreIfGrown(this.root, ENTRY_EXT, this.maxBytes, written, (line) => this.log(`lexical index: ${line}`));
   }
 
   evict(): Promise<EvictResult> {
