@@ -122,6 +122,8 @@ interface ChunkRefs {
   /** Per document: the display path and absolute path its chunks carry. */
   docPath(k: number): string;
   docAbsPath(k: number): string | undefined;
+  /** Tokens of document k's rendered header when a tree snapshot knows them (else undefined, or -1). */
+  docHeaderTokens(k: number): number | undefined;
 }
 
 /** ChunkRefs over objects made anyway (no tree snapshot). */
@@ -151,6 +153,9 @@ class ArrayRefs implements ChunkRefs {
   }
   docAbsPath(k: number): string | undefined {
     return this.list[this.firstOf.get(k) as number].absPath;
+  }
+  docHeaderTokens(k: number): number | undefined {
+    return this.list[this.firstOf.get(k) as number].headerTokens;
   }
 }
 
@@ -201,6 +206,9 @@ class TreeRefs implements ChunkRefs {
   }
   docAbsPath(k: number): string | undefined {
     return this.docs[k].absPath;
+  }
+  docHeaderTokens(k: number): number | undefined {
+    return this.docs[k].headerTokens;
   }
 }
 
@@ -491,7 +499,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
       }
     });
     ranked = () => rankOrder(sc);
-    message = `${refs.length} chunks from ${docs.length} files${fromIndex > 0 ? ` (${fromIndex} unchanged, read from the index)` : ''}`;
+
   } else if (useTree) {
     // Caller-given files only (the extension lists the workspace itself): no tree to snapshot;
     // per-file lexical entries for unchanged files, BM25 over them.
@@ -609,6 +617,11 @@ interface Costs {
    * for chunks whose lower bound (vectors + <Cont>) still fits the window.
    */
   compressed: (i: number) => number;
+  /**
+   * A lower bound of compressed(i), cheap to ask: vectors + <Cont>, plus the header tokens when
+   * the tree snapshot knows them (then it is exact).
+   */
+  lowerCompressed: (i: number) => number;
   /** The fewest text tokens, and the fewest vectors + 1, of any chunk (planning stops below them). */
   minText: number;
   minCompressed: number;
@@ -633,27 +646,34 @@ function costsFor(model: ArcModel, refs: ChunkRefs, mode: ContextMode): Costs {
   // A tree snapshot knows each file's header tokens (with the encoder's tokenizer, the decoder's
   // here too): a warm question then tokenizes no header.
   const known = model.manifest.documentFormat.compressedHeader && decoderTokenizer(model) === model.tokenizer;
+  const knownHeader = (i: number): number => {
+    if (!known) return -1;
+    const h = refs.docHeaderTokens(refs.file[i]);
+    return h !== undefined && h >= 0 ? h : -1;
+  };
   const memo = new Map<number, number>();
   const compressed = (i: number): number => {
+    const h = knownHeader(i);
+    if (h >= 0) return h + vectors(i) + 1;
     let c = memo.get(i);
-    if (c === undefined) {
-      const r = refs.at(i);
-      const h = r.headerTokens;
-      memo.set(i, (c = known && h !== undefined && h >= 0 ? h + vectors(i) + 1 : coster(r.path, vectors(i))));
-    }
+    if (c === undefined) memo.set(i, (c = coster(refs.at(i).path, vectors(i))));
     return c;
   };
-  if (mode === 'arc') return { text: null, decoderIds: null, vectors, compressed, minText: minTokens, minCompressed };
+  const lowerCompressed = (i: number): number => {
+    const h = knownHeader(i);
+    return (h >= 0 ? h : 0) + vectors(i) + 1;
+  };
+  if (mode === 'arc') return { text: null, decoderIds: null, vectors, compressed, lowerCompressed, minText: minTokens, minCompressed };
   // The decoder may read text with its own tokenizer; chunks were sized with the encoder's.
   const dtok = decoderTokenizer(model);
-  if (dtok === model.tokenizer) return { text: (i) => tok[i], decoderIds: null, vectors, compressed, minText: minTokens, minCompressed };
+  if (dtok === model.tokenizer) return { text: (i) => tok[i], decoderIds: null, vectors, compressed, lowerCompressed, minText: minTokens, minCompressed };
   const decoderIds: number[][] = [];
   let minText = Infinity;
   for (let i = 0; i < refs.length; i++) {
     decoderIds.push(dtok.encode(refs.at(i).text)); // the caller loaded every text (Gathered.loadAllTexts)
     minText = Math.min(minText, decoderIds[i].length);
   }
-  return { text: (i) => decoderIds[i].length, decoderIds, vectors, compressed, minText, minCompressed };
+  return { text: (i) => decoderIds[i].length, decoderIds, vectors, compressed, lowerCompressed, minText, minCompressed };
 }
 
 /** Stage 5: compressed vectors (from the cache or the encoder) and/or decoder token ids of the chosen chunks only. */
@@ -708,7 +728,7 @@ async function* materialize(model: ArcModel, g: Gathered, p: ContextPlan, costs:
 /** Stage 3: which chunks reach the decoder, and in which form (from token counts alone). */
 function plan(mode: ContextMode, g: Gathered, costs: Costs, budget: number, textBudget: number): ContextPlan {
   const n = g.refs.length;
-  const minCompressed = (i: number) => costs.vectors(i) + 1;
+  const minCompressed = costs.lowerCompressed;
   const textCost = costs.text as (i: number) => number;
   if (mode === 'arc') return planArc({ length: n, ranked: g.ranked, cost: costs.compressed, minCost: minCompressed, floor: costs.minCompressed }, budget);
   if (mode === 'full') return planFull({ length: n, ranked: g.ranked, cost: textCost, minCost: textCost, floor: costs.minText }, budget);

@@ -79,6 +79,35 @@ test('rankOrder (lazily, in rounds above a few thousand items) gives rankChunks\
   assert.deepEqual(first, rankChunks(Array.from({ length: 10000 }, () => ({ path: 'a', body: '', origin: 'workspace' as const })), 'q', scores).slice(0, 3));
 });
 
+test('rankOrder narrowed by a test that tightens as indices are taken gives the order read whole and filtered the same way', () => {
+  for (const [n, narrowAt] of [[20000, 0], [20000, 64], [9000, 300], [3000, 10]] as const) {
+    const rnd = lcg(n + narrowAt);
+    const scores = Float64Array.from({ length: n }, () => (rnd() < 0.4 ? 0 : Math.floor(rnd() * 60) / 7));
+    const cost = Uint32Array.from({ length: n }, () => 1 + Math.floor(rnd() * 200));
+    const items = Array.from({ length: n }, (_, i) => ({ path: `f${i}.ts`, body: '', origin: 'workspace' as const }));
+    // The room left shrinks by each index taken: the test only ever gets stricter.
+    const walk = (next: () => number | undefined, narrow: (keep: (i: number) => boolean) => void): number[] => {
+      let room = 5000;
+      const out: number[] = [];
+      for (let taken = 0; ; taken++) {
+        if (taken === narrowAt) narrow((i) => cost[i] <= room);
+        const i = next();
+        if (i === undefined) break;
+        if (cost[i] > room) continue;
+        out.push(i);
+        room -= cost[i];
+      }
+      return out;
+    };
+    const it = rankOrder(scores);
+    const lazy = walk(() => it.next().value, (keep) => it.narrow(keep));
+    const order = rankChunks(items, 'q', scores);
+    let at = 0;
+    const whole = walk(() => order[at++], () => {});
+    assert.deepEqual(lazy, whole, `n=${n}, narrowed at ${narrowAt}`);
+  }
+});
+
 test('planArc / planFull over ranked costs choose what selectChunks chooses, stopping once nothing more fits', () => {
   for (let seed = 1; seed <= 40; seed++) {
     const rnd = lcg(seed);

@@ -109,10 +109,14 @@ export function planMixed(ranked: Iterable<number>, costs: readonly FormCosts[] 
   const order: number[] = [];
   let rank = 0;
   const it = ranked[Symbol.iterator]();
-  for (let r = it.next(); !r.done; r = it.next()) {
+  for (;;) {
+    // Narrowed before the next index is asked for, so that a large ranking's next round is
+    // searched for what can still fit (an index that fails the test could not be taken anyway).
+    if (rank === WALK_AHEAD) narrowTo(it, (j) => Math.min(table.text(j), table.minCompressed(j)) <= windowLeft);
+    const r = it.next();
+    if (r.done) break;
     const i = r.value;
     if (windowLeft < floor) break;
-    if (rank === WALK_AHEAD) narrowTo(it, (j) => Math.min(table.text(j), table.minCompressed(j)) <= windowLeft);
     const text = table.text(i);
     if (text <= windowLeft && (text <= textLeft || rank === 0)) {
       form[i] = TEXT;

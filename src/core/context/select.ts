@@ -316,6 +316,9 @@ export function rankOrder(scores: ArrayLike<number>, n: number = scores.length):
   const sc = scores instanceof Float64Array ? scores : Float64Array.from({ length: n }, (_, i) => scores[i]);
   const given = new Uint8Array(n); // given, or found not to pass `keep` (which never loosens)
   let keep: ((i: number) => boolean) | null = null;
+  // Once narrowed, the indices still open and passing `keep`, ascending: each round then looks
+  // at these only (the room left shrinks, so a large tree's later rounds are over a few chunks).
+  let open: Uint32Array | null = null;
   let list: Uint32Array = new Uint32Array(0);
   let at = 0;
   let complete = false;
@@ -325,11 +328,13 @@ export function rankOrder(scores: ArrayLike<number>, n: number = scores.length):
       for (;;) {
         if (at >= list.length) {
           if (complete) return { done: true, value: undefined };
-          if (n <= ROUNDS_FROM || k >= n) {
-            list = bestK(sc, n, n, given, keep);
+          if (keep !== null) open = stillOpen(open, n, given, keep);
+          const m = open === null ? n : open.length;
+          if (m <= ROUNDS_FROM || k >= m) {
+            list = bestK(sc, open, m, m, given);
             complete = true;
           } else {
-            list = bestK(sc, n, k, given, keep);
+            list = bestK(sc, open, m, k, given);
             k *= 4;
           }
           at = 0;
@@ -351,10 +356,27 @@ export function rankOrder(scores: ArrayLike<number>, n: number = scores.length):
 }
 
 /**
- * The best `k` of the indices not given yet that pass `keep` (those that fail are marked given),
+ * The indices of `from` (null: 0..n-1) not given yet that pass `keep`, ascending; those that
+ * fail are marked given.
+ */
+function stillOpen(from: Uint32Array | null, n: number, given: Uint8Array, keep: (i: number) => boolean): Uint32Array {
+  const m = from === null ? n : from.length;
+  const out = new Uint32Array(m);
+  let size = 0;
+  for (let x = 0; x < m; x++) {
+    const i = from === null ? x : from[x];
+    if (given[i] !== 0) continue;
+    if (keep(i)) out[size++] = i;
+    else given[i] = 1;
+  }
+  return out.subarray(0, size);
+}
+
+/**
+ * The best `k` of the `m` indices of `ids` (null: 0..m-1, ascending either way) not given yet,
  * best first (rankOrder's order).
  */
-function bestK(sc: Float64Array, n: number, k: number, given: Uint8Array, keep: ((i: number) => boolean) | null): Uint32Array {
+function bestK(sc: Float64Array, ids: Uint32Array | null, m: number, k: number, given: Uint8Array): Uint32Array {
   // A min-heap of the best k so far; its root is the worst of them. Indices come in ascending
   // order, so a later index with the root's score is worse than the root: `>` decides.
   const heap = new Uint32Array(k);
@@ -371,21 +393,16 @@ function bestK(sc: Float64Array, n: number, k: number, given: Uint8Array, keep: 
     }
     heap[at] = v;
   };
-  const open = (i: number): boolean => {
-    if (given[i] !== 0) return false;
-    if (keep !== null && !keep(i)) {
-      given[i] = 1;
-      return false;
-    }
-    return true;
-  };
   let size = 0;
-  let i = 0;
-  for (; i < n && size < k; i++) if (open(i)) heap[size++] = i;
+  let x = 0;
+  for (; x < m && size < k; x++) {
+    const i = ids === null ? x : ids[x];
+    if (given[i] === 0) heap[size++] = i;
+  }
   for (let j = (size >> 1) - 1; j >= 0; j--) down(j, size);
-  for (; i < n; i++) {
-    // The score test first: most indices lose to the root without asking `keep`.
-    if (given[i] === 0 && sc[i] > sc[heap[0]] && open(i)) {
+  for (; x < m; x++) {
+    const i = ids === null ? x : ids[x];
+    if (given[i] === 0 && sc[i] > sc[heap[0]]) {
       heap[0] = i;
       down(0, size);
     }
