@@ -499,7 +499,7 @@ async function* gatherChunks(model: ArcModel, request: AskRequest, options: AskO
       }
     });
     ranked = () => rankOrder(sc);
-
+    message = `${refs.length} chunks from ${docs.length} files${fromIndex > 0 ? ` (${fromIndex} unchanged, read from the index)` : ''}`;
   } else if (useTree) {
     // Caller-given files only (the extension lists the workspace itself): no tree to snapshot;
     // per-file lexical entries for unchanged files, BM25 over them.
