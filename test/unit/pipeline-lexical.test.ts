@@ -11,6 +11,7 @@ import { ChunkIndex } from '../../src/core/context/chunkIndex';
 import { bm25Scores, bodyOf, buildLexicon, clearLexiconMemo, decodeLexiconEntry, encodeLexiconEntry, LexicalIndex, lexiconsFor } from '../../src/core/context/lexicalIndex';
 import { bm25Normalized } from '../../src/core/context/select';
 import { collectSources, type SourceFile } from '../../src/core/context/sources';
+import { loadTokenizer } from '../../src/core/tokenizer';
 import { LEXICAL_QUESTION } from './pipeline-lexical-child';
 import { TINY_ARC, fixtureTokenizer, hasTinyArc, runTsChild, tempDir } from './pipeline-helpers';
 
@@ -169,4 +170,33 @@ test('an entry with a valid checksum whose postings point past its chunks (a wri
   odd.postOff[1] = lex.postOff[1] - 1; // first term's list loses its first number: (count, chunk) pairs out of step
   for (let i = 2; i < odd.postOff.length; i++) odd.postOff[i] = lex.postOff[i] - 1;
   assert.equal(decodeLexiconEntry(key, encodeLexiconEntry(key, odd), f), 'malformed postings');
+});
+
+test('a large text to index is tokenized by a worker thread: the same lexicons and entries as on this thread; the chunk index is left to compression', { skip }, async () => {
+  const t = tempDir('lex-worker');
+  try {
+    const fs = await files(makeWorkspace(t.dir));
+    // Loaded from its file, as a model's: a worker can load it too.
+    const tok = await loadTokenizer(path.join(TINY_ARC, 'tokenizer.json'));
+    let calls = 0;
+    const encode = tok.encode.bind(tok);
+    tok.encode = (text: string) => (calls++, encode(text));
+    const here = await lexiconsFor(fs, tok, OPTS, new ChunkIndex(path.join(t.dir, 'a'), ID), new LexicalIndex(path.join(t.dir, 'a'), ID), undefined, Infinity);
+    assert.ok(calls >= fs.length, 'tokenized on this thread');
+    calls = 0;
+    clearLexiconMemo();
+    const chunkIndex = new ChunkIndex(path.join(t.dir, 'b'), ID);
+    const lexical = new LexicalIndex(path.join(t.dir, 'b'), ID);
+    const worker = await lexiconsFor(fs, tok, OPTS, chunkIndex, lexical, undefined, 0);
+    assert.equal(worker.indexed, fs.length);
+    assert.equal(calls, 0, 'no file tokenized on this thread');
+    assert.deepEqual(worker.files, here.files);
+    for (const f of fs) assert.equal(await chunkIndex.get(f, OPTS), null, `no chunk index entry for ${f.path}`);
+    clearLexiconMemo(); // as a new process: every file from the entries just written
+    const again = await lexiconsFor(fs, tok, OPTS, chunkIndex, lexical, undefined, 0);
+    assert.equal(again.fromIndex, fs.length);
+    assert.deepEqual(again.files, here.files);
+  } finally {
+    t.cleanup();
+  }
 });

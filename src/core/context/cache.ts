@@ -8,6 +8,7 @@
 // vanish, and the eviction pass takes a lock so only one process trims at a time.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { renameSync, statSync, writeFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import * as path from 'node:path';
 import { lock } from 'proper-lockfile';
@@ -221,11 +222,34 @@ let tmpSeq = 0;
  * partial file: a uniquely named temp file beside it, then a rename over it (the temp file is
  * removed when that fails).
  */
+/**
+ * False when a store entry certainly does not exist (a synchronous stat says so: microseconds,
+ * where a failed read through libuv's pool costs a round trip); true when it may (read it).
+ */
+export function entryMayExist(file: string): boolean {
+  try {
+    return statSync(file, { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    return true; // let the read report what is wrong
+  }
+}
+
+/**
+ * Entries up to this size are written and renamed with synchronous calls: a small file's
+ * open/write/close/rename take microseconds each, where every step through libuv's pool is a
+ * round trip (a cold tree writes thousands of small entries; a worker thread's writes waited on
+ * each other). Larger entries, and entries in parts, go through the pool.
+ */
+const SYNC_WRITE_MAX = 1 << 20;
+
 export async function writeStoreEntry(file: string, buf: Buffer | Buffer[]): Promise<void> {
   const tmp = `${file}.${process.pid}.${TMP_TAG}${(tmpSeq++).toString(36)}.tmp`;
+  const small = Buffer.isBuffer(buf) && buf.length <= SYNC_WRITE_MAX;
   const writeTmp = async (): Promise<void> => {
-    if (Buffer.isBuffer(buf)) await writeFile(tmp, buf, { flag: 'wx' });
-    else {
+    if (Buffer.isBuffer(buf)) {
+      if (small) writeFileSync(tmp, buf, { flag: 'wx' });
+      else await writeFile(tmp, buf, { flag: 'wx' });
+    } else {
       // Parts one after another (a large entry is not joined into one more buffer first).
       const fh = await open(tmp, 'wx');
       try {
@@ -247,7 +271,13 @@ export async function writeStoreEntry(file: string, buf: Buffer | Buffer[]): Pro
       await mkdir(path.dirname(file), { recursive: true });
       await writeTmp();
     }
-    await renameWithRetry(tmp, file);
+    if (small) {
+      try {
+        renameSync(tmp, file);
+      } catch {
+        await renameWithRetry(tmp, file); // the target briefly held open (Windows): retried
+      }
+    } else await renameWithRetry(tmp, file);
   } catch (e) {
     await unlink(tmp).catch(() => {});
     throw e;

@@ -19,7 +19,7 @@ import { Worker } from 'node:worker_threads';
 import type { ArcModel, TextTokenizer } from '../api';
 import { ArcError } from '../errors';
 import type { ArcErrorCode } from '../types';
-import { DEFAULT_CACHE_MAX_BYTES, ENTRY_CHECKSUM_OFFSET, ENTRY_HEADER_BYTES, entryChecksum, evictStore, evictStoreIfGrown, isErrno, listStoreEntries, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
+import { DEFAULT_CACHE_MAX_BYTES, ENTRY_CHECKSUM_OFFSET, ENTRY_HEADER_BYTES, entryChecksum, entryMayExist, evictStore, evictStoreIfGrown, isErrno, listStoreEntries, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
 import { HfTokenizer } from '../tokenizer';
 import { chunkFile, hashText, memoLookup, memoStore, renderHeader, type Chunk, type ChunkOptions } from './chunker';
 import type { SourceFile } from './sources';
@@ -118,6 +118,7 @@ export class ChunkIndex {
   async get(file: SourceFile, opts: ChunkOptions): Promise<Chunk[] | null> {
     const key = this.key(file, opts);
     const entry = this.entryPath(key);
+    if (!entryMayExist(entry)) return null;
     let buf: Buffer;
     try {
       buf = await readFile(entry);
@@ -283,6 +284,8 @@ export async function chunkFileIndexed(
   opts: ChunkOptions,
   index: ChunkIndex | null,
   remember = true,
+  /** When given, a new entry's write is added here instead of awaited (the caller awaits them). */
+  writes?: Set<Promise<void>>,
 ): Promise<{ chunks: Chunk[]; from: 'memo' | 'index' | 'chunked' }> {
   const hit = memoLookup(f, tokenizer, opts);
   if (hit) return { chunks: hit, from: 'memo' };
@@ -290,7 +293,13 @@ export async function chunkFileIndexed(
   const from = chunks ? 'index' : 'chunked';
   if (!chunks) {
     chunks = chunkFile(f, tokenizer, opts);
-    if (index) await index.put(f, opts, chunks);
+    if (index) {
+      const put = index.put(f, opts, chunks);
+      if (writes) {
+        const w: Promise<void> = put.then(() => void writes.delete(w));
+        writes.add(w);
+      } else await put;
+    }
   }
   if (remember) memoStore(f, tokenizer, opts, chunks);
   return { chunks: chunks.map((c) => ({ ...c, origin: f.origin, absPath: f.absPath })), from };

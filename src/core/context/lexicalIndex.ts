@@ -16,9 +16,9 @@ import { createHash } from 'node:crypto';
 import { readFile, unlink, utimes } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { TextTokenizer } from '../api';
-import { ENTRY_HEADER_BYTES, checkPayloadEntry, evictStore, evictStoreIfGrown, isErrno, listStoreEntries, payloadEntryHeader, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
+import { ENTRY_HEADER_BYTES, checkPayloadEntry, entryMayExist, evictStore, evictStoreIfGrown, isErrno, listStoreEntries, payloadEntryHeader, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
 import { hashText, type Chunk, type ChunkOptions } from './chunker';
-import { chunkFileIndexed, type ChunkIndex } from './chunkIndex';
+import { streamFileChunks, type ChunkIndex } from './chunkIndex';
 import { BM25_PATH_BOOST as PATH_BOOST, bm25, codeTerms } from './select';
 import type { SourceFile } from './sources';
 import { clearTreeMemo } from './treeIndex';
@@ -166,6 +166,11 @@ const MEMO_MAX_BYTES = 24 * 1024 ** 2;
 let memoBytes = 0;
 /** Entry reads in flight at once. */
 const READ_CONCURRENCY = 16;
+/**
+ * Characters of text to index from which lexiconsFor tokenizes in a worker thread (its start, with
+ * its own tokenizer, costs about a tenth of a second; about 1 MB of code takes longer to tokenize).
+ */
+export const LEXICON_WORKER_FROM_CHARS = 1_000_000;
 
 export class LexicalIndex {
   readonly root: string;
@@ -198,6 +203,9 @@ export class LexicalIndex {
       return hit.lex;
     }
     const entry = this.entryPath(key);
+    // A missing entry (every file of a cold tree) is told by one quick stat, not a read through
+    // libuv's pool.
+    if (!entryMayExist(entry)) return null;
     let buf: Buffer;
     try {
       buf = await readFile(entry);
@@ -383,7 +391,9 @@ export interface IndexedLexicons {
 
 /**
  * Every file's entry: from the lexical index when the file is unchanged (no tokenizing, no chunk
- * index read), else its chunks (memo, chunk index or tokenizer) are indexed and stored.
+ * index read), else its chunks (memo, chunk index or tokenizer) are indexed and stored. When the
+ * text to index is large (a cold tree) a worker thread tokenizes while this thread builds and
+ * writes the entries, and the chunk index is neither read nor written (see below).
  * Stops between files when `signal` fires (the caller checks it and reports the cancellation).
  */
 export async function lexiconsFor(
@@ -393,6 +403,8 @@ export async function lexiconsFor(
   chunkIndex: ChunkIndex | null,
   index: LexicalIndex,
   signal?: AbortSignal,
+  /** Characters to index from which a worker thread tokenizes (tests lower it). */
+  workerFromChars = LEXICON_WORKER_FROM_CHARS,
 ): Promise<IndexedLexicons> {
   const res: IndexedLexicons = { files: [], fromIndex: 0, indexed: 0 };
   const out = new Array<LexicalFile>(files.length);
@@ -407,27 +419,54 @@ export async function lexiconsFor(
       else terms[i] = c;
     }
   };
-  // Reads overlap (libuv's pool does the file work); results keep the input order.
+  // The lexical index first; reads overlap (libuv's pool does the file work).
+  const keys = new Array<string>(files.length);
+  const missing: number[] = [];
   let next = 0;
-  const worker = async (): Promise<void> => {
+  const reader = async (): Promise<void> => {
     while (next < files.length && !signal?.aborted) {
       const k = next++;
       const f = files[k];
-      const key = index.key(f, opts, hashText(f.text));
-      let lexicon = await index.get(key, f);
-      if (lexicon) res.fromIndex++;
-      else {
-        // Out of the chunk memo: only the chosen chunks' token ids are needed later (loaded again).
-        const { chunks } = await chunkFileIndexed(f, tokenizer, opts, chunkIndex, false);
-        lexicon = buildLexicon(f, chunks);
-        await index.put(key, f, lexicon);
-        res.indexed++;
+      keys[k] = index.key(f, opts, hashText(f.text));
+      const lexicon = await index.get(keys[k], f);
+      if (!lexicon) {
+        missing.push(k);
+        continue;
       }
+      res.fromIndex++;
       intern(lexicon);
       out[k] = { path: f.path, lexicon };
     }
   };
-  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, files.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, files.length) }, reader));
+  // The rest is chunked (chunk index, else the tokenizer), indexed and stored, in file order. A
+  // cold tree is tokenized by a worker thread while this one builds and writes the entries
+  // (streamFileChunks); a few changed files are not worth starting one.
+  missing.sort((x, y) => x - y);
+  let chars = 0;
+  for (const k of missing) chars += files[k].text.length;
+  const large = chars >= workerFromChars;
+  const writes = new Set<Promise<void>>();
+  let m = 0;
+  for await (const fc of streamFileChunks(
+    missing.map((k) => files[k]),
+    tokenizer,
+    opts,
+    // A cold tree's chunks are not stored in the chunk index here: its lexicons are what a
+    // question needs, and whole-tree compression tokenizes beside the encoder, which it waits on.
+    large ? { index: null, signal, workers: 1 } : { index: chunkIndex, signal, workers: 0 },
+  )) {
+    const k = missing[m++];
+    const lexicon = buildLexicon(fc.file, fc.chunks);
+    // Entry writes overlap too, a bounded number at a time (put logs a failed write, never throws).
+    const w: Promise<void> = index.put(keys[k], fc.file, lexicon).then(() => void writes.delete(w));
+    writes.add(w);
+    if (writes.size >= READ_CONCURRENCY) await Promise.race(writes);
+    res.indexed++;
+    intern(lexicon);
+    out[k] = { path: fc.file.path, lexicon };
+  }
+  await Promise.all(writes);
   res.files = signal?.aborted ? out.filter((x) => x !== undefined) : out;
   if (chunkIndex) await chunkIndex.evictIfGrown();
   await index.evictIfGrown();
