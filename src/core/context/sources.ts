@@ -280,9 +280,12 @@ async function walkDir(st: WalkState, absDir: string, relDir: string, layers: Ig
   // Files are read (or stat-ed) ahead across folders (libuv's pool overlaps them); their results
   // and skips are applied in the order found (st.pending), and the kept files are sorted at the end.
   const reads = st.pending;
+  // absDir is already normalized (resolved, then joined with listed names): a name is appended
+  // (path.join would normalize every path again, for every file of a large tree).
+  const dirPrefix = absDir.endsWith(path.sep) ? absDir : absDir + path.sep;
   for (const ent of entries) {
     const rel = relDir === '' ? ent.name : `${relDir}/${ent.name}`;
-    const abs = path.join(absDir, ent.name);
+    const abs = dirPrefix + ent.name;
     const shown = st.prefix + rel;
     st.scanned++;
     if (st.scanned % 200 === 0) {
@@ -499,7 +502,7 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
   for (const f of scannedFiles) byPath.set(f.path, f);
   const extra: SourceFile[] = [];
   const overridden = new Set<string>();
-  const unreadAbs = new Map(unread.map((u) => [u.path, u.absPath]));
+  const unreadAbs = opts.sources?.length ? new Map(unread.map((u) => [u.path, u.absPath])) : null;
   for (const src of opts.sources ?? []) {
     checkAborted(opts.signal);
     scanned++;
@@ -530,7 +533,7 @@ export async function collectSources(opts: CollectOptions): Promise<CollectResul
     };
     if (src.origin === 'selection' || file.startLine !== 1) extra.push(file);
     else {
-      byPath.set(shown, { ...file, absPath: file.absPath ?? byPath.get(shown)?.absPath ?? unreadAbs.get(shown) });
+      byPath.set(shown, { ...file, absPath: file.absPath ?? byPath.get(shown)?.absPath ?? unreadAbs?.get(shown) });
       overridden.add(shown);
     }
   }
