@@ -489,7 +489,7 @@ export function renderScalingRuns(runs: { file: string; result: BenchResult; sec
   });
   out.push(
     table(
-      ['tree', 'files', 'chunks', 'source tokens', 'cold: first answer TTFT (process)', 'cold: chunks encoded', 'whole-tree compress (process)', 'warm TTFT mixed (process)', 'warm TTFT arc (process)', 'warm TTFT mixed, long-lived process', 'same, watched (nothing changed)', 'peak RSS ask / compress', 'run'],
+      ['tree', 'files', 'chunks', 'source tokens', 'cold: first answer TTFT (process)', 'cold: chunks encoded', 'whole-tree compress (process)', 'warm TTFT mixed (process)', 'warm TTFT arc (process)', 'warm TTFT mixed, long-lived process', 'same, watched (nothing changed)', 'CLI session (ask --interactive)', 'peak RSS ask / compress', 'run'],
       rows,
     ),
   );
@@ -516,6 +516,8 @@ export function renderScalingRuns(runs: { file: string; result: BenchResult; sec
     if (lived.length > 1 && lived[0].targetMB === last[0].targetMB) out.push(ratioLine(', long-lived process (as the extension asks):', lived));
     const watched = last.flatMap((t) => (t.longLivedWatched ? [{ targetMB: t.targetMB, ms: longLivedTtft(t.longLivedWatched.ttftMs) }] : []));
     if (watched.length > 1 && watched[0].targetMB === last[0].targetMB) out.push(ratioLine(', long-lived process with change notifications, nothing changed between questions (as the extension asks):', watched));
+    const session = last.flatMap((t) => (t.session ? [{ targetMB: t.targetMB, ms: longLivedTtft(t.session.ttftMs) }] : []));
+    if (session.length > 1 && session[0].targetMB === last[0].targetMB) out.push(ratioLine(', the CLI\'s session (`ask --interactive`, one process, change notifications):', session));
   }
   out.push('');
   return out.join('\n');
@@ -523,7 +525,7 @@ export function renderScalingRuns(runs: { file: string; result: BenchResult; sec
 
 function scalingRow(t: ScalingTree): (string | number)[] {
   return 'skipped' in t
-    ? [`${t.targetMB} MB`, '–', '–', '–', t.skipped, '–', '–', '–', '–', '–', '–', '–']
+    ? [`${t.targetMB} MB`, '–', '–', '–', t.skipped, '–', '–', '–', '–', '–', '–', '–', '–']
     : [
         `${f(t.bytes / 1e6, 2)} MB`,
         t.files,
@@ -536,7 +538,8 @@ function scalingRow(t: ScalingTree): (string | number)[] {
         `${f(t.warmArc.ttftMs)} ms (${f(t.warmArc.wallMs)} ms)`,
         t.longLived ? `${f(longLivedTtft(t.longLived.ttftMs))} ms` : '–',
         t.longLivedWatched ? `${f(longLivedTtft(t.longLivedWatched.ttftMs))} ms` : '–',
-        `${f(Math.max(t.cold.maxRssMiB, t.warmMixed.maxRssMiB, t.warmArc.maxRssMiB))} / ${f(t.compress.maxRssMiB)} MiB`,
+        t.session ? `${f(longLivedTtft(t.session.ttftMs))} ms` : '–',
+        `${f(Math.max(t.cold.maxRssMiB, t.warmMixed.maxRssMiB, t.warmArc.maxRssMiB, t.session?.maxRssMiB ?? 0))} / ${f(t.compress.maxRssMiB)} MiB`,
       ];
 }
 
@@ -605,7 +608,7 @@ export function renderScaling(sc: ScalingSection): string {
   const out: string[] = ['## 6. Large repositories\n'];
   out.push(
     table(
-      ['tree', 'files', 'chunks', 'source tokens', 'cold: first answer TTFT (process)', 'cold: chunks encoded', 'whole-tree compress (process)', 'warm TTFT mixed (process)', 'warm TTFT arc (process)', 'warm TTFT mixed, long-lived process', 'same, watched (nothing changed)', 'peak RSS ask / compress'],
+      ['tree', 'files', 'chunks', 'source tokens', 'cold: first answer TTFT (process)', 'cold: chunks encoded', 'whole-tree compress (process)', 'warm TTFT mixed (process)', 'warm TTFT arc (process)', 'warm TTFT mixed, long-lived process', 'same, watched (nothing changed)', 'CLI session (ask --interactive)', 'peak RSS ask / compress'],
       sc.trees.map(scalingRow),
     ),
   );

@@ -9,7 +9,7 @@
 //            asks in its long-lived host (tree index kept in memory, code compiled).
 // Each run reports the time to first token from ask()'s start (stats.ttftMs), the process's
 // wall time (Node start + model load included) and its peak RSS (VmHWM at exit on Linux).
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { ArcModel } from '../src/core/api';
@@ -130,6 +130,44 @@ async function askRun(opts: ScalingOptions, root: string, cache: string, mode: s
   };
 }
 
+/**
+ * `arc-context ask --interactive --json` in one new process: `question` asked `times` times on its
+ * standard input, each after the previous answer came; ask()'s time to first token of each.
+ */
+function sessionRun(opts: ScalingOptions, root: string, cache: string, question: string, times: number): Promise<{ ttftMs: number[]; maxRssMiB: number }> {
+  return new Promise((resolve, reject) => {
+    const args = ['--require', PRELOAD, opts.cli, 'ask', '--interactive', '--model', opts.modelDir, '--provider', 'cpu', '--threads', String(opts.threads), '--root', root, '--cache', cache, '--mode', 'mixed', '--max-new-tokens', '1', '--json'];
+    const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'], signal: opts.signal });
+    const ttftMs: number[] = [];
+    let out = '';
+    let err = '';
+    const ask = () => child.stdin.write(`${question.replace(/\s+/g, ' ')}\n`);
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
+        const line = out.slice(0, nl);
+        out = out.slice(nl + 1);
+        const j = JSON.parse(line) as { stats?: { ttftMs: number }; error?: { message: string } };
+        if (!j.stats) {
+          child.kill();
+          return reject(new Error(`arc-context ask --interactive: ${j.error?.message ?? line}`));
+        }
+        ttftMs.push(round(j.stats.ttftMs));
+        if (ttftMs.length < times) ask();
+        else child.stdin.end();
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0 || ttftMs.length < times) return reject(new Error(`arc-context ask --interactive exited with ${code} after ${ttftMs.length} answers\n${err.slice(-2000)}`));
+      const m = /ARC_BENCH_MAXRSS_KB (\d+)/.exec(err);
+      resolve({ ttftMs, maxRssMiB: m ? round(Number(m[1]) / 1024) : NaN });
+    });
+    ask();
+  });
+}
+
 /** The run with the median time to first token (of an odd count; the lower middle otherwise). */
 export function medianRun(runs: readonly ScalingRun[]): ScalingRun {
   if (runs.length === 0) throw new Error('medianRun: no runs');
@@ -173,6 +211,9 @@ export async function runScaling(opts: ScalingOptions): Promise<ScalingSection> 
         const warmMixed = medianRun(mixedRuns);
         const warmArc = medianRun(arcRuns);
         opts.log(`scaling: ${mb} MB warm TTFT mixed ${mixedRuns.map((r) => r.ttftMs).join(', ')} ms, arc ${arcRuns.map((r) => r.ttftMs).join(', ')} ms (medians ${warmMixed.ttftMs} / ${warmArc.ttftMs} ms, peak RSS ${Math.max(...mixedRuns.map((r) => r.maxRssMiB), ...arcRuns.map((r) => r.maxRssMiB))} MiB)`);
+        // The CLI's session: one process, questions on standard input, change notifications.
+        const session = await sessionRun(opts, root, cache, question, LONG_LIVED_ASKS);
+        opts.log(`scaling: ${mb} MB CLI session (ask --interactive) TTFT mixed ${session.ttftMs.join(', ')} ms (median after the first ${round(longLivedTtft(session.ttftMs))} ms, peak RSS ${session.maxRssMiB} MiB)`);
         let longLived: { ttftMs: number[] } | undefined;
         let longLivedWatched: { ttftMs: number[] } | undefined;
         if (opts.model) {
@@ -212,6 +253,7 @@ export async function runScaling(opts: ScalingOptions): Promise<ScalingSection> 
           warmArc,
           ...(longLived ? { longLived } : {}),
           ...(longLivedWatched ? { longLivedWatched } : {}),
+          session,
         };
       }),
     );
@@ -223,11 +265,12 @@ export async function runScaling(opts: ScalingOptions): Promise<ScalingSection> 
     notes: [
       `Trees: .js/.ts/.py files of 200 B to 200 KB (no minified bundles) from ${opts.from.join(', ')}, in path order, copied until the size is reached.`,
       'Each run is a new `arc-context` process (`ask --json --max-new-tokens 1`, `compress --json`); TTFT is ask()\'s own figure (from the start of the pipeline, model load excluded), wall time is the whole process, peak RSS is the high-water mark of that process alone (VmHWM on Linux).',
-      `cold: empty cache and indexes; every file is tokenized and indexed, only the chosen chunks are encoded. compress: the whole tree afterwards (its files come from the chunk index). warm: a new process on the warm cache, ${WARM_RUNS} per mode (mixed and arc alternating), the median kept.`,
+      `cold: empty cache and indexes; every file is tokenized and indexed, only the chosen chunks are encoded. compress: the whole tree afterwards (a cold question on a large tree stores its files' lexicons, not their token ids: compression tokenizes again, in a worker thread beside the encoder). warm: a new process on the warm cache, ${WARM_RUNS} per mode (mixed and arc alternating), the median kept.`,
       ...(opts.model
         ? [`long-lived: the same question asked ${LONG_LIVED_ASKS} times in the bench's own process (mixed mode, ${opts.threads} thread(s)), as the extension asks in its long-lived host; the figure is the median of the asks after the first (which loads the tree index into the process). Every ask scans the tree (a stat per file) and checks it against the index.`,
             `long-lived, watched: the same again with change notifications (src/core/context/treeWatch.ts, @parcel/watcher), as the extension holds them: the first ask once the watch is established scans and is remembered; the following asks find that nothing under the tree changed and reuse that scan (a question after any change, or more than 5 minutes after the last scan, scans again: the long-lived figure). The figure is the median of the asks after the first.`]
         : []),
+      `CLI session: \`arc-context ask --interactive --json\` in one new process, the same question ${LONG_LIVED_ASKS} times on its standard input (mixed mode); the CLI holds change notifications as the extension does (the first two questions scan, the first while the watch is being set up; the rest reuse the second's scan while nothing changes). The figure is the median of the asks after the first; its peak RSS counts in the ask column.`,
       `Each tree is left ${RACY_MS + 100} ms after copying before its first question: files written within ${RACY_MS} ms of a scan are "racily clean" and read again by the next question (treeIndex.ts).`,
     ],
   };

@@ -314,6 +314,13 @@ export type ScalingTree =
        * Absent in runs made before it was measured or where no watcher loads.
        */
       longLivedWatched?: { ttftMs: number[] };
+      /**
+       * The CLI's own session (`arc-context ask --interactive --json`, one process): the same
+       * question LONG_LIVED_ASKS times on standard input, mixed mode; ask()'s time to first token
+       * of each, in order, and the process's peak RSS. The figure is the median of the asks after
+       * the first. Absent in runs made before it was measured.
+       */
+      session?: { ttftMs: number[]; maxRssMiB: number };
     };
 
 export interface ScalingSection {

@@ -9,6 +9,8 @@ export interface CommandIo {
   stderr: NodeJS.WritableStream;
   /** Fires on Ctrl-C. */
   signal?: AbortSignal;
+  /** Where `ask --interactive` reads questions (default: process.stdin). */
+  stdin?: NodeJS.ReadableStream;
 }
 
 export interface Command {

@@ -2,11 +2,13 @@
 // or about given files (--file alone: split in order, no cache), in mixed (the best-ranked code
 // as text, the rest compressed), arc (compressed), full (plain text) or none (closed book) mode.
 import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import type { AnswerMode, ArcModel, CompressedChunk, GenerateOptions, GenerationTimings } from '../core/api';
 import { planInOrder, planMixedFor } from '../core/context/plan';
 import { groupSizes } from '../core/encoder';
-import { ArcError, errorMessage } from '../core/errors';
+import { ArcError, errorMessage, isArcError } from '../core/errors';
+import { TreeWatch } from '../core/context/treeWatch';
 import { loadModel } from '../core/model';
 import { buildPrefix, compressedCoster, compressedHeaderIds, contextBudget, contextOrder, decoderTokenizer, fitCompressed, mixedTextBudget, quotableChunks, splitDocument, truncateTokens, type BuiltPrefix, type TruncationReport } from '../core/prompt';
 import { ask as askPipeline, mergeCitations } from '../core/ask';
@@ -16,6 +18,7 @@ import { ENGINE_OPTIONS, ENGINE_USAGE, engineFrom, withBackend } from './engineO
 import { MODEL_OPTIONS, TEXT_BUDGET_USAGE, UsageError, loadOptions, parse, parseIntOption, parseNumberOption, parseDecoding, parseTextBudget, type Command, type CommandIo } from './args';
 
 const usage = `Usage: arc-context ask [--root DIR ...] [--file F ...] [--mode mixed|arc|full|none] [--text-budget N] [--json] "question"
+       arc-context ask --root DIR ... --interactive [options]   (questions from standard input)
 Answer a question about a folder (--root: scanned, chunked, cached, selected) or given files.
 ${PIPELINE_MODEL_USAGE}
 ${ENGINE_USAGE}
@@ -30,7 +33,13 @@ ${TEXT_BUDGET_USAGE}
   --temperature T    0 (default) is greedy; above 0 samples
   --top-p P          nucleus sampling mass (with --temperature)
   --seed S           sampling seed
-  --json             print one JSON object with the answer and the figures instead of streaming`;
+  --json             print one JSON object with the answer and the figures instead of streaming
+  --interactive      with --root: a session; one question per line from standard input, each
+                     answered in turn by the model loaded once. The folder is watched for
+                     changes, so a question after the first rescans it only when something under
+                     it changed. With --json, one JSON object per line per question (a failed
+                     question gives {"question", "error": {"code", "message"}}). Ctrl-D ends the
+                     session; Ctrl-C ends it too, cancelling the answer under way (exit code 130)`;
 
 const MODES: readonly AnswerMode[] = ['mixed', 'arc', 'full', 'none'];
 
@@ -251,6 +260,7 @@ export const command: Command = {
         'text-budget': { type: 'string' },
         decoding: { type: 'string' },
         json: { type: 'boolean' },
+        interactive: { type: 'boolean' },
         'max-new-tokens': { type: 'string' },
         temperature: { type: 'string' },
         'top-p': { type: 'string' },
@@ -269,9 +279,12 @@ export const command: Command = {
     const textBudget = parseTextBudget(values['text-budget'], mode);
     const extractive = parseDecoding(values.decoding);
     const files = values.file ?? [];
+    if (values.interactive && roots.length === 0) throw new UsageError('--interactive needs --root (the folder the session asks about)');
     if (mode !== 'none' && files.length === 0 && roots.length === 0) throw new UsageError(`--root or --file is required in ${mode} mode`);
     const question = positionals.join(' ').trim();
-    if (!question) throw new UsageError('the question is missing (give it as the last argument, in quotes)');
+    if (values.interactive) {
+      if (question) throw new UsageError('with --interactive the questions come from standard input, one per line (no question argument)');
+    } else if (!question) throw new UsageError('the question is missing (give it as the last argument, in quotes)');
     const maxNew = parseIntOption(values['max-new-tokens'], '--max-new-tokens', 1);
     const temperature = parseNumberOption(values.temperature, '--temperature', 0, 10);
     const topP = parseNumberOption(values['top-p'], '--top-p', 0.01, 1);
@@ -292,6 +305,7 @@ export const command: Command = {
         const request: Parameters<typeof askPipeline>[1] = { question, mode, roots, sources, include: values.include, exclude: values.exclude, maxNewTokens: gen.maxNewTokens, temperature, topP };
         if (textBudget !== undefined) request.textBudget = textBudget;
         if (extractive !== undefined) request.extractive = extractive;
+        if (values.interactive) return await askSession(model, request, cacheDirFrom(values), io, values);
         return await askRoots(model, request, cacheDirFrom(values), io, values);
       }
       const result = await askFiles(model, mode, files, question, gen, (piece) => {
@@ -326,6 +340,7 @@ async function askRoots(
   cacheDir: string | null,
   io: CommandIo,
   flags: { json?: boolean; verbose?: boolean },
+  watch?: TreeWatch,
 ): Promise<number> {
   const bar = progressBar(io);
   let answer = '';
@@ -336,7 +351,7 @@ async function askRoots(
     bar.end();
     io.stderr.write(`arc-context: ${line}\n`);
   };
-  for await (const e of askPipeline(model, request, { signal: io.signal, cacheDir, ...(flags.verbose ? { log } : {}) })) {
+  for await (const e of askPipeline(model, request, { signal: io.signal, cacheDir, ...(flags.verbose ? { log } : {}), ...(watch ? { watch } : {}) })) {
     if (e.type === 'progress' && e.done !== undefined && e.total !== undefined) bar.update(e.done, e.total, e.stage);
     else if (e.type === 'skipped') skipped = describeSkipped(e);
     else if (e.type === 'selection' && e.leftOut.length > 0 && !flags.json) {
@@ -371,4 +386,51 @@ async function askRoots(
     );
   }
   return 0;
+}
+
+const PROMPT = 'arc> ';
+
+/**
+ * `ask --interactive`: questions from standard input, one per line, answered in turn by one
+ * model and one TreeWatch (src/core/context/treeWatch.ts), as the extension's long-lived host
+ * answers: after the first question a warm tree is rescanned only when something under a root
+ * changed. A failed question is reported and the session goes on; Ctrl-D ends it (exit 0, or 1
+ * when a question failed), Ctrl-C ends it and cancels the answer under way (exit 130).
+ */
+async function askSession(model: ArcModel, base: Parameters<typeof askPipeline>[1], cacheDir: string | null, io: CommandIo, flags: { json?: boolean; verbose?: boolean }): Promise<number> {
+  const input = io.stdin ?? process.stdin;
+  const prompt = (input as { isTTY?: boolean }).isTTY === true && !flags.json;
+  const watch = new TreeWatch({ log: flags.verbose ? (line) => io.stderr.write(`arc-context: ${line}\n`) : undefined });
+  const lines = createInterface({ input, terminal: false, crlfDelay: Infinity });
+  const stop = (): void => lines.close();
+  io.signal?.addEventListener('abort', stop, { once: true });
+  let failed = 0;
+  try {
+    if (prompt) io.stderr.write(PROMPT);
+    for await (const line of lines) {
+      const question = line.trim();
+      if (question !== '') {
+        try {
+          await askRoots(model, { ...base, question }, cacheDir, io, flags, watch);
+        } catch (e) {
+          if (io.signal?.aborted) break;
+          failed++;
+          const code = isArcError(e) ? e.code : 'internal';
+          if (flags.json) io.stdout.write(JSON.stringify({ question, error: { code, message: errorMessage(e) } }) + '\n');
+          else io.stderr.write(`arc-context ask: error [${code}]: ${errorMessage(e)}\n`);
+        }
+      }
+      if (io.signal?.aborted) break;
+      if (prompt) io.stderr.write(PROMPT);
+    }
+  } finally {
+    io.signal?.removeEventListener('abort', stop);
+    lines.close();
+    await watch.dispose();
+  }
+  if (io.signal?.aborted) {
+    if (prompt) io.stderr.write('\n');
+    return 130;
+  }
+  return failed > 0 ? 1 : 0;
 }

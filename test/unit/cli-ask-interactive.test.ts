@@ -1,0 +1,71 @@
+// `arc-context ask --interactive`: a session over one folder on the real tiny-arc package. One
+// question per line of standard input, each answered as a one-shot `ask --json` answers it; a
+// failed question is reported (a JSON error line) and the session goes on; end of input ends it.
+import assert from 'node:assert/strict';
+import { cpSync, mkdirSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { cli, cliSession } from './cli-helper';
+import { hasTinyArc, tempDir, TINY_ARC } from './pipeline-helpers';
+
+const skip = hasTinyArc() ? false : 'test/fixtures/tiny-arc is missing';
+const WORKSPACE = path.resolve(__dirname, '../fixtures/workspace-py');
+const QUESTIONS = ['Which file defines `render_report`?', 'What does `low_stock` return?'];
+const COMMON = ['--model', TINY_ARC, '--provider', 'cpu', '--threads', '1', '--max-new-tokens', '3', '--json'];
+
+/** Waits until the session has printed `n` lines. */
+async function linesOut(s: ReturnType<typeof cliSession>, n: number): Promise<string[]> {
+  for (let waited = 0; s.lines().length < n; waited += 20) {
+    if (waited > 120_000) throw new Error(`no answer after 2 minutes; stderr: ${s.err()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return s.lines();
+}
+
+test('ask --interactive answers each line as a one-shot ask does; a failed question is reported and the session goes on', { skip, timeout: 300_000 }, async () => {
+  const t = tempDir('ask-session');
+  try {
+    const root = path.join(t.dir, 'ws');
+    cpSync(WORKSPACE, root, { recursive: true });
+    const cache = path.join(t.dir, 'cache');
+    const oneShot = [];
+    for (const q of QUESTIONS) {
+      const r = await cli('ask', '--root', root, '--cache', cache, ...COMMON, q);
+      assert.equal(r.code, 0, r.err);
+      oneShot.push(JSON.parse(r.out) as { answer: string; citations: unknown[] });
+    }
+    const s = cliSession('ask', '--root', root, '--cache', cache, '--interactive', ...COMMON);
+    s.stdin.write(`${QUESTIONS[0]}\n\n   \n${QUESTIONS[1]}\n`); // blank lines are not questions
+    const [a, b] = (await linesOut(s, 2)).map((l) => JSON.parse(l) as { answer: string; citations: unknown[] });
+    assert.deepEqual([a.answer, a.citations], [oneShot[0].answer, oneShot[0].citations]);
+    assert.deepEqual([b.answer, b.citations], [oneShot[1].answer, oneShot[1].citations]);
+    // The folder emptied under the session: that question fails, the session does not.
+    rmSync(root, { recursive: true });
+    mkdirSync(root);
+    s.stdin.write(`${QUESTIONS[0]}\n`);
+    const failed = JSON.parse((await linesOut(s, 3))[2]) as { question: string; error: { code: string; message: string } };
+    assert.equal(failed.question, QUESTIONS[0]);
+    assert.equal(failed.error.code, 'no-sources', failed.error.message);
+    cpSync(WORKSPACE, root, { recursive: true });
+    s.stdin.write(`${QUESTIONS[1]}\n`);
+    const again = JSON.parse((await linesOut(s, 4))[3]) as { answer: string; citations: unknown[] };
+    assert.deepEqual([again.answer, again.citations], [oneShot[1].answer, oneShot[1].citations]);
+    s.stdin.end();
+    assert.equal(await s.done, 1, 'a question failed: exit code 1');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('ask --interactive needs --root and takes no question argument; an empty session exits 0', { skip }, async () => {
+  const noRoot = await cli('ask', '--interactive', ...COMMON);
+  assert.equal(noRoot.code, 2);
+  assert.match(noRoot.err, /--interactive needs --root/);
+  const withQuestion = await cli('ask', '--root', WORKSPACE, '--interactive', ...COMMON, QUESTIONS[0]);
+  assert.equal(withQuestion.code, 2);
+  assert.match(withQuestion.err, /from standard input/);
+  const s = cliSession('ask', '--root', WORKSPACE, '--interactive', '--no-cache', ...COMMON);
+  s.stdin.end();
+  assert.equal(await s.done, 0);
+  assert.deepEqual(s.lines(), []);
+});
