@@ -405,6 +405,8 @@ async function askSession(model: ArcModel, base: Parameters<typeof askPipeline>[
   const stop = (): void => lines.close();
   io.signal?.addEventListener('abort', stop, { once: true });
   let failed = 0;
+  // The watch starts being set up now, while the first question is typed (it is not waited for).
+  void watch.whenWatching(base.roots ?? []);
   try {
     if (prompt) io.stderr.write(PROMPT);
     for await (const line of lines) {

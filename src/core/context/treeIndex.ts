@@ -141,12 +141,24 @@ export function chunkCount(t: TreeIndexData): number {
 /** Offsets of the chunk table's fields (see CF). */
 const FIELD = { startLine: 0, endLine: 1, bodyStart: 2, bodyEnd: 3, tokens: 4, bodyLength: 5, file: 6 } as const;
 
-/** One field of every chunk, as a dense array (one strided pass over the chunk table). */
+const columns = new WeakMap<TreeIndexData, Map<keyof typeof FIELD, Uint32Array>>();
+
+/**
+ * One field of every chunk, as a dense array (one strided pass over the chunk table, made once per
+ * tree and field while the tree is held: a long-lived host asks many questions of one tree).
+ * Shared: the caller must not write into it.
+ */
 export function chunkColumn(t: TreeIndexData, field: keyof typeof FIELD): Uint32Array {
-  const n = chunkCount(t);
-  const out = new Uint32Array(n);
-  const c = t.chunks;
-  for (let i = 0, at = FIELD[field]; i < n; i++, at += CF) out[i] = c[at];
+  let byField = columns.get(t);
+  if (!byField) columns.set(t, (byField = new Map()));
+  let out = byField.get(field);
+  if (!out) {
+    const n = chunkCount(t);
+    out = new Uint32Array(n);
+    const c = t.chunks;
+    for (let i = 0, at = FIELD[field]; i < n; i++, at += CF) out[i] = c[at];
+    byField.set(field, out);
+  }
   return out;
 }
 
