@@ -2,8 +2,9 @@
 // nothing has touched since the last scan does not scan it again (a stat per file: about half of
 // a warm question's time on a 50 MB tree).
 //
-// Only a long-lived process (the extension host, the bench's long-lived runs) holds a TreeWatch
-// and passes it to ask() (AskOptions.watch); the CLI scans every time. The watcher
+// Only a long-lived process (the extension host, `arc-context ask --interactive`, the bench's
+// long-lived runs) holds a TreeWatch and passes it to ask() (AskOptions.watch); a one-shot `ask`
+// scans every time. The watcher
 // (@parcel/watcher, the N-API watcher VS Code itself uses: inotify, FSEvents,
 // ReadDirectoryChangesW) is used as a "nothing happened" oracle only: any event under a root,
 // whatever the file and whether or not the scan would keep it, ends the trust in every scan of
