@@ -33,12 +33,18 @@ export async function main(argv: string[], io: Omit<CommandIo, 'signal'> = { std
     return 2;
   }
   const controller = new AbortController();
-  const onSigint = (): void => controller.abort();
-  process.once('SIGINT', onSigint);
+  let handler: (() => boolean) | null = null;
+  // The first Ctrl-C the command does not handle cancels it; the next one ends the process.
+  const onSigint = (): void => {
+    if (handler?.()) return;
+    process.off('SIGINT', onSigint);
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
   const { command } = await entry.load();
   const { UsageError } = await import('./cli/args');
   try {
-    return await command.run(rest, { ...io, signal: controller.signal });
+    return await command.run(rest, { ...io, signal: controller.signal, onInterrupt: (h) => (handler = h) });
   } catch (e) {
     if (e instanceof UsageError) {
       io.stderr.write(`arc-context ${name}: ${e.message} (see arc-context ${name} --help)\n`);

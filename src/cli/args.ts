@@ -9,6 +9,11 @@ export interface CommandIo {
   stderr: NodeJS.WritableStream;
   /** Fires on Ctrl-C. */
   signal?: AbortSignal;
+  /**
+   * Sets (null: clears) what Ctrl-C does first: when `handler` returns true it has dealt with the
+   * interrupt (e.g. `ask --interactive` cancels the answer under way) and `signal` does not fire.
+   */
+  onInterrupt?: (handler: (() => boolean) | null) => void;
   /** Where `ask --interactive` reads questions (default: process.stdin). */
   stdin?: NodeJS.ReadableStream;
 }

@@ -38,8 +38,9 @@ ${TEXT_BUDGET_USAGE}
                      answered in turn by the model loaded once. The folder is watched for
                      changes, so a question after the first rescans it only when something under
                      it changed. With --json, one JSON object per line per question (a failed
-                     question gives {"question", "error": {"code", "message"}}). Ctrl-D ends the
-                     session; Ctrl-C ends it too, cancelling the answer under way (exit code 130)`;
+                     question gives {"question", "error": {"code", "message"}}). Ctrl-C cancels
+                     the answer under way (the session goes on) and, at the prompt, ends the
+                     session (exit code 130); Ctrl-D ends it too`;
 
 const MODES: readonly AnswerMode[] = ['mixed', 'arc', 'full', 'none'];
 
@@ -393,9 +394,10 @@ const PROMPT = 'arc> ';
 /**
  * `ask --interactive`: questions from standard input, one per line, answered in turn by one
  * model and one TreeWatch (src/core/context/treeWatch.ts), as the extension's long-lived host
- * answers: after the first question a warm tree is rescanned only when something under a root
- * changed. A failed question is reported and the session goes on; Ctrl-D ends it (exit 0, or 1
- * when a question failed), Ctrl-C ends it and cancels the answer under way (exit 130).
+ * answers: after the first questions a warm tree is rescanned only when something under a root
+ * changed. A failed question is reported and the session goes on. Ctrl-C while a question is
+ * being answered cancels that answer; at the prompt it ends the session (exit 130). End of input
+ * (Ctrl-D) ends it too (exit 0, or 1 when a question failed).
  */
 async function askSession(model: ArcModel, base: Parameters<typeof askPipeline>[1], cacheDir: string | null, io: CommandIo, flags: { json?: boolean; verbose?: boolean }): Promise<number> {
   const input = io.stdin ?? process.stdin;
@@ -404,6 +406,13 @@ async function askSession(model: ArcModel, base: Parameters<typeof askPipeline>[
   const lines = createInterface({ input, terminal: false, crlfDelay: Infinity });
   const stop = (): void => lines.close();
   io.signal?.addEventListener('abort', stop, { once: true });
+  // The answer under way, if any: Ctrl-C cancels it rather than the session.
+  let answering: AbortController | null = null;
+  io.onInterrupt?.(() => {
+    if (!answering) return false;
+    answering.abort();
+    return true;
+  });
   let failed = 0;
   // The watch starts being set up now, while the first question is typed (it is not waited for).
   void watch.whenWatching(base.roots ?? []);
@@ -412,20 +421,28 @@ async function askSession(model: ArcModel, base: Parameters<typeof askPipeline>[
     for await (const line of lines) {
       const question = line.trim();
       if (question !== '') {
+        const mine = new AbortController();
+        answering = mine;
         try {
-          await askRoots(model, { ...base, question }, cacheDir, io, flags, watch);
+          const signal = io.signal ? AbortSignal.any([io.signal, mine.signal]) : mine.signal;
+          await askRoots(model, { ...base, question }, cacheDir, { ...io, signal }, flags, watch);
         } catch (e) {
           if (io.signal?.aborted) break;
-          failed++;
-          const code = isArcError(e) ? e.code : 'internal';
-          if (flags.json) io.stdout.write(JSON.stringify({ question, error: { code, message: errorMessage(e) } }) + '\n');
-          else io.stderr.write(`arc-context ask: error [${code}]: ${errorMessage(e)}\n`);
+          const cancelled = mine.signal.aborted;
+          if (!cancelled) failed++;
+          const code = cancelled ? 'cancelled' : isArcError(e) ? e.code : 'internal';
+          const message = cancelled ? 'The answer was cancelled (Ctrl-C); the session goes on.' : errorMessage(e);
+          if (flags.json) io.stdout.write(JSON.stringify({ question, error: { code, message } }) + '\n');
+          else io.stderr.write(cancelled ? `\narc-context ask: ${message}\n` : `arc-context ask: error [${code}]: ${message}\n`);
+        } finally {
+          answering = null;
         }
       }
       if (io.signal?.aborted) break;
       if (prompt) io.stderr.write(PROMPT);
     }
   } finally {
+    io.onInterrupt?.(null);
     io.signal?.removeEventListener('abort', stop);
     lines.close();
     await watch.dispose();

@@ -69,3 +69,27 @@ test('ask --interactive needs --root and takes no question argument; an empty se
   assert.equal(await s.done, 0);
   assert.deepEqual(s.lines(), []);
 });
+
+/** Waits until `test` holds, polling. */
+async function until(test: () => boolean, what: () => string): Promise<void> {
+  for (let waited = 0; !test(); waited += 20) {
+    if (waited > 120_000) throw new Error(`timed out: ${what()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('ask --interactive: Ctrl-C cancels the answer under way and the session goes on; at the prompt it ends the session (130)', { skip, timeout: 300_000 }, async () => {
+  const streaming = ['--model', TINY_ARC, '--provider', 'cpu', '--threads', '1', '--max-new-tokens', '48', '--no-cache'];
+  const s = cliSession('ask', '--root', WORKSPACE, '--interactive', ...streaming);
+  // The first piece of the first answer: the answer is under way (what the CLI's SIGINT handler sees).
+  s.stdout.once('data', () => process.emit('SIGINT'));
+  s.stdin.write(`${QUESTIONS[0]}\n`);
+  await until(() => /cancelled/.test(s.err()), s.err);
+  const before = s.err().length;
+  s.stdin.write(`${QUESTIONS[1]}\n`);
+  // Answered in full: its citations follow it on standard error.
+  await until(() => /^ {2}\S+:\d+-\d+$/m.test(s.err().slice(before)), s.err);
+  assert.doesNotMatch(s.err().slice(before), /cancelled/);
+  process.emit('SIGINT'); // at the prompt
+  assert.equal(await s.done, 130);
+});

@@ -20,9 +20,9 @@ export async function cli(...argv: string[]): Promise<{ code: number; out: strin
 }
 
 /** The CLI run in-process with its standard input fed by the caller (`ask --interactive`). */
-export function cliSession(...argv: string[]): { stdin: PassThrough; lines: () => string[]; err: () => string; done: Promise<number> } {
+export function cliSession(...argv: string[]): { stdin: PassThrough; stdout: PassThrough; lines: () => string[]; err: () => string; done: Promise<number> } {
   const stdin = new PassThrough();
   const c = captured();
   const done = main(argv, { stdout: c.stdout, stderr: c.stderr, stdin });
-  return { stdin, lines: () => c.out().split('\n').filter((l) => l !== ''), err: c.err, done };
+  return { stdin, stdout: c.stdout, lines: () => c.out().split('\n').filter((l) => l !== ''), err: c.err, done };
 }
