@@ -34,10 +34,12 @@ export async function main(argv: string[], io: Omit<CommandIo, 'signal'> = { std
   }
   const controller = new AbortController();
   let handler: (() => boolean) | null = null;
-  // The first Ctrl-C the command does not handle cancels it; the next one ends the process.
+  // The first Ctrl-C the command does not handle cancels it; the next one ends the process. The
+  // listener stays until the command returns: a dependency's exit hook (signal-exit, through
+  // proper-lockfile) re-raises the signal, killing the process, when it finds no other listener.
   const onSigint = (): void => {
     if (handler?.()) return;
-    process.off('SIGINT', onSigint);
+    if (controller.signal.aborted) process.exit(130);
     controller.abort();
   };
   process.on('SIGINT', onSigint);
