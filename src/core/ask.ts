@@ -104,7 +104,7 @@ function describeSkips(skipped: SkipReport): string {
 type ContextMode = Exclude<AnswerMode, 'none'>;
 
 /** A chunk as planning sees it: everything but its token ids, and their count. */
-export type ChunkRef = Omit<Chunk, 'tokenIds'> & { tokens: number; file: number; headerTokens?: number };
+export type ChunkRef = Omit<Chunk, 'tokenIds'> & { tokens: number; file: number };
 
 /**
  * A question's chunks in document order, by index: dense columns of what planning and reporting
@@ -154,8 +154,8 @@ class ArrayRefs implements ChunkRefs {
   docAbsPath(k: number): string | undefined {
     return this.list[this.firstOf.get(k) as number].absPath;
   }
-  docHeaderTokens(k: number): number | undefined {
-    return this.list[this.firstOf.get(k) as number].headerTokens;
+  docHeaderTokens(): undefined {
+    return undefined; // no tree snapshot: headers are tokenized when costed
   }
 }
 
@@ -196,7 +196,7 @@ class TreeRefs implements ChunkRefs {
       const d = this.docs[k];
       let h = this.headers.get(k);
       if (h === undefined) this.headers.set(k, (h = this.header(d.path)));
-      r = new TreeRef(d.path, d.absPath, d.origin, this.startLine[i], this.endLine[i], this.tokens[i], k, i, this.tree, this.texts, h, d.headerTokens);
+      r = new TreeRef(d.path, d.absPath, d.origin, this.startLine[i], this.endLine[i], this.tokens[i], k, i, this.tree, this.texts, h);
       this.made.set(i, r);
     }
     return r;
@@ -297,8 +297,6 @@ class TreeRef {
     private readonly tree: TreeIndexData,
     private readonly texts: DocTexts,
     private readonly header: string,
-    /** Tokens of the rendered header (tree snapshot), -1 when not known. */
-    readonly headerTokens: number,
   ) {}
   get hash(): string {
     return chunkHash(this.tree, this.chunk);

@@ -8,7 +8,7 @@
 // loses nothing: the next one starts where it stopped.
 // No `vscode` import: progress and cancellation come in as plain callbacks and a signal.
 import type { ArcModel } from '../core/api';
-import { VectorCache } from '../core/context/cache';
+import { InFlight, VectorCache } from '../core/context/cache';
 import { hashText, type ChunkOptions } from '../core/context/chunker';
 import { openChunkIndex, type FileChunks } from '../core/context/chunkIndex';
 import { buildLexicon, LexicalIndex, lexicalIndexCap } from '../core/context/lexicalIndex';
@@ -37,8 +37,7 @@ const LEXICAL_CONCURRENCY = 16;
  * on them; at most LEXICAL_CONCURRENCY files' chunks are held meanwhile.
  */
 class LexiconFiller {
-  private readonly inFlight = new Set<Promise<void>>();
-  private failure: unknown = null;
+  private readonly inFlight = new InFlight(LEXICAL_CONCURRENCY);
 
   constructor(
     private readonly lexical: LexicalIndex,
@@ -47,37 +46,31 @@ class LexiconFiller {
 
   async add({ file, chunks }: FileChunks): Promise<void> {
     this.check();
-    const task = (async () => {
-      const key = this.lexical.key(file, this.chunkOpts, hashText(file.text));
-      if (await this.lexical.get(key, file)) return;
-      await this.lexical.put(key, file, buildLexicon(file, chunks));
-    })().then(
-      () => void this.inFlight.delete(task),
-      (e: unknown) => {
-        this.inFlight.delete(task);
-        this.failure ??= e;
-      },
+    await this.inFlight.add(
+      (async () => {
+        const key = this.lexical.key(file, this.chunkOpts, hashText(file.text));
+        if (await this.lexical.get(key, file)) return;
+        await this.lexical.put(key, file, buildLexicon(file, chunks));
+      })(),
     );
-    this.inFlight.add(task);
-    if (this.inFlight.size >= LEXICAL_CONCURRENCY) await Promise.race(this.inFlight);
     this.check();
   }
 
   /** Waits for the writes, then trims the index; throws what a file's entry failed with. */
   async finish(): Promise<void> {
-    await Promise.all(this.inFlight);
+    await this.inFlight.settled();
     await this.lexical.evictIfGrown();
     this.check();
   }
 
   /** After a failure or a cancellation: the writes started are finished (whole entries), then trimmed. */
   async abandon(): Promise<void> {
-    await Promise.all(this.inFlight);
+    await this.inFlight.settled();
     await this.lexical.evictIfGrown().catch(() => {});
   }
 
   private check(): void {
-    if (this.failure !== null) throw this.failure;
+    if (this.inFlight.failure !== null) throw this.inFlight.failure;
   }
 }
 

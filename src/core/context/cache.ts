@@ -218,11 +218,6 @@ const TMP_TAG = randomBytes(4).toString('hex');
 let tmpSeq = 0;
 
 /**
- * Writes a store entry (one buffer, or parts written in order) so that readers never see a
- * partial file: a uniquely named temp file beside it, then a rename over it (the temp file is
- * removed when that fails).
- */
-/**
  * False when a store entry certainly does not exist (a synchronous stat says so: microseconds,
  * where a failed read through libuv's pool costs a round trip); true when it may (read it).
  */
@@ -242,6 +237,11 @@ export function entryMayExist(file: string): boolean {
  */
 const SYNC_WRITE_MAX = 1 << 20;
 
+/**
+ * Writes a store entry (one buffer, or parts written in order) so that readers never see a
+ * partial file: a uniquely named temp file beside it, then a rename over it (the temp file is
+ * removed when that fails).
+ */
 export async function writeStoreEntry(file: string, buf: Buffer | Buffer[]): Promise<void> {
   const tmp = `${file}.${process.pid}.${TMP_TAG}${(tmpSeq++).toString(36)}.tmp`;
   const small = Buffer.isBuffer(buf) && buf.length <= SYNC_WRITE_MAX;
@@ -281,6 +281,31 @@ export async function writeStoreEntry(file: string, buf: Buffer | Buffer[]): Pro
   } catch (e) {
     await unlink(tmp).catch(() => {});
     throw e;
+  }
+}
+
+/**
+ * Store reads and writes left running while the caller goes on, at most `limit` at once: `add`
+ * waits only when that many are running. A task that rejects is dropped and its error kept
+ * (`failure`, the first one); `settled` waits for every task, whatever its outcome.
+ */
+export class InFlight {
+  private readonly tasks = new Set<Promise<void>>();
+  failure: unknown = null;
+  constructor(private readonly limit: number) {}
+  async add(task: Promise<void>): Promise<void> {
+    const t: Promise<void> = task.then(
+      () => void this.tasks.delete(t),
+      (e: unknown) => {
+        this.tasks.delete(t);
+        this.failure ??= e;
+      },
+    );
+    this.tasks.add(t);
+    if (this.tasks.size >= this.limit) await Promise.race(this.tasks);
+  }
+  async settled(): Promise<void> {
+    await Promise.all(this.tasks);
   }
 }
 

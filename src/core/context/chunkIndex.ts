@@ -19,7 +19,7 @@ import { Worker } from 'node:worker_threads';
 import type { ArcModel, TextTokenizer } from '../api';
 import { ArcError } from '../errors';
 import type { ArcErrorCode } from '../types';
-import { DEFAULT_CACHE_MAX_BYTES, ENTRY_CHECKSUM_OFFSET, ENTRY_HEADER_BYTES, entryChecksum, entryMayExist, evictStore, evictStoreIfGrown, isErrno, listStoreEntries, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
+import { DEFAULT_CACHE_MAX_BYTES, ENTRY_CHECKSUM_OFFSET, ENTRY_HEADER_BYTES, entryChecksum, entryMayExist, evictStore, InFlight, evictStoreIfGrown, isErrno, listStoreEntries, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
 import { HfTokenizer } from '../tokenizer';
 import { chunkFile, hashText, memoLookup, memoStore, renderHeader, type Chunk, type ChunkOptions } from './chunker';
 import type { SourceFile } from './sources';
@@ -284,8 +284,8 @@ export async function chunkFileIndexed(
   opts: ChunkOptions,
   index: ChunkIndex | null,
   remember = true,
-  /** When given, a new entry's write is added here instead of awaited (the caller awaits them). */
-  writes?: Set<Promise<void>>,
+  /** When given, a new entry's write is left running there instead of awaited (the caller settles them). */
+  writes?: InFlight,
 ): Promise<{ chunks: Chunk[]; from: 'memo' | 'index' | 'chunked' }> {
   const hit = memoLookup(f, tokenizer, opts);
   if (hit) return { chunks: hit, from: 'memo' };
@@ -293,13 +293,7 @@ export async function chunkFileIndexed(
   const from = chunks ? 'index' : 'chunked';
   if (!chunks) {
     chunks = chunkFile(f, tokenizer, opts);
-    if (index) {
-      const put = index.put(f, opts, chunks);
-      if (writes) {
-        const w: Promise<void> = put.then(() => void writes.delete(w));
-        writes.add(w);
-      } else await put;
-    }
+    if (index) await (writes ? writes.add(index.put(f, opts, chunks)) : index.put(f, opts, chunks));
   }
   if (remember) memoStore(f, tokenizer, opts, chunks);
   return { chunks: chunks.map((c) => ({ ...c, origin: f.origin, absPath: f.absPath })), from };

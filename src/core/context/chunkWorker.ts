@@ -7,10 +7,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ArcError, errorMessage } from '../errors';
 import { loadTokenizer, type HfTokenizer } from '../tokenizer';
 import { ChunkIndex, TRANSFER_KEY, chunkFileIndexed, encodeChunkEntry, type ChunkWorkerData, type FromChunkWorker, type ToChunkWorker } from './chunkIndex';
+import { InFlight } from './cache';
 import type { SourceFile } from './sources';
-
-/** Chunk index writes in flight at once. */
-const MAX_WRITES = 16;
 
 function send(m: FromChunkWorker, transfer: ArrayBuffer[] = []): void {
   parentPort?.postMessage(m, transfer);
@@ -46,7 +44,7 @@ async function main(): Promise<void> {
   const isStopped = (): boolean => stopped || Atomics.load(stop, 0) !== 0;
   // Chunk index writes go on while the next files are tokenized (a cold tree's thousands of
   // small files would otherwise wait for each write in turn), a bounded number at a time.
-  const writes = new Set<Promise<void>>();
+  const writes = new InFlight(16);
   for (;;) {
     // The shared flag is read between files even when no message can be delivered meanwhile.
     if (isStopped()) break;
@@ -58,7 +56,6 @@ async function main(): Promise<void> {
     }
     const file: SourceFile = { path: m.path, text: m.text, startLine: m.startLine, origin: 'workspace' };
     try {
-      if (writes.size >= MAX_WRITES) await Promise.race(writes);
       const { chunks, from } = await chunkFileIndexed(file, tokenizer, data.opts, index, false, writes);
       const entry = encodeChunkEntry(TRANSFER_KEY, file, chunks);
       // Buffer.alloc gives the entry its own ArrayBuffer, so it can move without a copy.
@@ -69,7 +66,7 @@ async function main(): Promise<void> {
       send({ type: 'error', seq: m.seq, message: e instanceof Error ? e.message : String(e), code: e instanceof ArcError ? e.code : undefined });
     }
   }
-  await Promise.all(writes);
+  await writes.settled();
   // As chunkFilesIndexed does after its files. Not after a stop, which should be prompt (as the
   // vector cache is not trimmed after a cancellation either): the next run that writes trims.
   if (index && !isStopped()) await index.evictIfGrown();

@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { readFile, unlink, utimes } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { TextTokenizer } from '../api';
-import { ENTRY_HEADER_BYTES, checkPayloadEntry, entryMayExist, evictStore, evictStoreIfGrown, isErrno, listStoreEntries, payloadEntryHeader, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
+import { ENTRY_HEADER_BYTES, checkPayloadEntry, entryMayExist, evictStore, InFlight, evictStoreIfGrown, isErrno, listStoreEntries, payloadEntryHeader, writeStoreEntry, type EvictResult, type StoreEntry } from './cache';
 import { hashText, type Chunk, type ChunkOptions } from './chunker';
 import { streamFileChunks, type ChunkIndex } from './chunkIndex';
 import { BM25_PATH_BOOST as PATH_BOOST, bm25, codeTerms } from './select';
@@ -446,7 +446,7 @@ export async function lexiconsFor(
   let chars = 0;
   for (const k of missing) chars += files[k].text.length;
   const large = chars >= workerFromChars;
-  const writes = new Set<Promise<void>>();
+  const writes = new InFlight(READ_CONCURRENCY);
   let m = 0;
   for await (const fc of streamFileChunks(
     missing.map((k) => files[k]),
@@ -459,14 +459,12 @@ export async function lexiconsFor(
     const k = missing[m++];
     const lexicon = buildLexicon(fc.file, fc.chunks);
     // Entry writes overlap too, a bounded number at a time (put logs a failed write, never throws).
-    const w: Promise<void> = index.put(keys[k], fc.file, lexicon).then(() => void writes.delete(w));
-    writes.add(w);
-    if (writes.size >= READ_CONCURRENCY) await Promise.race(writes);
+    await writes.add(index.put(keys[k], fc.file, lexicon));
     res.indexed++;
     intern(lexicon);
     out[k] = { path: fc.file.path, lexicon };
   }
-  await Promise.all(writes);
+  await writes.settled();
   res.files = signal?.aborted ? out.filter((x) => x !== undefined) : out;
   if (chunkIndex) await chunkIndex.evictIfGrown();
   await index.evictIfGrown();
